@@ -1,0 +1,199 @@
+//! The system function: `GET /health` (component health, overall status and score) and
+//! `GET /version` (what is deployed).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use jarvis_shared::AppState;
+use jarvis_shared::health::{HealthReport, Status};
+use jarvis_shared::http::Json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The function's routes with their OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(version))
+}
+
+/// The function's routes.
+pub fn routes() -> axum::Router<AppState> {
+    api().into()
+}
+
+/// Health of every registered component, folded into a status and a 0–100 score.
+///
+/// Answers 200 while the system can serve (`ok` or `degraded`) and 503 when it is `down`,
+/// so load balancers and uptime checks can act on the status code alone.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "system",
+    responses(
+        (status = 200, description = "Serving", body = HealthReport),
+        (status = 503, description = "A critical component is down", body = HealthReport),
+    )
+)]
+#[tracing::instrument(skip(state))]
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let report = state.health.report().await;
+    let status = match report.status {
+        Status::Ok | Status::Degraded => StatusCode::OK,
+        Status::Down => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(report))
+}
+
+/// What `/version` answers.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// Product name.
+    pub name: String,
+    /// Crate version.
+    pub version: String,
+    /// Git revision the binary was built from, when known at build time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_revision: Option<String>,
+}
+
+/// The version of the running build.
+#[utoipa::path(
+    get,
+    path = "/version",
+    tag = "system",
+    responses((status = 200, description = "The running build", body = VersionInfo))
+)]
+async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo {
+        name: "jarvis".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_revision: option_env!("JARVIS_GIT_REVISION").map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use jarvis_shared::Config;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    #[derive(Debug)]
+    struct DownStore;
+
+    #[async_trait::async_trait]
+    impl jarvis_shared::store::Store for DownStore {
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+        async fn ping(&self) -> Result<(), jarvis_shared::store::StoreError> {
+            Err(jarvis_shared::store::StoreError::Unavailable(
+                "connection refused".into(),
+            ))
+        }
+    }
+
+    async fn app_on_temp_store() -> (axum::Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::from_vars([("JARVIS_DATA_DIR", dir.path().to_string_lossy())])
+            .expect("config");
+        let state = AppState::from_config(config).await.expect("state");
+        (jarvis_shared::http::app(routes(), state), dir)
+    }
+
+    async fn get(app: axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json body"))
+    }
+
+    #[tokio::test]
+    async fn health_reports_the_store_component() {
+        let (app, _dir) = app_on_temp_store().await;
+        let (status, body) = get(app, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["score"], 100);
+        let store = &body["components"][0];
+        assert_eq!(store["name"], "store");
+        assert_eq!(store["status"], "ok");
+        assert_eq!(store["details"]["backend"], "libsql");
+        assert_eq!(store["details"]["reachable"], true);
+        assert!(store["latency_ms"].as_f64().is_some());
+    }
+
+    #[tokio::test]
+    async fn health_is_503_when_the_store_is_down() {
+        let config = Config::from_vars(Vec::<(String, String)>::new()).expect("config");
+        let state = AppState::with_store(config, Arc::new(DownStore));
+        let app = jarvis_shared::http::app(routes(), state);
+        let (status, body) = get(app, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "down");
+        assert_eq!(body["score"], 0);
+        assert_eq!(body["components"][0]["details"]["reachable"], false);
+        assert!(!body.to_string().contains("connection refused"));
+    }
+
+    #[tokio::test]
+    async fn version_reports_the_crate_version() {
+        let (app, _dir) = app_on_temp_store().await;
+        let (status, body) = get(app, "/version").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["name"], "jarvis");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[tokio::test]
+    async fn unknown_route_gets_the_404_envelope_with_the_request_id() {
+        let (app, _dir) = app_on_temp_store().await;
+        let response = app
+            .oneshot(Request::get("/nope").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let header_id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(body["error"]["request_id"], header_id.as_str());
+    }
+
+    #[tokio::test]
+    async fn wrong_method_gets_the_405_envelope() {
+        let (app, _dir) = app_on_temp_store().await;
+        let response = app
+            .oneshot(
+                Request::post("/health")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+
+    #[tokio::test]
+    async fn responses_carry_security_headers() {
+        let (app, _dir) = app_on_temp_store().await;
+        let response = app
+            .oneshot(Request::get("/version").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+    }
+}

@@ -1,0 +1,149 @@
+//! The local gateway: every Jarvis function's router on one address, over an embedded libSQL
+//! file, with no AWS account.
+//!
+//! [`functions`] is the one list of functions the gateway hosts. [`Gateway`] owns what a
+//! running host needs and runs its parts until shutdown; later parts (the WebSocket API
+//! emulation, scheduled jobs, sync) join [`Gateway::run`] beside the HTTP server, sharing the
+//! same state and the same shutdown signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::routing::get;
+use jarvis_shared::http::{Json, app};
+use jarvis_shared::state::StartupError;
+use jarvis_shared::{AppState, Config};
+use tokio::net::TcpListener;
+use utoipa::openapi::InfoBuilder;
+use utoipa_axum::router::OpenApiRouter;
+
+/// A function the gateway hosts: the name of its Lambda binary and its routes.
+pub struct Function {
+    /// The function's binary name, as in `template.yaml` and the `cargo lambda watch` table.
+    pub name: &'static str,
+    /// Its routes with their OpenAPI description.
+    pub api: OpenApiRouter<AppState>,
+}
+
+/// Every function the gateway hosts.
+pub fn functions() -> Vec<Function> {
+    vec![Function {
+        name: "system",
+        api: jarvis_system::api(),
+    }]
+}
+
+/// The gateway's own route serving the merged OpenAPI document (local only: on AWS each
+/// function is deployed on its own).
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// Options of a gateway run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Directory holding the embedded database (created if missing).
+    pub data_dir: PathBuf,
+}
+
+/// A bound, ready-to-run gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    router: axum::Router,
+    config: Config,
+}
+
+impl Gateway {
+    /// Opens the store under `options.data_dir` and binds `options.addr`.
+    pub async fn bind(config: Config, options: &Options) -> Result<Self, GatewayError> {
+        let config = config.with_data_dir(&options.data_dir);
+        let state = AppState::from_config(config.clone()).await?;
+        let merged = functions()
+            .into_iter()
+            .fold(OpenApiRouter::new(), |all, function| all.merge(function.api));
+        let (routes, mut openapi) = merged.split_for_parts();
+        openapi.info = InfoBuilder::new()
+            .title("Jarvis")
+            .version(env!("CARGO_PKG_VERSION"))
+            .description(Some(
+                "Personal AI assistant platform: every function's HTTP routes.",
+            ))
+            .build();
+        let routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
+        let listener = TcpListener::bind(options.addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: options.addr,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            router: app(routes, state),
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, GatewayError> {
+        self.listener.local_addr().map_err(GatewayError::Serve)
+    }
+
+    /// The configuration the gateway runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(GatewayError::Serve)
+    }
+}
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Configuration, store or telemetry setup failed.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

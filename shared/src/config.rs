@@ -1,0 +1,269 @@
+//! Typed configuration, read once at startup from the environment.
+//!
+//! Every setting has one variable, a documented default and a parser; a missing or invalid
+//! value is a [`ConfigError`] naming the variable, never a panic. The reader takes any
+//! iterator of `(name, value)` pairs so tests pass a map instead of touching the process
+//! environment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Name of the embedded libSQL database file inside the data directory.
+pub const DATABASE_FILE: &str = "jarvis.db";
+
+/// A configuration variable that is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration variable {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it, without echoing its value.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            variable,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the process runs: decides defaults such as the log format and the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// Inside an AWS Lambda sandbox (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    Lambda,
+    /// Anywhere else: `jarvis-local`, tests, `cargo lambda watch`.
+    Local,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (CloudWatch-friendly).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Which store backend keeps the documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// An embedded libSQL database file.
+    Libsql {
+        /// Path of the database file.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Libsql { path } => write!(f, "libsql file {}", path.display()),
+        }
+    }
+}
+
+/// The whole configuration of a Jarvis process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the process runs.
+    pub host: Host,
+    /// Directory for local state (the embedded database lives here).
+    pub data_dir: PathBuf,
+    /// The store backend and its location.
+    pub store: StoreConfig,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info` or `jarvis_shared=debug,info`.
+    pub log_filter: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Default largest request body: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| {
+            // Variables that are not valid UTF-8 cannot be ours; a value of ours that is not
+            // UTF-8 is reported by name below.
+            let key = k.into_string().ok()?;
+            Some((key, v.into_string().unwrap_or_else(|_| "\u{FFFD}".into())))
+        }))
+    }
+
+    /// Reads the configuration from `(name, value)` pairs.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let get = |name: &'static str| -> Result<Option<&str>, ConfigError> {
+            match vars.get(name).map(String::as_str) {
+                None => Ok(None),
+                Some(v) if v.contains('\u{FFFD}') => {
+                    Err(ConfigError::new(name, "is not valid UTF-8"))
+                }
+                Some(v) if v.trim().is_empty() => Ok(None),
+                Some(v) => Ok(Some(v.trim())),
+            }
+        };
+
+        let host = if get("AWS_LAMBDA_FUNCTION_NAME")?.is_some() {
+            Host::Lambda
+        } else {
+            Host::Local
+        };
+
+        let data_dir = match get("JARVIS_DATA_DIR")? {
+            Some(dir) => PathBuf::from(dir),
+            // The only writable place in a Lambda sandbox.
+            None if host == Host::Lambda => PathBuf::from("/tmp/jarvis"),
+            None => PathBuf::from(".jarvis"),
+        };
+
+        let store = match get("JARVIS_STORE")?.unwrap_or("libsql") {
+            "libsql" => StoreConfig::Libsql {
+                path: data_dir.join(DATABASE_FILE),
+            },
+            other => {
+                return Err(ConfigError::new(
+                    "JARVIS_STORE",
+                    format!("unknown backend {other:?}; expected \"libsql\""),
+                ));
+            }
+        };
+
+        let log_format = match get("JARVIS_LOG_FORMAT")? {
+            None if host == Host::Lambda => LogFormat::Json,
+            None => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "JARVIS_LOG_FORMAT",
+                    "expected \"json\" or \"text\"",
+                ));
+            }
+        };
+
+        let log_filter = match get("JARVIS_LOG")? {
+            Some(filter) => filter.to_owned(),
+            None => get("RUST_LOG")?.unwrap_or("info").to_owned(),
+        };
+
+        let max_body_bytes = match get("JARVIS_MAX_BODY_BYTES")? {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "JARVIS_MAX_BODY_BYTES",
+                        "expected a positive number of bytes",
+                    ));
+                }
+            },
+        };
+
+        Ok(Self {
+            host,
+            data_dir,
+            store,
+            log_format,
+            log_filter,
+            max_body_bytes,
+        })
+    }
+
+    /// Moves the data directory (and the embedded database inside it) elsewhere.
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        match &mut self.store {
+            StoreConfig::Libsql { path } => *path = self.data_dir.join(DATABASE_FILE),
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_suit_a_laptop() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.host, Host::Local);
+        assert_eq!(c.data_dir, PathBuf::from(".jarvis"));
+        assert_eq!(
+            c.store,
+            StoreConfig::Libsql {
+                path: PathBuf::from(".jarvis/jarvis.db")
+            }
+        );
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.log_filter, "info");
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn lambda_sandbox_logs_json_and_keeps_data_in_tmp() {
+        let c = config(&[("AWS_LAMBDA_FUNCTION_NAME", "jarvis-system")]).expect("valid");
+        assert_eq!(c.host, Host::Lambda);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/jarvis"));
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        let cases = [
+            ("JARVIS_STORE", "mongodb"),
+            ("JARVIS_LOG_FORMAT", "xml"),
+            ("JARVIS_MAX_BODY_BYTES", "-1"),
+            ("JARVIS_MAX_BODY_BYTES", "0"),
+        ];
+        for (name, value) in cases {
+            let err = config(&[(name, value)]).expect_err("must be rejected");
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn error_does_not_echo_the_value() {
+        let err = config(&[("JARVIS_LOG_FORMAT", "s3cr3t-looking-value")]).expect_err("invalid");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn blank_values_fall_back_to_defaults() {
+        let c = config(&[("JARVIS_DATA_DIR", "  "), ("JARVIS_LOG", "")]).expect("valid");
+        assert_eq!(c.data_dir, PathBuf::from(".jarvis"));
+        assert_eq!(c.log_filter, "info");
+    }
+
+    #[test]
+    fn moving_the_data_dir_moves_the_database() {
+        let c = config(&[]).expect("valid").with_data_dir("/var/lib/jarvis");
+        assert_eq!(
+            c.store,
+            StoreConfig::Libsql {
+                path: PathBuf::from("/var/lib/jarvis/jarvis.db")
+            }
+        );
+    }
+}

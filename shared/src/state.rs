@@ -1,0 +1,52 @@
+//! What every handler receives: the configuration and the services built from it, each
+//! behind a trait so tests can substitute their own.
+
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::health::HealthRegistry;
+use crate::store::{self, Store, StoreError, StoreHealth};
+
+/// Why the process could not start. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A configuration variable is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Logging could not be set up.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
+}
+
+/// Shared state of a Jarvis application, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The configuration the process started with.
+    pub config: Arc<Config>,
+    /// The document store.
+    pub store: Arc<dyn Store>,
+    /// The components `/health` reports on.
+    pub health: Arc<HealthRegistry>,
+}
+
+impl AppState {
+    /// Builds the state from configuration: opens the store and registers its health check.
+    pub async fn from_config(config: Config) -> Result<Self, StartupError> {
+        let store = store::open(&config.store).await?;
+        Ok(Self::with_store(config, store))
+    }
+
+    /// Builds the state around an already opened store.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Self {
+        let mut health = HealthRegistry::default();
+        health.register(Arc::new(StoreHealth(Arc::clone(&store))));
+        Self {
+            config: Arc::new(config),
+            store,
+            health: Arc::new(health),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Helpers shared by the workspace-level tests: where the workspace is, and a handle on a
+//! real `jarvis-local` process started on a free port.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// Builds `jarvis-local` once per test binary (a no-op when it is fresh) and returns the
+/// path of the executable, wherever the target directory is.
+pub fn jarvis_local_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let output = Command::new(cargo)
+                .current_dir(workspace_root())
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "jarvis-local",
+                    "--bin",
+                    "jarvis-local",
+                    "--message-format=json",
+                ])
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("cargo can be run");
+            assert!(output.status.success(), "building jarvis-local failed");
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|msg| msg["reason"] == "compiler-artifact")
+                .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+                .find(|path| path.file_stem().is_some_and(|s| s == "jarvis-local"))
+                .expect("cargo reported the jarvis-local executable")
+        })
+        .clone()
+}
+
+/// A running `jarvis-local` process.
+pub struct LocalNode {
+    child: Child,
+    base_url: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl LocalNode {
+    /// Starts `jarvis-local` on a free loopback port with `data_dir`, plus extra environment,
+    /// and waits until it announces its address.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(jarvis_local_binary());
+        command
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("JARVIS_ADDR")
+            .env_remove("JARVIS_DATA_DIR")
+            .env("JARVIS_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("jarvis-local starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        if let Some(mut stderr) = child.stderr.take() {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut logs) = logs.lock() {
+                        logs.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut announced = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !announced && let Some(url) = line.split("listening on ").nth(1) {
+                    announced = true;
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let base_url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
+                panic!("jarvis-local did not announce its address; logs:\n{logs}");
+            }
+        };
+        Self {
+            child,
+            base_url,
+            logs,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// What the process has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (up to 20 s) for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill can be run");
+        assert!(status.success(), "SIGTERM could not be sent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.child.try_wait().expect("wait on child") {
+                Some(status) => return status,
+                None if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    panic!("jarvis-local did not stop within 20 s of SIGTERM");
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

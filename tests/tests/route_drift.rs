@@ -1,0 +1,203 @@
+//! The routes in `template.yaml`, the `cargo lambda watch` router table in the workspace
+//! `Cargo.toml` and the functions' own routers must agree, route by route and function by
+//! function. A route added in one place only fails this test.
+
+use std::collections::BTreeSet;
+
+use jarvis_tests::workspace_root;
+use serde_norway::Value as Yaml;
+
+/// `(METHOD, path, function binary)`
+type Route = (String, String, String);
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(workspace_root().join(path)).expect("workspace file readable")
+}
+
+/// Routes declared as `HttpApi` events of `AWS::Serverless::Function` resources.
+fn template_routes(template: &str) -> BTreeSet<Route> {
+    let doc: Yaml = serde_norway::from_str(template).expect("template.yaml parses");
+    let resources = doc["Resources"].as_mapping().expect("Resources mapping");
+    let mut routes = BTreeSet::new();
+    for (_, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let function = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("every function names its Binary in Metadata.BuildProperties")
+            .to_owned();
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, event) in events {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let props = &event["Properties"];
+            let method = props["Method"].as_str().expect("Method").to_uppercase();
+            let path = props["Path"].as_str().expect("Path").to_owned();
+            routes.insert((method, path, function.clone()));
+        }
+    }
+    routes
+}
+
+/// Routes of `[workspace.metadata.lambda.watch.router]`, in its per-method form.
+fn watch_routes(cargo_toml: &str) -> BTreeSet<Route> {
+    let doc: toml::Table = toml::from_str(cargo_toml).expect("Cargo.toml parses");
+    let router = doc["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("router table");
+    let mut routes = BTreeSet::new();
+    for (path, target) in router {
+        let entries = target
+            .as_array()
+            .expect("routes are listed per method: [{ method, function }]");
+        for entry in entries {
+            let method = entry["method"].as_str().expect("method").to_uppercase();
+            let function = entry["function"].as_str().expect("function").to_owned();
+            routes.insert((method, path.clone(), function));
+        }
+    }
+    routes
+}
+
+/// Routes the functions' own routers serve, from the OpenAPI documents they generate.
+fn function_routes() -> BTreeSet<Route> {
+    let mut routes = BTreeSet::new();
+    for function in jarvis_local::functions() {
+        let doc = serde_json::to_value(function.api.into_openapi()).expect("openapi JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            let item = item.as_object().expect("path item");
+            for method in ["get", "post", "put", "patch", "delete", "head", "options"] {
+                if item.contains_key(method) {
+                    routes.insert((
+                        method.to_uppercase(),
+                        path.clone(),
+                        function.name.to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    routes
+}
+
+/// Every disagreement between the three sources, one line each.
+fn drift(
+    template: &BTreeSet<Route>,
+    watch: &BTreeSet<Route>,
+    functions: &BTreeSet<Route>,
+) -> Vec<String> {
+    let all: BTreeSet<&Route> = template.iter().chain(watch).chain(functions).collect();
+    let mut problems = Vec::new();
+    for route in all {
+        let missing: Vec<&str> = [
+            ("template.yaml", template),
+            ("the cargo lambda watch router in Cargo.toml", watch),
+            ("the functions' routers", functions),
+        ]
+        .into_iter()
+        .filter(|(_, set)| !set.contains(route))
+        .map(|(name, _)| name)
+        .collect();
+        if !missing.is_empty() {
+            let (method, path, function) = route;
+            problems.push(format!(
+                "{method} {path} -> {function} is missing from {}",
+                missing.join(" and ")
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn routes_agree_across_template_watch_router_and_functions() {
+    let template = template_routes(&read("template.yaml"));
+    let watch = watch_routes(&read("Cargo.toml"));
+    let functions = function_routes();
+    assert!(!functions.is_empty(), "the functions serve routes");
+    let problems = drift(&template, &watch, &functions);
+    assert!(problems.is_empty(), "route drift:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_route_added_only_to_the_template_is_reported() {
+    let template = read("template.yaml").replace(
+        "            Path: /version\n",
+        "            Path: /version-2\n",
+    );
+    let problems = drift(
+        &template_routes(&template),
+        &watch_routes(&read("Cargo.toml")),
+        &function_routes(),
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("GET /version-2 -> system") && p.contains("Cargo.toml")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("GET /version -> system") && p.contains("template.yaml")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_route_added_only_to_a_function_is_reported() {
+    let mut functions = function_routes();
+    functions.insert(("POST".into(), "/health".into(), "system".into()));
+    let problems = drift(
+        &template_routes(&read("template.yaml")),
+        &watch_routes(&read("Cargo.toml")),
+        &functions,
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("POST /health"), "{problems:?}");
+}
+
+#[test]
+fn a_route_mapped_to_another_function_in_the_watch_router_is_reported() {
+    let cargo = read("Cargo.toml").replace(
+        r#""/version" = [{ method = "GET", function = "system" }]"#,
+        r#""/version" = [{ method = "GET", function = "archive" }]"#,
+    );
+    let problems = drift(
+        &template_routes(&read("template.yaml")),
+        &watch_routes(&cargo),
+        &function_routes(),
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn every_template_function_builds_the_binary_it_names() {
+    let doc: Yaml = serde_norway::from_str(&read("template.yaml")).expect("parses");
+    for (name, resource) in doc["Resources"].as_mapping().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        assert_eq!(
+            resource["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name:?}"
+        );
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("Binary");
+        let code_uri = resource["Properties"]["CodeUri"].as_str().expect("CodeUri");
+        let manifest = read(&format!("{code_uri}/Cargo.toml"));
+        let manifest: toml::Table = toml::from_str(&manifest).expect("crate manifest parses");
+        let bins = manifest["bin"].as_array().expect("[[bin]] declared");
+        assert!(
+            bins.iter().any(|b| b["name"].as_str() == Some(binary)),
+            "{code_uri} builds no binary named {binary}"
+        );
+    }
+}
