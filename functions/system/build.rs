@@ -24,7 +24,9 @@ fn main() {
         println!("cargo:rustc-env=JARVIS_GIT_REVISION={revision}");
     }
     // Rebuild when HEAD moves (checkout or commit).
-    if let Ok(output) = Command::new("git").args(["rev-parse", "--git-dir"]).output()
+    if let Ok(output) = Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .output()
         && output.status.success()
     {
         let git_dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();

@@ -174,10 +174,7 @@ impl HealthRegistry {
                 let started = Instant::now();
                 let finding = match tokio::time::timeout(timeout, check.check()).await {
                     Ok(finding) => finding,
-                    Err(_) => Finding::down(format!(
-                        "no answer within {} ms",
-                        timeout.as_millis()
-                    )),
+                    Err(_) => Finding::down(format!("no answer within {} ms", timeout.as_millis())),
                 };
                 ComponentReport {
                     name: check.name().to_owned(),
@@ -207,7 +204,10 @@ pub fn fold(components: Vec<ComponentReport>) -> HealthReport {
     let score = if total_weight == 0 {
         100
     } else {
-        let points: u32 = components.iter().map(|c| c.status.points() * weight(c)).sum();
+        let points: u32 = components
+            .iter()
+            .map(|c| c.status.points() * weight(c))
+            .sum();
         // Rounded to the nearest integer; at most 100 by construction.
         u8::try_from((points + total_weight / 2) / total_weight).unwrap_or(100)
     };

@@ -9,7 +9,11 @@ async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
     let node = LocalNode::start(&data_dir.path().join("data"), &[]);
     let client = reqwest::Client::new();
 
-    let response = client.get(node.url("/health")).send().await.expect("GET /health");
+    let response = client
+        .get(node.url("/health"))
+        .send()
+        .await
+        .expect("GET /health");
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]

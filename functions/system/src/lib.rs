@@ -98,8 +98,8 @@ mod tests {
 
     async fn app_on_temp_store() -> (axum::Router, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::from_vars([("JARVIS_DATA_DIR", dir.path().to_string_lossy())])
-            .expect("config");
+        let config =
+            Config::from_vars([("JARVIS_DATA_DIR", dir.path().to_string_lossy())]).expect("config");
         let state = AppState::from_config(config).await.expect("state");
         (jarvis_shared::http::app(routes(), state), dir)
     }
@@ -190,7 +190,11 @@ mod tests {
     async fn responses_carry_security_headers() {
         let (app, _dir) = app_on_temp_store().await;
         let response = app
-            .oneshot(Request::get("/version").body(Body::empty()).expect("request"))
+            .oneshot(
+                Request::get("/version")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
             .await
             .expect("infallible");
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");

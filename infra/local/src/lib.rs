@@ -60,7 +60,9 @@ impl Gateway {
         let state = AppState::from_config(config.clone()).await?;
         let merged = functions()
             .into_iter()
-            .fold(OpenApiRouter::new(), |all, function| all.merge(function.api));
+            .fold(OpenApiRouter::new(), |all, function| {
+                all.merge(function.api)
+            });
         let (routes, mut openapi) = merged.split_for_parts();
         openapi.info = InfoBuilder::new()
             .title("Jarvis")
@@ -70,12 +72,13 @@ impl Gateway {
             ))
             .build();
         let routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
-        let listener = TcpListener::bind(options.addr)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                addr: options.addr,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.addr)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: options.addr,
+                    source,
+                })?;
         Ok(Self {
             listener,
             router: app(routes, state),
