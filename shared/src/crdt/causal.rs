@@ -275,7 +275,8 @@ impl CausalContext {
 #[serde(deny_unknown_fields)]
 struct ContextRepr {
     vv: Vec<(ReplicaId, u64)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Always written: binary formats have no field names to skip by.
+    #[serde(default)]
     cloud: Vec<Dot>,
 }
 

@@ -103,6 +103,11 @@ impl<E: Hash + Eq + Clone> OrSet<E> {
         self.entries.contains_key(element)
     }
 
+    /// The dots of the adds that keep `element` present.
+    pub fn dots(&self, element: &E) -> Option<&[Dot]> {
+        self.entries.get(element).map(|d| d.as_slice())
+    }
+
     /// The present elements, in no particular order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &E> {
         self.entries.keys()

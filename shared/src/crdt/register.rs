@@ -147,6 +147,11 @@ impl<T: Clone> MvRegister<T> {
         self.values.iter().map(|(_, v)| v)
     }
 
+    /// The current values with the dots of the writes that made them.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (&Dot, &T)> {
+        self.values.iter().map(|(d, v)| (d, v))
+    }
+
     /// Whether concurrent writes are waiting to be resolved.
     pub fn is_conflicted(&self) -> bool {
         self.values.len() > 1

@@ -1,0 +1,150 @@
+//! Golden files pin both encodings of every CRDT type: a change to the stored bytes or to
+//! the JSON form fails here, and old files must keep decoding to the same states.
+//!
+//! After an intended format change (with a new format version), regenerate with
+//! `JARVIS_BLESS=1 cargo test -p jarvis-shared --test crdt_golden`.
+
+use std::path::PathBuf;
+
+use jarvis_shared::crdt::{
+    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, ReplicaId, Timestamp,
+};
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn eu() -> ReplicaId {
+    ReplicaId::from_name("eu-west-1")
+}
+
+fn laptop() -> ReplicaId {
+    ReplicaId::from_name("laptop")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .chunks(32)
+        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn check<T: Codec + PartialEq + std::fmt::Debug>(name: &str, state: &T) {
+    let bin_path = golden_dir().join(format!("{name}.hex"));
+    let json_path = golden_dir().join(format!("{name}.json"));
+    let bytes = state.encode().expect("encode");
+    let json = serde_json::to_string_pretty(&state.to_json().expect("json")).expect("print") + "\n";
+    if std::env::var_os("JARVIS_BLESS").is_some() {
+        std::fs::write(&bin_path, hex(&bytes)).expect("write golden");
+        std::fs::write(&json_path, &json).expect("write golden");
+    }
+    let golden_hex = std::fs::read_to_string(&bin_path)
+        .unwrap_or_else(|_| panic!("missing {}; run with JARVIS_BLESS=1", bin_path.display()));
+    let golden_json = std::fs::read_to_string(&json_path)
+        .unwrap_or_else(|_| panic!("missing {}; run with JARVIS_BLESS=1", json_path.display()));
+    assert_eq!(hex(&bytes), golden_hex, "binary encoding of {name} changed");
+    assert_eq!(json, golden_json, "JSON form of {name} changed");
+
+    let stored: Vec<u8> = golden_hex
+        .split_whitespace()
+        .flat_map(|line| {
+            (0..line.len())
+                .step_by(2)
+                .map(move |i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
+        })
+        .collect();
+    assert_eq!(&T::decode(&stored).expect("golden bytes decode"), state);
+    let stored_json: serde_json::Value = serde_json::from_str(&golden_json).expect("json");
+    assert_eq!(
+        &T::from_json(stored_json).expect("golden JSON decodes"),
+        state
+    );
+}
+
+#[test]
+fn g_counter_encodings_are_stable() {
+    let mut counter = GCounter::new();
+    counter.increment(eu(), 3);
+    counter.increment(laptop(), 40);
+    check("g_counter", &counter);
+}
+
+#[test]
+fn pn_counter_encodings_are_stable() {
+    let mut counter = PNCounter::new();
+    counter.increment(eu(), 10);
+    counter.decrement(laptop(), 4);
+    check("pn_counter", &counter);
+}
+
+#[test]
+fn g_set_encodings_are_stable() {
+    let set: GSet<String> = ["beta", "alpha"].into_iter().map(String::from).collect();
+    check("g_set", &set);
+}
+
+#[test]
+fn lww_register_encodings_are_stable() {
+    let register = LwwRegister::with(
+        Timestamp::new(1_763_700_000_000, 2, laptop()),
+        "dark-mode".to_owned(),
+    );
+    check("lww_register", &register);
+}
+
+#[test]
+fn mv_register_encodings_are_stable() {
+    let mut a = MvRegister::new();
+    let mut b = MvRegister::new();
+    a.write(eu(), "blue".to_owned());
+    b.write(laptop(), "green".to_owned());
+    a.join_from(b);
+    check("mv_register", &a);
+}
+
+#[test]
+fn or_set_encodings_are_stable() {
+    let mut a = OrSet::new();
+    for id in ["note-1", "note-2", "note-3"] {
+        a.add(eu(), id.to_owned());
+    }
+    a.remove(&"note-2".to_owned());
+    let mut b = OrSet::new();
+    b.add(laptop(), "note-4".to_owned());
+    b.add(laptop(), "note-1".to_owned());
+    a.join_from(b);
+    check("or_set", &a);
+}
+
+#[test]
+fn lww_map_encodings_are_stable() {
+    let mut map = LwwMap::new();
+    map.set(
+        "title".to_owned(),
+        Timestamp::new(1_763_700_000_000, 0, eu()),
+        "Groceries".to_owned(),
+    );
+    map.set(
+        "kind".to_owned(),
+        Timestamp::new(1_763_700_000_001, 0, eu()),
+        "note".to_owned(),
+    );
+    map.remove(
+        "draft".to_owned(),
+        Timestamp::new(1_763_700_000_002, 0, laptop()),
+    );
+    check("lww_map", &map);
+}
+
+/// `Crdt::join` under a name that reads well in these tests.
+trait JoinFrom {
+    fn join_from(&mut self, other: Self);
+}
+
+impl<T: jarvis_shared::crdt::Crdt> JoinFrom for T {
+    fn join_from(&mut self, other: Self) {
+        self.join(other);
+    }
+}
