@@ -201,16 +201,14 @@ fn round_ms(elapsed: Duration) -> f64 {
 pub fn fold(components: Vec<ComponentReport>) -> HealthReport {
     let weight = |c: &ComponentReport| if c.critical { 3 } else { 1 };
     let total_weight: u32 = components.iter().map(weight).sum();
-    let score = if total_weight == 0 {
-        100
-    } else {
-        let points: u32 = components
-            .iter()
-            .map(|c| c.status.points() * weight(c))
-            .sum();
-        // Rounded to the nearest integer; at most 100 by construction.
-        u8::try_from((points + total_weight / 2) / total_weight).unwrap_or(100)
-    };
+    let points: u32 = components
+        .iter()
+        .map(|c| c.status.points() * weight(c))
+        .sum();
+    // Rounded to the nearest integer; at most 100 by construction; 100 with no components.
+    let score = (points + total_weight / 2)
+        .checked_div(total_weight)
+        .map_or(100, |s| u8::try_from(s).unwrap_or(100));
     let status = if components
         .iter()
         .any(|c| c.critical && c.status == Status::Down)

@@ -4,9 +4,7 @@
 
 mod support;
 
-use jarvis_shared::crdt::{
-    Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter,
-};
+use jarvis_shared::crdt::{GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use support::{Model, World};

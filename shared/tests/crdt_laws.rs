@@ -8,7 +8,7 @@
 mod support;
 
 use jarvis_shared::crdt::{
-    Codec, Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter,
+    Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -232,9 +232,12 @@ fn element_bytes<E: Serialize, Er: serde::ser::Error>(element: &E) -> Result<Vec
     postcard::to_allocvec(element).map_err(Er::custom)
 }
 
+/// An entry with the encoded bytes of its element.
+type EncodedEntry<'a, E> = (Vec<u8>, &'a E, &'a Dots);
+
 impl<E: Hash + Eq + Serialize> OrSet<E> {
     /// Entries sorted by the encoded bytes of their elements.
-    fn sorted_entries<Er: serde::ser::Error>(&self) -> Result<Vec<(Vec<u8>, &E, &Dots)>, Er> {
+    fn sorted_entries<Er: serde::ser::Error>(&self) -> Result<Vec<EncodedEntry<'_, E>>, Er> {
         let mut sorted = self
             .entries
             .iter()
