@@ -1,6 +1,8 @@
 //! Helpers shared by the workspace-level tests: where the workspace is, and a handle on a
 //! real `jarvis-local` process started on a free port.
 
+pub mod backends;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

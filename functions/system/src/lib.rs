@@ -78,21 +78,43 @@ mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
     use jarvis_shared::Config;
+    use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
     use std::sync::Arc;
     use tower::ServiceExt;
 
     #[derive(Debug)]
     struct DownStore;
 
+    fn refused() -> StoreError {
+        StoreError::Unavailable("connection refused".into())
+    }
+
+    /// A store whose every call fails, as an unreachable backend does.
     #[async_trait::async_trait]
-    impl jarvis_shared::store::Store for DownStore {
+    impl Store for DownStore {
         fn backend(&self) -> &'static str {
             "test"
         }
-        async fn ping(&self) -> Result<(), jarvis_shared::store::StoreError> {
-            Err(jarvis_shared::store::StoreError::Unavailable(
-                "connection refused".into(),
-            ))
+        fn max_document_bytes(&self) -> usize {
+            0
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Err(refused())
+        }
+        async fn get(&self, _: &Key) -> Result<Option<Stored>, StoreError> {
+            Err(refused())
+        }
+        async fn put(&self, _: &Key, _: Write<'_>) -> Result<u64, StoreError> {
+            Err(refused())
+        }
+        async fn list(&self, _: &str, _: ListQuery<'_>) -> Result<Vec<(Key, Stored)>, StoreError> {
+            Err(refused())
+        }
+        async fn changes(&self, _: u64, _: usize) -> Result<Vec<Change>, StoreError> {
+            Err(refused())
+        }
+        async fn purge_expired(&self, _: i64) -> Result<u64, StoreError> {
+            Err(refused())
         }
     }
 

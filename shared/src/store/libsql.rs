@@ -1,22 +1,56 @@
-//! The libSQL backend: an embedded database file, tuned for many short writers (WAL journal,
-//! busy timeout) so several processes can share one file.
+//! The libSQL backend: documents in an embedded database file (WAL journal, busy timeout, so
+//! several processes can share one file), with versioned migrations applied at startup.
+//!
+//! Tables: `documents` (partition, sort, state, version, expiry, last change) and `changes`
+//! (the change feed: one row per merge, holding its delta). A write is one `IMMEDIATE`
+//! transaction: append the change, then insert or update the document only if its version is
+//! the one read; if the document moved on, the transaction rolls back and the caller gets
+//! [`StoreError::Conflict`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
-use libsql::{Builder, Connection, Database};
+use libsql::{Builder, Connection, Database, TransactionBehavior, params};
 
-use super::{Store, StoreError};
+use super::{Change, Key, ListQuery, Store, StoreError, Stored, Write, prefix_upper_bound};
 
-/// How long a writer waits for another process's lock before failing.
+/// How long a writer waits for another connection's lock before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Largest document this backend stores.
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Connections kept open for reuse.
+const POOL_SIZE: usize = 16;
+
+/// Schema migrations, applied in order, each once, each in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE documents (
+         partition  TEXT    NOT NULL,
+         sort       TEXT    NOT NULL,
+         state      BLOB    NOT NULL,
+         version    INTEGER NOT NULL,
+         expires_at INTEGER,
+         seq        INTEGER NOT NULL,
+         PRIMARY KEY (partition, sort)
+     ) WITHOUT ROWID;
+     CREATE INDEX documents_by_seq ON documents (seq);
+     CREATE INDEX documents_by_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL;
+     CREATE TABLE changes (
+         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+         partition  TEXT    NOT NULL,
+         sort       TEXT    NOT NULL,
+         delta      BLOB    NOT NULL
+     );",
+)];
 
 /// A store on an embedded libSQL database file.
 pub struct LibsqlStore {
     path: PathBuf,
-    // The database handle must outlive its connections.
-    _db: Database,
-    conn: Connection,
+    db: Database,
+    idle: Mutex<Vec<Connection>>,
 }
 
 impl std::fmt::Debug for LibsqlStore {
@@ -34,8 +68,39 @@ fn open_error(context: impl Into<String>, source: impl Into<super::BoxError>) ->
     }
 }
 
+fn unavailable(err: libsql::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(err))
+}
+
+/// A pooled connection, returned to the pool when dropped.
+struct Pooled<'a> {
+    store: &'a LibsqlStore,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Present from creation until drop.
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("connection taken before drop"))
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.store.idle.lock())
+            && idle.len() < POOL_SIZE
+        {
+            idle.push(conn);
+        }
+    }
+}
+
 impl LibsqlStore {
-    /// Opens (creating if needed) the database file at `path`, and its directory.
+    /// Opens (creating if needed) the database file at `path` and its directory, and brings
+    /// the schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir)
@@ -45,10 +110,14 @@ impl LibsqlStore {
             .build()
             .await
             .map_err(|e| open_error(format!("opening {}", path.display()), e))?;
-        let conn = db
-            .connect()
-            .map_err(|e| open_error("connecting to the database", e))?;
-        // `journal_mode` answers with a row, so it is a query, not an execute.
+        let store = Self {
+            path: path.to_owned(),
+            db,
+            idle: Mutex::new(Vec::new()),
+        };
+        let conn = store.new_connection().await?;
+        // `journal_mode` answers with a row, so it is a query, not an execute. WAL is a
+        // property of the file: set once, every later connection sees it.
         let mut rows = conn
             .query("PRAGMA journal_mode=WAL", ())
             .await
@@ -59,22 +128,90 @@ impl LibsqlStore {
             .map_err(|e| open_error("enabling the WAL journal", e))?
             .is_some()
         {}
-        conn.execute_batch(&format!(
-            "PRAGMA busy_timeout={BUSY_TIMEOUT_MS}; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-        ))
-        .await
-        .map_err(|e| open_error("setting connection pragmas", e))?;
-        Ok(Self {
-            path: path.to_owned(),
-            _db: db,
-            conn,
-        })
+        drop(rows);
+        migrate(&conn).await?;
+        store.idle.lock().map(|mut idle| idle.push(conn)).ok();
+        Ok(store)
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    async fn new_connection(&self) -> Result<Connection, StoreError> {
+        let conn = self
+            .db
+            .connect()
+            .map_err(|e| open_error("connecting to the database", e))?;
+        conn.execute_batch(&format!(
+            "PRAGMA busy_timeout={BUSY_TIMEOUT_MS}; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+        ))
+        .await
+        .map_err(|e| open_error("setting connection pragmas", e))?;
+        Ok(conn)
+    }
+
+    async fn connection(&self) -> Result<Pooled<'_>, StoreError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match reused {
+            Some(conn) => conn,
+            None => self.new_connection().await?,
+        };
+        Ok(Pooled {
+            store: self,
+            conn: Some(conn),
+        })
+    }
+}
+
+/// Applies every migration not yet recorded, each in an `IMMEDIATE` transaction so two
+/// processes starting at once apply it exactly once.
+async fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+        (),
+    )
+    .await
+    .map_err(|e| open_error("creating schema_migrations", e))?;
+    for (version, sql) in MIGRATIONS {
+        let context = || format!("applying migration {version}");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .await
+            .map_err(|e| open_error(context(), e))?;
+        let mut rows = tx
+            .query(
+                "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                params![*version],
+            )
+            .await
+            .map_err(|e| open_error(context(), e))?;
+        let applied = rows
+            .next()
+            .await
+            .map_err(|e| open_error(context(), e))?
+            .is_some();
+        drop(rows);
+        if applied {
+            tx.rollback().await.map_err(|e| open_error(context(), e))?;
+            continue;
+        }
+        tx.execute_batch(sql)
+            .await
+            .map_err(|e| open_error(context(), e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![*version, super::now_secs()],
+        )
+        .await
+        .map_err(|e| open_error(context(), e))?;
+        tx.commit().await.map_err(|e| open_error(context(), e))?;
+    }
+    Ok(())
 }
 
 /// Creates `dir` (and parents) readable by the owner only: it will hold secrets.
@@ -86,22 +223,174 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+fn column_u64(row: &libsql::Row, index: i32) -> Result<u64, StoreError> {
+    let value: i64 = row.get(index).map_err(unavailable)?;
+    u64::try_from(value).map_err(|e| StoreError::Unavailable(Box::new(e)))
+}
+
+fn stored_from(row: &libsql::Row, first: i32) -> Result<Stored, StoreError> {
+    Ok(Stored {
+        bytes: row.get(first).map_err(unavailable)?,
+        version: column_u64(row, first + 1)?,
+        expires_at: row.get(first + 2).map_err(unavailable)?,
+    })
+}
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|e| StoreError::Unavailable(Box::new(e)))
+}
+
 #[async_trait]
 impl Store for LibsqlStore {
     fn backend(&self) -> &'static str {
         "libsql"
     }
 
+    fn max_document_bytes(&self) -> usize {
+        MAX_DOCUMENT_BYTES
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut rows = self
-            .conn
-            .query("SELECT 1", ())
-            .await
-            .map_err(|e| StoreError::Unavailable(e.into()))?;
-        rows.next()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.into()))?;
+        let conn = self.connection().await?;
+        let mut rows = conn.query("SELECT 1", ()).await.map_err(unavailable)?;
+        rows.next().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        let conn = self.connection().await?;
+        let mut rows = conn
+            .query(
+                "SELECT state, version, expires_at FROM documents WHERE partition = ?1 AND sort = ?2",
+                params![key.partition(), key.sort()],
+            )
+            .await
+            .map_err(unavailable)?;
+        match rows.next().await.map_err(unavailable)? {
+            Some(row) => Ok(Some(stored_from(&row, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
+        if write.state.len() > MAX_DOCUMENT_BYTES {
+            return Err(StoreError::TooLarge {
+                size: write.state.len(),
+                limit: MAX_DOCUMENT_BYTES,
+            });
+        }
+        let conn = self.connection().await?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .await
+            .map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO changes (partition, sort, delta) VALUES (?1, ?2, ?3)",
+            params![key.partition(), key.sort(), write.delta],
+        )
+        .await
+        .map_err(unavailable)?;
+        let seq = tx.last_insert_rowid();
+        let written = if write.expected_version == 0 {
+            tx.execute(
+                "INSERT INTO documents (partition, sort, state, version, expires_at, seq)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![
+                    key.partition(),
+                    key.sort(),
+                    write.state,
+                    write.expires_at,
+                    seq
+                ],
+            )
+            .await
+        } else {
+            tx.execute(
+                "UPDATE documents SET state = ?3, version = version + 1, expires_at = ?4, seq = ?5
+                 WHERE partition = ?1 AND sort = ?2 AND version = ?6",
+                params![
+                    key.partition(),
+                    key.sort(),
+                    write.state,
+                    write.expires_at,
+                    seq,
+                    to_i64(write.expected_version)?
+                ],
+            )
+            .await
+        }
+        .map_err(unavailable)?;
+        if written == 0 {
+            tx.rollback().await.map_err(unavailable)?;
+            return Err(StoreError::Conflict);
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(write.expected_version + 1)
+    }
+
+    async fn list(
+        &self,
+        partition: &str,
+        query: ListQuery<'_>,
+    ) -> Result<Vec<(Key, Stored)>, StoreError> {
+        let conn = self.connection().await?;
+        let upper = query.prefix.and_then(prefix_upper_bound);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let mut rows = conn
+            .query(
+                "SELECT sort, state, version, expires_at FROM documents
+                 WHERE partition = ?1 AND sort > ?2 AND sort >= ?3 AND (?4 IS NULL OR sort < ?4)
+                   AND (expires_at IS NULL OR expires_at > ?5)
+                 ORDER BY sort LIMIT ?6",
+                params![
+                    partition,
+                    query.after.unwrap_or(""),
+                    query.prefix.unwrap_or(""),
+                    upper,
+                    query.now,
+                    limit
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(unavailable)? {
+            let sort: String = row.get(0).map_err(unavailable)?;
+            out.push((Key::new(partition, sort)?, stored_from(&row, 1)?));
+        }
+        Ok(out)
+    }
+
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let conn = self.connection().await?;
+        let mut rows = conn
+            .query(
+                "SELECT seq, partition, sort, delta FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![to_i64(after)?, i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(unavailable)? {
+            let partition: String = row.get(1).map_err(unavailable)?;
+            let sort: String = row.get(2).map_err(unavailable)?;
+            out.push(Change {
+                seq: column_u64(&row, 0)?,
+                key: Key::new(partition, sort)?,
+                delta: row.get(3).map_err(unavailable)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let conn = self.connection().await?;
+        conn.execute(
+            "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+            params![now],
+        )
+        .await
+        .map_err(unavailable)
     }
 }
 
@@ -119,13 +408,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_handles_can_share_one_file() {
+    async fn reopening_applies_migrations_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("jarvis.db");
-        let a = LibsqlStore::open(&path).await.expect("open a");
-        let b = LibsqlStore::open(&path).await.expect("open b");
-        a.ping().await.expect("ping a");
-        b.ping().await.expect("ping b");
+        drop(LibsqlStore::open(&path).await.expect("first open"));
+        let store = LibsqlStore::open(&path).await.expect("second open");
+        let conn = store.connection().await.expect("conn");
+        let mut rows = conn
+            .query("SELECT COUNT(*) FROM schema_migrations", ())
+            .await
+            .expect("query");
+        let row = rows.next().await.expect("row").expect("one row");
+        let count: i64 = row.get(0).expect("count");
+        assert_eq!(count, i64::try_from(MIGRATIONS.len()).expect("small"));
     }
 
     #[tokio::test]

@@ -1,25 +1,157 @@
-//! The state store: where documents live, behind a narrow trait with one implementation per
-//! backend.
+//! The state store: CRDT documents addressed by `(partition, sort key)`, merged on write.
 //!
-//! The embedded libSQL backend ([`libsql::LibsqlStore`]) is the default and what
-//! `jarvis-local` runs on. [`StoreHealth`] reports the store as the `store` component of
-//! `/health`.
+//! Two layers:
+//!
+//! - [`Store`], the narrow trait each backend implements over encoded bytes: read a
+//!   document, write it *only if its version is still the one read*, list a partition by
+//!   sort-key range, read the change feed. [`libsql::LibsqlStore`] is the embedded default.
+//! - Typed operations on `dyn Store` ([`read`](Store::read), [`merge`](Store::merge),
+//!   [`list_documents`](Store::list_documents)) that callers use: `store.merge(&key, delta)`
+//!   reads the document, joins the delta, and writes back conditionally on the version it
+//!   read. On a conflict it re-reads and re-joins after a jittered backoff until a deadline;
+//!   the join being commutative, associative and idempotent, a retry can neither lose nor
+//!   double an update.
+//!
+//! Every merge also appends its delta to the change feed that replicas sync from.
+//! Expired documents (see [`MergeOptions::expires_at`]) read as absent on every backend,
+//! whenever the backend physically deletes them.
 
 pub mod libsql;
+pub mod retry;
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use crate::config::StoreConfig;
+use crate::crdt::{Codec, Crdt, DecodeError};
 use crate::error::{ApiError, BoxError};
 use crate::health::{Finding, HealthCheck, Status};
+pub use retry::RetryPolicy;
+
+/// Largest partition or sort key, in bytes (DynamoDB's sort-key limit).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The address of a document.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Key {
+    partition: String,
+    sort: String,
+}
+
+impl Key {
+    /// A key; both parts non-empty, at most [`MAX_KEY_BYTES`] bytes, without NUL.
+    pub fn new(partition: impl Into<String>, sort: impl Into<String>) -> Result<Self, StoreError> {
+        let (partition, sort) = (partition.into(), sort.into());
+        for (part, value) in [("partition", &partition), ("sort", &sort)] {
+            if value.is_empty() || value.len() > MAX_KEY_BYTES || value.contains('\0') {
+                return Err(StoreError::InvalidKey(part));
+            }
+        }
+        Ok(Self { partition, sort })
+    }
+
+    /// The partition key.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// The sort key.
+    pub fn sort(&self) -> &str {
+        &self.sort
+    }
+}
+
+/// A stored document as the backend holds it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Stored {
+    /// The encoded CRDT state.
+    pub bytes: Vec<u8>,
+    /// Incremented by every write; the condition of the next one.
+    pub version: u64,
+    /// When the document expires (seconds since the Unix epoch), if ever.
+    pub expires_at: Option<i64>,
+}
+
+impl Stored {
+    /// Whether the document has expired at `now` (seconds since the Unix epoch).
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A conditional write.
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// The version read; 0 when the document did not exist. The write fails with
+    /// [`StoreError::Conflict`] if the stored version differs.
+    pub expected_version: u64,
+    /// The new encoded state.
+    pub state: &'a [u8],
+    /// The encoded delta that produced it, for the change feed.
+    pub delta: &'a [u8],
+    /// Expiry of the document after the write.
+    pub expires_at: Option<i64>,
+}
+
+/// Which documents of a partition to list.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListQuery<'a> {
+    /// Only sort keys starting with this.
+    pub prefix: Option<&'a str>,
+    /// Only sort keys after this one (exclusive), for pagination.
+    pub after: Option<&'a str>,
+    /// At most this many documents.
+    pub limit: usize,
+    /// Skip documents expired at this time (seconds since the Unix epoch).
+    pub now: i64,
+}
+
+/// One entry of the change feed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Change {
+    /// Position in the feed; strictly increasing.
+    pub seq: u64,
+    /// The document changed.
+    pub key: Key,
+    /// The encoded delta merged into it.
+    pub delta: Vec<u8>,
+}
 
 /// What can go wrong in the store, with the kinds callers act on kept apart.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The document's version changed since it was read (a concurrent writer won).
+    #[error("document changed concurrently")]
+    Conflict,
+    /// Conflicts kept happening until the merge deadline.
+    #[error("document is too contended: gave up after {attempts} attempts")]
+    ConflictExhausted {
+        /// How many writes were tried.
+        attempts: u32,
+    },
+    /// The backend asked us to slow down and retries did not get through.
+    #[error("store throttled the request")]
+    Throttled,
+    /// No such document.
+    #[error("document not found")]
+    NotFound,
+    /// The document would exceed what the backend can store.
+    #[error("document of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The backend's limit.
+        limit: usize,
+    },
+    /// A key part is empty, too long or contains NUL.
+    #[error("invalid {0} key")]
+    InvalidKey(&'static str),
+    /// Stored bytes do not decode: corruption or a format this build cannot read.
+    #[error("stored document does not decode")]
+    Corrupt(#[source] DecodeError),
     /// The backend cannot be reached or refused the operation; retrying later may work.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
@@ -37,6 +169,16 @@ pub enum StoreError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
+            StoreError::Conflict | StoreError::ConflictExhausted { .. } => {
+                ApiError::Conflict("the document is being changed concurrently; retry".into())
+            }
+            StoreError::Throttled => ApiError::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            StoreError::NotFound => ApiError::NotFound("not found".into()),
+            StoreError::TooLarge { .. } => ApiError::PayloadTooLarge,
+            StoreError::InvalidKey(part) => ApiError::bad_request(format!("invalid {part} key")),
+            StoreError::Corrupt(_) => ApiError::Internal(Box::new(err)),
             StoreError::Unavailable(_) | StoreError::Open { .. } => {
                 ApiError::Unavailable(Box::new(err))
             }
@@ -44,14 +186,286 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// A document store.
+/// A document store backend.
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
     /// The backend's name as reported by `/health`, e.g. `libsql`.
     fn backend(&self) -> &'static str;
 
+    /// Largest encoded document the backend accepts.
+    fn max_document_bytes(&self) -> usize;
+
     /// Proves the store answers, with the cheapest round trip the backend has.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads a document, expired or not (strongly consistent).
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError>;
+
+    /// Writes a document if its version is still `write.expected_version`, and records the
+    /// delta in the change feed, atomically. Returns the new version.
+    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError>;
+
+    /// Lists a partition in ascending sort-key order, skipping expired documents.
+    async fn list(
+        &self,
+        partition: &str,
+        query: ListQuery<'_>,
+    ) -> Result<Vec<(Key, Stored)>, StoreError>;
+
+    /// Change-feed entries after `after` (exclusive), oldest first, at most `limit`.
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
+
+    /// Physically deletes documents expired at `now`; returns how many. Reads already skip
+    /// them, so this only reclaims space.
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+}
+
+/// Options of a merge.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MergeOptions {
+    /// Sets the document's expiry (seconds since the Unix epoch). `None` keeps the current one.
+    pub expires_at: Option<i64>,
+    /// Overrides the default retry policy.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// A decoded document with its version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document<C> {
+    /// The document's key.
+    pub key: Key,
+    /// The CRDT state.
+    pub state: C,
+    /// The stored version.
+    pub version: u64,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Encodes a sort key as an opaque page cursor.
+pub fn encode_cursor(sort: &str) -> String {
+    sort.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes a page cursor; `None` when it is not one of ours.
+pub fn decode_cursor(cursor: &str) -> Option<String> {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 2 * MAX_KEY_BYTES {
+        return None;
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The smallest string greater than every string starting with `prefix`, when one exists.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl dyn Store {
+    /// Reads and decodes a document; `None` when absent or expired.
+    pub async fn read<C: Codec>(&self, key: &Key) -> Result<Option<Document<C>>, StoreError> {
+        match self.get(key).await? {
+            Some(stored) if !stored.is_expired(now_secs()) => Ok(Some(Document {
+                key: key.clone(),
+                state: C::decode(&stored.bytes).map_err(StoreError::Corrupt)?,
+                version: stored.version,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Merges `delta` (a delta or state from elsewhere, e.g. another replica) into the
+    /// document at `key`, creating it, and returns the merged state.
+    pub async fn merge<C: Crdt + Codec + Send + Sync>(
+        &self,
+        key: &Key,
+        delta: C,
+    ) -> Result<C, StoreError> {
+        self.merge_with(key, delta, MergeOptions::default())
+            .await
+            .map(|doc| doc.state)
+    }
+
+    /// [`merge`](Self::merge) with options; returns the merged document and its version.
+    pub async fn merge_with<C: Crdt + Codec + Send + Sync>(
+        &self,
+        key: &Key,
+        delta: C,
+        options: MergeOptions,
+    ) -> Result<Document<C>, StoreError> {
+        self.update_with(
+            key,
+            |state: &mut C| {
+                state.join(delta.clone());
+                delta.clone()
+            },
+            options,
+        )
+        .await
+    }
+
+    /// Applies a local mutation to the current state of the document at `key` and writes
+    /// it back conditionally, with its delta in the change feed.
+    ///
+    /// `mutate` receives the freshly read state (the empty state for a new document) and
+    /// returns the delta of what it did, e.g. `|set| set.add(replica, element)`. It runs
+    /// again on every retry, against the re-read state, so dots and counts are always
+    /// minted from what is stored: concurrent writers of one replica never reuse a dot.
+    pub async fn update<C, F>(&self, key: &Key, mutate: F) -> Result<Document<C>, StoreError>
+    where
+        C: Crdt + Codec + Send + Sync,
+        F: Fn(&mut C) -> C + Send + Sync,
+    {
+        self.update_with(key, mutate, MergeOptions::default()).await
+    }
+
+    /// [`update`](Self::update) with options.
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = key.partition(), sort = key.sort()))]
+    pub async fn update_with<C, F>(
+        &self,
+        key: &Key,
+        mutate: F,
+        options: MergeOptions,
+    ) -> Result<Document<C>, StoreError>
+    where
+        C: Crdt + Codec + Send + Sync,
+        F: Fn(&mut C) -> C + Send + Sync,
+    {
+        let policy = options.retry.unwrap_or_default();
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let current = self.get(key).await?;
+            let now = now_secs();
+            let (mut state, expected_version, expires_at, stored_bytes) = match current {
+                Some(stored) if !stored.is_expired(now) => (
+                    C::decode(&stored.bytes).map_err(StoreError::Corrupt)?,
+                    stored.version,
+                    stored.expires_at,
+                    Some(stored.bytes),
+                ),
+                // An expired document starts over, but the write is still conditional on
+                // the version that is there.
+                Some(stored) => (C::default(), stored.version, None, None),
+                None => (C::default(), 0, None, None),
+            };
+            let delta = mutate(&mut state);
+            let bytes = encode(&state)?;
+            let expires_at = options.expires_at.or(expires_at);
+            // Nothing new (a duplicate delivery, an element already present): no write, no
+            // feed entry.
+            if stored_bytes.as_deref() == Some(bytes.as_slice()) && options.expires_at.is_none() {
+                return Ok(Document {
+                    key: key.clone(),
+                    state,
+                    version: expected_version,
+                });
+            }
+            if bytes.len() > self.max_document_bytes() {
+                return Err(StoreError::TooLarge {
+                    size: bytes.len(),
+                    limit: self.max_document_bytes(),
+                });
+            }
+            let delta_bytes = encode(&delta)?;
+            let write = Write {
+                expected_version,
+                state: &bytes,
+                delta: &delta_bytes,
+                expires_at,
+            };
+            match self.put(key, write).await {
+                Ok(version) => {
+                    return Ok(Document {
+                        key: key.clone(),
+                        state,
+                        version,
+                    });
+                }
+                Err(StoreError::Conflict) => {
+                    let pause = policy.backoff(attempt);
+                    if started.elapsed() + pause > policy.deadline {
+                        tracing::warn!(attempts = attempt, "merge gave up on a contended document");
+                        return Err(StoreError::ConflictExhausted { attempts: attempt });
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Lists decoded documents of a partition, a page at a time.
+    pub async fn list_documents<C: Codec>(
+        &self,
+        partition: &str,
+        prefix: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Document<C>>, StoreError> {
+        let after = match cursor {
+            Some(cursor) => Some(decode_cursor(cursor).ok_or(StoreError::InvalidKey("cursor"))?),
+            None => None,
+        };
+        let limit = limit.max(1);
+        let rows = self
+            .list(
+                partition,
+                ListQuery {
+                    prefix,
+                    after: after.as_deref(),
+                    limit,
+                    now: now_secs(),
+                },
+            )
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|(key, _)| encode_cursor(key.sort())))
+            .flatten();
+        let items = rows
+            .into_iter()
+            .map(|(key, stored)| {
+                Ok(Document {
+                    key,
+                    state: C::decode(&stored.bytes).map_err(StoreError::Corrupt)?,
+                    version: stored.version,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page { items, next_cursor })
+    }
+}
+
+fn encode<C: Codec>(state: &C) -> Result<Vec<u8>, StoreError> {
+    state
+        .encode()
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 /// Opens the store the configuration names.
@@ -94,5 +508,39 @@ impl HealthCheck for StoreHealth {
         finding
             .with_detail("backend", self.0.backend())
             .with_detail("reachable", reachable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(
+            decode_cursor(&encode_cursor("entry#ü")).as_deref(),
+            Some("entry#ü")
+        );
+        assert_eq!(decode_cursor("zz"), None);
+        assert_eq!(decode_cursor("abc"), None);
+        assert_eq!(decode_cursor("ff"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn prefix_upper_bound_is_just_past_every_extension() {
+        assert_eq!(prefix_upper_bound("tag#a").as_deref(), Some("tag#b"));
+        assert_eq!(prefix_upper_bound("").as_deref(), None);
+        let bound = prefix_upper_bound("a\u{10FFFF}").expect("bound");
+        assert_eq!(bound, "b");
+        assert!("a\u{10FFFF}\u{10FFFF}zz" < bound.as_str());
+    }
+
+    #[test]
+    fn keys_reject_empty_long_and_nul_parts() {
+        assert!(Key::new("", "x").is_err());
+        assert!(Key::new("p", "").is_err());
+        assert!(Key::new("p", "a\0b").is_err());
+        assert!(Key::new("p", "x".repeat(MAX_KEY_BYTES + 1)).is_err());
+        assert!(Key::new("p", "x".repeat(MAX_KEY_BYTES)).is_ok());
     }
 }
