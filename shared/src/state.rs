@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
+use crate::crdt::ReplicaId;
 use crate::health::HealthRegistry;
 use crate::store::{self, Store, StoreError, StoreHealth};
 
@@ -30,6 +32,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The components `/health` reports on.
     pub health: Arc<HealthRegistry>,
+    /// This deployment's replica id: the actor of every CRDT change made here.
+    pub replica: ReplicaId,
+    /// Timestamps for last-writer-wins writes.
+    pub clock: Arc<Clock>,
 }
 
 impl AppState {
@@ -43,10 +49,13 @@ impl AppState {
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Self {
         let mut health = HealthRegistry::default();
         health.register(Arc::new(StoreHealth(Arc::clone(&store))));
+        let replica = ReplicaId::from_name(&config.replica_id);
         Self {
             config: Arc::new(config),
             store,
             health: Arc::new(health),
+            replica,
+            clock: Arc::new(Clock::new(replica)),
         }
     }
 }

@@ -4,7 +4,9 @@
 
 mod support;
 
-use jarvis_shared::crdt::{GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter};
+use jarvis_shared::crdt::{
+    GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use support::{Model, World};
@@ -108,6 +110,7 @@ convergence!(
 convergence!(mv_registers_converge_over_a_lossy_channel, MvRegister<u16>);
 convergence!(or_sets_converge_over_a_lossy_channel, OrSet<u8>);
 convergence!(lww_maps_converge_over_a_lossy_channel, LwwMap<u8, u16>);
+convergence!(records_converge_over_a_lossy_channel, Record);
 
 #[test]
 fn counter_total_is_the_sum_of_every_increment_once_converged() {

@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use jarvis_shared::crdt::{
-    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, ReplicaId, Timestamp,
+    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record, ReplicaId,
+    Timestamp,
 };
 
 fn golden_dir() -> PathBuf {
@@ -136,6 +137,28 @@ fn lww_map_encodings_are_stable() {
         Timestamp::new(1_763_700_000_002, 0, laptop()),
     );
     check("lww_map", &map);
+}
+
+#[test]
+fn record_encodings_are_stable() {
+    let mut record = Record::new();
+    record.create(
+        eu(),
+        Timestamp::new(1_763_700_000_000, 0, eu()),
+        [
+            ("kind".to_owned(), "note".to_owned()),
+            ("title".to_owned(), "Groceries".to_owned()),
+        ],
+    );
+    let mut elsewhere = record.clone();
+    record.set(
+        "title".to_owned(),
+        Timestamp::new(1_763_700_000_500, 0, eu()),
+        "Groceries for Sunday".to_owned(),
+    );
+    elsewhere.delete();
+    record.join_from(elsewhere);
+    check("record", &record);
 }
 
 /// `Crdt::join` under a name that reads well in these tests.

@@ -209,25 +209,59 @@ async fn purging_removes_only_expired_documents(store: Arc<dyn Store>) {
     );
 }
 
-async fn the_change_feed_lists_every_delta_in_order(store: Arc<dyn Store>) {
+async fn the_change_feed_lets_a_replica_catch_up(store: Arc<dyn Store>) {
+    use jarvis_shared::crdt::Codec;
     let start = store
         .changes(0, 100_000)
         .await
         .expect("feed")
         .last()
         .map_or(0, |c| c.seq);
-    for i in 0..5 {
-        store
-            .merge(&key("feed", &format!("doc{}", i % 2)), GSet::from_iter([i]))
-            .await
-            .expect("merge");
+    for i in 0..6 {
+        let k = key("feed", &format!("doc{}", i % 3));
+        store.merge(&k, GSet::from_iter([i])).await.expect("merge");
     }
-    let changes = store.changes(start, 100).await.expect("feed");
-    assert_eq!(changes.len(), 5);
-    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!(changes[2].key, key("feed", "doc0"));
-    let page = store.changes(changes[1].seq, 2).await.expect("page");
-    assert_eq!(page, changes[2..4].to_vec());
+    // Page through the feed two entries at a time, joining every payload.
+    let mut caught_up: std::collections::BTreeMap<Key, GSet<i32>> = Default::default();
+    let mut cursor = start;
+    let mut entries = 0;
+    loop {
+        let page = store.changes(cursor, 2).await.expect("feed page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.windows(2).all(|w| w[0].seq < w[1].seq), "ascending");
+        assert!(page[0].seq > cursor, "strictly after the cursor");
+        for change in page {
+            entries += 1;
+            let state = GSet::<i32>::decode(change.payload.bytes()).expect("payload decodes");
+            caught_up
+                .entry(change.key.clone())
+                .or_default()
+                .join_from(state);
+            cursor = change.seq;
+        }
+    }
+    assert!(entries >= 3, "every changed document is in the feed");
+    for i in 0..3 {
+        let k = key("feed", &format!("doc{i}"));
+        let stored = store
+            .read::<GSet<i32>>(&k)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(caught_up.get(&k), Some(&stored.state), "{k:?} caught up");
+    }
+}
+
+trait JoinFrom {
+    fn join_from(&mut self, other: Self);
+}
+
+impl<T: jarvis_shared::crdt::Crdt> JoinFrom for T {
+    fn join_from(&mut self, other: Self) {
+        self.join(other);
+    }
 }
 
 async fn a_document_over_the_backend_limit_is_refused_before_writing(store: Arc<dyn Store>) {
@@ -292,6 +326,26 @@ async fn concurrent_writers_lose_no_update(store: Arc<dyn Store>) {
     assert_eq!(elements.state.len(), WRITERS * MERGES);
 }
 
+/// libSQL keeps every delta in its feed: sync cost follows the number of changes.
+#[tokio::test]
+async fn the_libsql_feed_holds_one_delta_per_merge() {
+    let backend = jarvis_tests::backends::libsql().await;
+    let store = backend.store.clone();
+    for i in 0..4 {
+        store
+            .merge(&key("feed", "one"), GSet::from_iter([i]))
+            .await
+            .expect("merge");
+    }
+    let changes = store.changes(0, 100).await.expect("feed");
+    assert_eq!(changes.len(), 4);
+    assert!(
+        changes
+            .iter()
+            .all(|c| matches!(c.payload, jarvis_shared::store::Payload::Delta(_)))
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident: $($check:ident),* $(,)?) => {
         mod $backend {
@@ -316,7 +370,22 @@ conformance!(libsql:
     a_cursor_that_is_not_ours_is_rejected,
     expired_documents_read_as_absent_and_start_over,
     purging_removes_only_expired_documents,
-    the_change_feed_lists_every_delta_in_order,
+    the_change_feed_lets_a_replica_catch_up,
+    a_document_over_the_backend_limit_is_refused_before_writing,
+    concurrent_writers_lose_no_update,
+);
+
+conformance!(dynamodb:
+    reading_an_absent_document_gives_none,
+    updates_create_then_build_on_the_stored_state,
+    merging_a_remote_state_joins_it,
+    a_duplicate_delta_changes_nothing_and_writes_nothing,
+    a_write_on_a_stale_version_is_a_conflict,
+    listing_pages_through_a_prefix_in_sort_order,
+    a_cursor_that_is_not_ours_is_rejected,
+    expired_documents_read_as_absent_and_start_over,
+    purging_removes_only_expired_documents,
+    the_change_feed_lets_a_replica_catch_up,
     a_document_over_the_backend_limit_is_refused_before_writing,
     concurrent_writers_lose_no_update,
 );

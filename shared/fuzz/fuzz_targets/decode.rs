@@ -4,7 +4,7 @@
 #![no_main]
 
 use jarvis_shared::crdt::{
-    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Validate,
+    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record, Validate,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let tag = selector % 7 + 1;
+    let tag = selector % 8 + 1;
     let mut framed = vec![0x4A, 1, tag, 0];
     framed.extend_from_slice(body);
     for bytes in [&framed[..], data] {
@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
             4 => check::<LwwRegister<String>>(bytes),
             5 => check::<MvRegister<String>>(bytes),
             6 => check::<OrSet<String>>(bytes),
-            _ => check::<LwwMap<String, String>>(bytes),
+            7 => check::<LwwMap<String, String>>(bytes),
+            _ => check::<Record>(bytes),
         }
     }
 });

@@ -14,7 +14,9 @@ use std::hash::Hash;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{GCounter, GSet, InvalidState, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter};
+use super::{
+    GCounter, GSet, InvalidState, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+};
 
 /// First byte of every encoded state.
 pub const MAGIC: u8 = 0x4A;
@@ -41,6 +43,8 @@ pub enum TypeTag {
     OrSet = 6,
     /// [`LwwMap`]
     LwwMap = 7,
+    /// [`Record`]
+    Record = 8,
 }
 
 /// Why bytes or JSON could not be decoded into a state.
@@ -170,6 +174,10 @@ where
     V: Serialize + DeserializeOwned,
 {
     const TAG: TypeTag = TypeTag::LwwMap;
+}
+
+impl Codec for Record {
+    const TAG: TypeTag = TypeTag::Record;
 }
 
 #[cfg(test)]

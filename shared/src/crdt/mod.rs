@@ -16,6 +16,7 @@
 //! | [`MvRegister`] | multi-value register: keeps concurrent writes so a conflict can be shown |
 //! | [`OrSet`] | observed-remove, add-wins set without tombstones (archive entries, tags) |
 //! | [`LwwMap`] | record whose fields merge independently, last writer wins per field |
+//! | [`Record`] | fields as in an [`LwwMap`], plus deletion by observed remove (archive entries) |
 //!
 //! States that arrive from the wire or the store are untrusted: decoding (see [`codec`])
 //! checks every invariant ([`Validate`]) and rejects a broken state with an
@@ -52,6 +53,7 @@ pub mod gset;
 pub mod hlc;
 pub mod map;
 pub mod orset;
+pub mod record;
 pub mod register;
 
 pub use causal::{CausalContext, Dot, ReplicaId};
@@ -61,6 +63,7 @@ pub use gset::GSet;
 pub use hlc::{ClockError, Hlc, Timestamp};
 pub use map::LwwMap;
 pub use orset::OrSet;
+pub use record::Record;
 pub use register::{LwwRegister, MvRegister};
 
 /// A join-semilattice: states that merge without coordination.

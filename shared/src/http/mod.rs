@@ -6,12 +6,13 @@
 //! the Lambda entry point and `jarvis-local` call it, so the two hosts behave the same.
 
 pub mod request_id;
+pub mod validate;
 
 use std::any::Any;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -24,10 +25,10 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body extractor and response whose rejections are [`ApiError`]s, so a malformed body
-/// gets the same envelope as every other error.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body extractor and response. A body that is not JSON, or not of the expected
+/// shape, is a 400 whose envelope names the field at fault (`tags[2]`, `by`), so a malformed
+/// body gets the same envelope as every other error.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
@@ -36,20 +37,63 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
-            }
-            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable {
-                field: None,
-                message: rejection.body_text().into(),
-            },
-            _ => ApiError::bad_request(rejection.body_text()),
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|media| {
+                let media = media.trim();
+                media.eq_ignore_ascii_case("application/json")
+                    || (media.starts_with("application/") && media.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
         }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::bad_request("the request body could not be read")
+                }
+            })?;
+        parse_json(&bytes).map(Json)
     }
+}
+
+/// Parses a JSON document, naming the field at fault when it does not fit `T`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad_request("the request body is not valid JSON");
+        }
+        // serde's message without its "at line 1 column 9" suffix.
+        let message = inner.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(text, _)| text)
+            .to_owned();
+        if path == "." {
+            ApiError::bad_request(message)
+        } else {
+            ApiError::invalid_field(path, message)
+        }
+    })
 }
 
 /// Serves function routers as one application: fallbacks, body limit, panic guard, security
@@ -127,4 +171,53 @@ async fn request_context(request: Request, next: Next) -> Response {
         )
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[allow(dead_code)]
+        by: u64,
+        #[allow(dead_code)]
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    fn field_of(err: &ApiError) -> Option<&str> {
+        match err {
+            ApiError::BadRequest { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named() {
+        let err = parse_json::<Body>(br#"{"by": -1}"#).expect_err("negative");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(field_of(&err), Some("by"));
+        assert!(!err.to_string().contains("line"), "{err}");
+    }
+
+    #[test]
+    fn a_nested_field_is_named_with_its_index() {
+        let err = parse_json::<Body>(br#"{"by": 1, "tags": ["a", 7]}"#).expect_err("number tag");
+        assert_eq!(field_of(&err), Some("tags[1]"));
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_without_a_field() {
+        let err = parse_json::<Body>(b"{not json").expect_err("syntax");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(field_of(&err), None);
+    }
+
+    #[test]
+    fn a_missing_field_is_reported() {
+        let err = parse_json::<Body>(b"{}").expect_err("missing");
+        assert!(err.to_string().contains("missing field `by`"), "{err}");
+    }
 }

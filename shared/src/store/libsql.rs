@@ -13,7 +13,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use libsql::{Builder, Connection, Database, TransactionBehavior, params};
 
-use super::{Change, Key, ListQuery, Store, StoreError, Stored, Write, prefix_upper_bound};
+use super::{
+    Change, Key, ListQuery, Payload, Store, StoreError, Stored, Write, prefix_upper_bound,
+};
 
 /// How long a writer waits for another connection's lock before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -377,7 +379,7 @@ impl Store for LibsqlStore {
             out.push(Change {
                 seq: column_u64(&row, 0)?,
                 key: Key::new(partition, sort)?,
-                delta: row.get(3).map_err(unavailable)?,
+                payload: Payload::Delta(row.get(3).map_err(unavailable)?),
             });
         }
         Ok(out)

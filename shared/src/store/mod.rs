@@ -16,6 +16,7 @@
 //! Expired documents (see [`MergeOptions::expires_at`]) read as absent on every backend,
 //! whenever the backend physically deletes them.
 
+pub mod dynamo;
 pub mod libsql;
 pub mod retry;
 
@@ -116,8 +117,26 @@ pub struct Change {
     pub seq: u64,
     /// The document changed.
     pub key: Key,
-    /// The encoded delta merged into it.
-    pub delta: Vec<u8>,
+    /// What to join into the document to catch up with the change.
+    pub payload: Payload,
+}
+
+/// The encoded CRDT a change carries. Either way, joining it is what a replica does.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Payload {
+    /// The delta of one merge (libSQL keeps every delta: sync cost follows the changes).
+    Delta(Vec<u8>),
+    /// The document's whole state after its latest change (DynamoDB's feed index).
+    State(Vec<u8>),
+}
+
+impl Payload {
+    /// The encoded CRDT bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Delta(bytes) | Self::State(bytes) => bytes,
+        }
+    }
 }
 
 /// What can go wrong in the store, with the kinds callers act on kept apart.
@@ -213,6 +232,7 @@ pub trait Store: Send + Sync + Debug {
     ) -> Result<Vec<(Key, Stored)>, StoreError>;
 
     /// Change-feed entries after `after` (exclusive), oldest first, at most `limit`.
+    /// Joining every payload of the feed into the documents it names reproduces them.
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
 
     /// Physically deletes documents expired at `now`; returns how many. Reads already skip
@@ -472,6 +492,11 @@ fn encode<C: Codec>(state: &C) -> Result<Vec<u8>, StoreError> {
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Libsql { path } => Ok(Arc::new(libsql::LibsqlStore::open(path).await?)),
+        StoreConfig::Dynamodb { table, endpoint } => {
+            let mut dynamo = dynamo::DynamoConfig::new(table.clone());
+            dynamo.endpoint = endpoint.clone();
+            Ok(Arc::new(dynamo::DynamoStore::connect(dynamo).await?))
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use jarvis_shared::crdt::{
-    Codec, Crdt, GCounter, GSet, Hlc, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, ReplicaId,
-    Timestamp,
+    Codec, Crdt, GCounter, GSet, Hlc, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    ReplicaId, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -296,5 +296,51 @@ impl Model for LwwMap<u8, u16> {
     }
     fn keeps_observed(part: &Self, _: &Self, joined: &Self) -> bool {
         (0u8..6).all(|k| joined.stamp(&k) >= part.stamp(&k))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RecordOp {
+    Create(u16),
+    Set(u8, u16),
+    Unset(u8),
+    Delete,
+}
+
+impl Model for Record {
+    type Op = RecordOp;
+    type Value = (bool, Vec<(String, String)>);
+    fn op() -> BoxedStrategy<RecordOp> {
+        prop_oneof![
+            2 => any::<u16>().prop_map(RecordOp::Create),
+            4 => (0u8..4, any::<u16>()).prop_map(|(k, v)| RecordOp::Set(k, v)),
+            1 => (0u8..4).prop_map(RecordOp::Unset),
+            2 => Just(RecordOp::Delete),
+        ]
+        .boxed()
+    }
+    fn apply(&mut self, replica: ReplicaId, stamp: Timestamp, op: &RecordOp) -> Self {
+        match op {
+            RecordOp::Create(v) => {
+                self.create(replica, stamp, [("title".to_owned(), v.to_string())])
+            }
+            RecordOp::Set(k, v) => self.set(format!("f{k}"), stamp, v.to_string()),
+            RecordOp::Unset(k) => self.unset(format!("f{k}"), stamp),
+            RecordOp::Delete => self.delete(),
+        }
+    }
+    fn value(&self) -> (bool, Vec<(String, String)>) {
+        (
+            self.is_live(),
+            self.fields()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+    fn keeps_observed(part: &Self, _: &Self, joined: &Self) -> bool {
+        part.fields()
+            .iter()
+            .all(|(k, _)| joined.stamp(k) >= part.stamp(k))
     }
 }
