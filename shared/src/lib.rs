@@ -19,6 +19,7 @@ pub mod principal;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 
 pub use config::Config;
 pub use error::ApiError;

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use jarvis_shared::crdt::{
-    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record, ReplicaId,
-    Timestamp,
+    Codec, Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    ReplicaId, Timestamp,
 };
 
 fn golden_dir() -> PathBuf {
@@ -101,7 +101,7 @@ fn mv_register_encodings_are_stable() {
     let mut b = MvRegister::new();
     a.write(eu(), "blue".to_owned());
     b.write(laptop(), "green".to_owned());
-    a.join_from(b);
+    a.join(b);
     check("mv_register", &a);
 }
 
@@ -115,7 +115,7 @@ fn or_set_encodings_are_stable() {
     let mut b = OrSet::new();
     b.add(laptop(), "note-4".to_owned());
     b.add(laptop(), "note-1".to_owned());
-    a.join_from(b);
+    a.join(b);
     check("or_set", &a);
 }
 
@@ -157,17 +157,6 @@ fn record_encodings_are_stable() {
         "Groceries for Sunday".to_owned(),
     );
     elsewhere.delete();
-    record.join_from(elsewhere);
+    record.join(elsewhere);
     check("record", &record);
-}
-
-/// `Crdt::join` under a name that reads well in these tests.
-trait JoinFrom {
-    fn join_from(&mut self, other: Self);
-}
-
-impl<T: jarvis_shared::crdt::Crdt> JoinFrom for T {
-    fn join_from(&mut self, other: Self) {
-        self.join(other);
-    }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jarvis_shared::crdt::{GCounter, GSet, OrSet, ReplicaId};
+use jarvis_shared::crdt::{Crdt, GCounter, GSet, OrSet, ReplicaId};
 use jarvis_shared::store::{Key, MergeOptions, RetryPolicy, Store, StoreError, Write, now_secs};
 
 fn key(partition: &str, sort: &str) -> Key {
@@ -235,10 +235,7 @@ async fn the_change_feed_lets_a_replica_catch_up(store: Arc<dyn Store>) {
         for change in page {
             entries += 1;
             let state = GSet::<i32>::decode(change.payload.bytes()).expect("payload decodes");
-            caught_up
-                .entry(change.key.clone())
-                .or_default()
-                .join_from(state);
+            caught_up.entry(change.key.clone()).or_default().join(state);
             cursor = change.seq;
         }
     }
@@ -251,16 +248,6 @@ async fn the_change_feed_lets_a_replica_catch_up(store: Arc<dyn Store>) {
             .expect("read")
             .expect("present");
         assert_eq!(caught_up.get(&k), Some(&stored.state), "{k:?} caught up");
-    }
-}
-
-trait JoinFrom {
-    fn join_from(&mut self, other: Self);
-}
-
-impl<T: jarvis_shared::crdt::Crdt> JoinFrom for T {
-    fn join_from(&mut self, other: Self) {
-        self.join(other);
     }
 }
 

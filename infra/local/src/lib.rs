@@ -27,10 +27,16 @@ pub struct Function {
 
 /// Every function the gateway hosts.
 pub fn functions() -> Vec<Function> {
-    vec![Function {
-        name: "system",
-        api: jarvis_system::api(),
-    }]
+    vec![
+        Function {
+            name: "system",
+            api: jarvis_system::api(),
+        },
+        Function {
+            name: "crdt",
+            api: jarvis_crdt::api(),
+        },
+    ]
 }
 
 /// The gateway's own route serving the merged OpenAPI document (local only: on AWS each

@@ -1,0 +1,419 @@
+//! The CRDT function: named conflict-free objects a user can share between devices and
+//! deployments — counters, grow-only sets, last-writer-wins registers holding any JSON, and
+//! observed-remove sets.
+//!
+//! Each object is one document in its owner's partition (`crdt#<principal>`), sorted under
+//! `<kind>#<name>`, so objects of different kinds may share a name and no principal can
+//! reach another's objects. Every write is a merge on write: concurrent writers, here or on
+//! another replica, never lose each other's changes.
+
+use axum::extract::State;
+use jarvis_shared::AppState;
+use jarvis_shared::crdt::{Crdt, GCounter, GSet, LwwRegister, OrSet};
+use jarvis_shared::error::ApiError;
+use jarvis_shared::http::{Json, Path, validate};
+use jarvis_shared::principal::Principal;
+use jarvis_shared::store::Key;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Largest element of a set, in bytes.
+pub const MAX_ELEMENT_BYTES: usize = 1024;
+/// Most elements one request may add or remove.
+pub const MAX_ELEMENTS_PER_REQUEST: usize = 1000;
+/// Largest register value, as JSON text.
+pub const MAX_REGISTER_BYTES: usize = 64 * 1024;
+
+/// The function's routes with their OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(increment_counter))
+        .routes(routes!(get_counter))
+        .routes(routes!(add_to_set, get_set))
+        .routes(routes!(put_register, get_register))
+        .routes(routes!(change_orset, get_orset))
+}
+
+/// The function's routes.
+pub fn routes() -> axum::Router<AppState> {
+    api().into()
+}
+
+fn key(principal: &Principal, kind: &str, name: &str) -> Result<Key, ApiError> {
+    validate::name("name", name)?;
+    Ok(Key::new(
+        format!("crdt#{}", principal.id()),
+        format!("{kind}#{name}"),
+    )?)
+}
+
+fn not_found(kind: &str) -> ApiError {
+    ApiError::NotFound(format!("no such {kind}").into())
+}
+
+fn check_elements(field: &'static str, elements: &[String]) -> Result<(), ApiError> {
+    validate::count(field, elements.len(), MAX_ELEMENTS_PER_REQUEST)?;
+    for (i, element) in elements.iter().enumerate() {
+        if element.is_empty() || element.len() > MAX_ELEMENT_BYTES {
+            return Err(ApiError::invalid_field(
+                format!("{field}[{i}]"),
+                format!("elements are 1 to {MAX_ELEMENT_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /crdt/counters/{name}/increment`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Increment {
+    /// How much to add; at least 1.
+    pub by: u64,
+}
+
+/// A counter as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CounterView {
+    /// The counter's name.
+    pub name: String,
+    /// The sum of every increment, on every replica.
+    pub value: u64,
+}
+
+/// Adds to a counter, creating it at zero first.
+#[utoipa::path(
+    post,
+    path = "/crdt/counters/{name}/increment",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Counter name")),
+    request_body = Increment,
+    responses(
+        (status = 200, description = "The counter after the increment", body = CounterView),
+        (status = 400, description = "Invalid name or amount", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state, body))]
+async fn increment_counter(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Json(body): Json<Increment>,
+) -> Result<Json<CounterView>, ApiError> {
+    let key = key(&principal, "counter", &name)?;
+    if body.by == 0 {
+        return Err(ApiError::invalid_field("by", "must be at least 1"));
+    }
+    let replica = state.replica;
+    let doc = state
+        .store
+        .update(&key, |counter: &mut GCounter| {
+            counter.increment(replica, body.by)
+        })
+        .await?;
+    Ok(Json(CounterView {
+        name,
+        value: doc.state.value(),
+    }))
+}
+
+/// Reads a counter.
+#[utoipa::path(
+    get,
+    path = "/crdt/counters/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Counter name")),
+    responses(
+        (status = 200, description = "The counter", body = CounterView),
+        (status = 404, description = "No such counter", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+async fn get_counter(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<CounterView>, ApiError> {
+    let key = key(&principal, "counter", &name)?;
+    let doc = state
+        .store
+        .read::<GCounter>(&key)
+        .await?
+        .ok_or_else(|| not_found("counter"))?;
+    Ok(Json(CounterView {
+        name,
+        value: doc.state.value(),
+    }))
+}
+
+/// `POST /crdt/sets/{name}`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAdd {
+    /// Elements to add (1 to 1000 strings of 1 to 1024 bytes).
+    pub add: Vec<String>,
+}
+
+/// A set as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SetView {
+    /// The set's name.
+    pub name: String,
+    /// Its elements, in ascending order.
+    pub elements: Vec<String>,
+}
+
+/// Adds elements to a grow-only set, creating it.
+#[utoipa::path(
+    post,
+    path = "/crdt/sets/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Set name")),
+    request_body = SetAdd,
+    responses(
+        (status = 200, description = "The set after the additions", body = SetView),
+        (status = 400, description = "Invalid name or element", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state, body))]
+async fn add_to_set(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Json(body): Json<SetAdd>,
+) -> Result<Json<SetView>, ApiError> {
+    let key = key(&principal, "set", &name)?;
+    if body.add.is_empty() {
+        return Err(ApiError::invalid_field(
+            "add",
+            "must name at least one element",
+        ));
+    }
+    check_elements("add", &body.add)?;
+    let delta: GSet<String> = body.add.into_iter().collect();
+    let set = state.store.merge(&key, delta).await?;
+    Ok(Json(SetView {
+        name,
+        elements: set.iter().cloned().collect(),
+    }))
+}
+
+/// Reads a grow-only set.
+#[utoipa::path(
+    get,
+    path = "/crdt/sets/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Set name")),
+    responses(
+        (status = 200, description = "The set", body = SetView),
+        (status = 404, description = "No such set", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+async fn get_set(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<SetView>, ApiError> {
+    let key = key(&principal, "set", &name)?;
+    let doc = state
+        .store
+        .read::<GSet<String>>(&key)
+        .await?
+        .ok_or_else(|| not_found("set"))?;
+    Ok(Json(SetView {
+        name,
+        elements: doc.state.iter().cloned().collect(),
+    }))
+}
+
+/// `PUT /crdt/registers/{name}`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPut {
+    /// Any JSON value (at most 64 KiB as JSON text).
+    pub value: serde_json::Value,
+}
+
+/// A register as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegisterView {
+    /// The register's name.
+    pub name: String,
+    /// The last value written, on any replica.
+    pub value: serde_json::Value,
+}
+
+/// Writes a last-writer-wins register.
+#[utoipa::path(
+    put,
+    path = "/crdt/registers/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Register name")),
+    request_body = RegisterPut,
+    responses(
+        (status = 200, description = "The register after the write", body = RegisterView),
+        (status = 400, description = "Invalid name or value", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state, body))]
+async fn put_register(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Json(body): Json<RegisterPut>,
+) -> Result<Json<RegisterView>, ApiError> {
+    let key = key(&principal, "register", &name)?;
+    let text = body.value.to_string();
+    if text.len() > MAX_REGISTER_BYTES {
+        return Err(ApiError::invalid_field(
+            "value",
+            format!("must be at most {MAX_REGISTER_BYTES} bytes as JSON"),
+        ));
+    }
+    let clock = &state.clock;
+    let doc = state
+        .store
+        .update(&key, |register: &mut LwwRegister<String>| {
+            let stamp = clock.stamp_after(register.stamp());
+            register.set(stamp, text.clone())
+        })
+        .await?;
+    Ok(Json(RegisterView {
+        name,
+        value: register_value(&doc.state)?,
+    }))
+}
+
+fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, ApiError> {
+    match register.get() {
+        Some(text) => serde_json::from_str(text).map_err(ApiError::internal),
+        None => Ok(serde_json::Value::Null),
+    }
+}
+
+/// Reads a last-writer-wins register.
+#[utoipa::path(
+    get,
+    path = "/crdt/registers/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Register name")),
+    responses(
+        (status = 200, description = "The register", body = RegisterView),
+        (status = 404, description = "No such register", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+async fn get_register(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<RegisterView>, ApiError> {
+    let key = key(&principal, "register", &name)?;
+    let doc = state
+        .store
+        .read::<LwwRegister<String>>(&key)
+        .await?
+        .ok_or_else(|| not_found("register"))?;
+    Ok(Json(RegisterView {
+        name,
+        value: register_value(&doc.state)?,
+    }))
+}
+
+/// `POST /crdt/orsets/{name}`: removals apply before additions, so an element in both
+/// lists ends up present.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrSetChange {
+    /// Elements to add.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Elements to remove (the additions of them seen here).
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Adds and removes elements of an observed-remove set, creating it.
+#[utoipa::path(
+    post,
+    path = "/crdt/orsets/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Set name")),
+    request_body = OrSetChange,
+    responses(
+        (status = 200, description = "The set after the change", body = SetView),
+        (status = 400, description = "Invalid name or element", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state, body))]
+async fn change_orset(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Json(body): Json<OrSetChange>,
+) -> Result<Json<SetView>, ApiError> {
+    let key = key(&principal, "orset", &name)?;
+    if body.add.is_empty() && body.remove.is_empty() {
+        return Err(ApiError::invalid_field(
+            "add",
+            "name at least one element to add or remove",
+        ));
+    }
+    check_elements("add", &body.add)?;
+    check_elements("remove", &body.remove)?;
+    let replica = state.replica;
+    let doc = state
+        .store
+        .update(&key, |set: &mut OrSet<String>| {
+            let mut delta = OrSet::default();
+            for element in &body.remove {
+                delta.join(set.remove(element));
+            }
+            for element in &body.add {
+                delta.join(set.add(replica, element.clone()));
+            }
+            delta
+        })
+        .await?;
+    Ok(Json(SetView {
+        name,
+        elements: sorted(&doc.state),
+    }))
+}
+
+fn sorted(set: &OrSet<String>) -> Vec<String> {
+    let mut elements: Vec<String> = set.iter().cloned().collect();
+    elements.sort_unstable();
+    elements
+}
+
+/// Reads an observed-remove set.
+#[utoipa::path(
+    get,
+    path = "/crdt/orsets/{name}",
+    tag = "crdt",
+    params(("name" = String, Path, description = "Set name")),
+    responses(
+        (status = 200, description = "The set", body = SetView),
+        (status = 404, description = "No such set", body = jarvis_shared::error::ErrorEnvelope),
+    )
+)]
+async fn get_orset(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<SetView>, ApiError> {
+    let key = key(&principal, "orset", &name)?;
+    let doc = state
+        .store
+        .read::<OrSet<String>>(&key)
+        .await?
+        .ok_or_else(|| not_found("set"))?;
+    Ok(Json(SetView {
+        name,
+        elements: sorted(&doc.state),
+    }))
+}
+
+#[cfg(test)]
+mod tests;

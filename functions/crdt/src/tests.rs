@@ -1,0 +1,190 @@
+use axum::http::{Method, StatusCode};
+use jarvis_shared::testing::TestApp;
+use serde_json::json;
+
+async fn app() -> TestApp {
+    TestApp::new(super::routes()).await
+}
+
+#[tokio::test]
+async fn increments_add_up_and_read_back() {
+    let app = app().await;
+    for by in [2, 3] {
+        let (status, _) = app
+            .call(
+                Method::POST,
+                "/crdt/counters/visits/increment",
+                Some(json!({"by": by})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = app.call(Method::GET, "/crdt/counters/visits", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"name": "visits", "value": 5}));
+}
+
+#[tokio::test]
+async fn an_increment_below_one_is_rejected_naming_the_field_and_changes_nothing() {
+    let app = app().await;
+    for bad in [
+        json!({"by": 0}),
+        json!({"by": -1}),
+        json!({"by": "2"}),
+        json!({}),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/crdt/counters/c/increment",
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body["error"]["code"], "bad_request");
+        if bad != json!({}) {
+            assert_eq!(body["error"]["field"], "by", "{bad}: {body}");
+        }
+    }
+    let (status, _) = app.call(Method::GET, "/crdt/counters/c", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+}
+
+#[tokio::test]
+async fn invalid_names_are_rejected_naming_the_field() {
+    let app = app().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/sets/bad%20name",
+            Some(json!({"add": ["x"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "name");
+}
+
+#[tokio::test]
+async fn unknown_objects_are_404_in_the_envelope() {
+    let app = app().await;
+    for uri in [
+        "/crdt/counters/none",
+        "/crdt/sets/none",
+        "/crdt/registers/none",
+        "/crdt/orsets/none",
+    ] {
+        let (status, body) = app.call(Method::GET, uri, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}
+
+#[tokio::test]
+async fn sets_grow_and_list_their_elements_in_order() {
+    let app = app().await;
+    app.call(
+        Method::POST,
+        "/crdt/sets/tags",
+        Some(json!({"add": ["rust", "lambda"]})),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/sets/tags",
+            Some(json!({"add": ["crdt", "rust"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["elements"], json!(["crdt", "lambda", "rust"]));
+}
+
+#[tokio::test]
+async fn an_oversized_element_is_rejected_with_its_position() {
+    let app = app().await;
+    let big = "x".repeat(super::MAX_ELEMENT_BYTES + 1);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/orsets/s",
+            Some(json!({"add": ["ok", big]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "add[1]");
+    let (status, _) = app.call(Method::GET, "/crdt/orsets/s", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+}
+
+#[tokio::test]
+async fn registers_hold_any_json_and_the_last_write_wins() {
+    let app = app().await;
+    let first = json!({"theme": "dark", "font": 14});
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            "/crdt/registers/prefs",
+            Some(json!({"value": first})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"], first);
+    app.call(
+        Method::PUT,
+        "/crdt/registers/prefs",
+        Some(json!({"value": [1, null, "x"]})),
+    )
+    .await;
+    let (_, body) = app.call(Method::GET, "/crdt/registers/prefs", None).await;
+    assert_eq!(body, json!({"name": "prefs", "value": [1, null, "x"]}));
+}
+
+#[tokio::test]
+async fn orsets_add_and_remove_and_a_readd_in_one_request_wins() {
+    let app = app().await;
+    app.call(
+        Method::POST,
+        "/crdt/orsets/todo",
+        Some(json!({"add": ["a", "b", "c"]})),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/orsets/todo",
+            Some(json!({"remove": ["a", "b"], "add": ["b", "d"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["elements"], json!(["b", "c", "d"]));
+}
+
+#[tokio::test]
+async fn an_empty_change_is_rejected() {
+    let app = app().await;
+    let (status, body) = app
+        .call(Method::POST, "/crdt/orsets/todo", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "add");
+}
+
+#[tokio::test]
+async fn unknown_fields_and_non_json_bodies_are_rejected() {
+    let app = app().await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/crdt/counters/c/increment",
+            Some(json!({"by": 1, "extra": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let request = axum::http::Request::post("/crdt/counters/c/increment")
+        .header("content-type", "text/plain")
+        .body(axum::body::Body::from("by=1"))
+        .expect("request");
+    let (status, body) = app.send(request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+}
