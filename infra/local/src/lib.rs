@@ -36,6 +36,10 @@ pub fn functions() -> Vec<Function> {
             name: "crdt",
             api: jarvis_crdt::api(),
         },
+        Function {
+            name: "archive",
+            api: jarvis_archive::api(),
+        },
     ]
 }
 

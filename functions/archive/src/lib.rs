@@ -1,0 +1,473 @@
+//! The archive function: a principal's notes, links and documents, with tags.
+//!
+//! Each entry is one [`Record`] document in its owner's partition (`archive#<principal>`),
+//! sorted under `entry#<id>` with a time-ordered id (UUIDv7), so a listing comes out oldest
+//! first and pages by cursor. Fields merge independently, the last writer winning per field;
+//! a delete is an observed remove: an edit made concurrently elsewhere does not bring a
+//! deleted entry back.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use jarvis_shared::AppState;
+use jarvis_shared::crdt::Record;
+use jarvis_shared::error::{ApiError, ErrorEnvelope};
+use jarvis_shared::http::{Json, Path, Query, validate};
+use jarvis_shared::principal::Principal;
+use jarvis_shared::store::{Key, StoreError, encode_cursor};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// Largest title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 512;
+/// Largest content, in bytes.
+pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
+/// Most tags on one entry.
+pub const MAX_TAGS: usize = 32;
+/// Default and largest page size of a listing.
+pub const DEFAULT_PAGE: usize = 20;
+/// Largest page size of a listing.
+pub const MAX_PAGE: usize = 100;
+
+/// The function's routes with their OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_entry, list_entries))
+        .routes(routes!(get_entry, patch_entry, delete_entry))
+}
+
+/// The function's routes.
+pub fn routes() -> axum::Router<AppState> {
+    api().into()
+}
+
+fn partition(principal: &Principal) -> String {
+    format!("archive#{}", principal.id())
+}
+
+const SORT_PREFIX: &str = "entry#";
+
+fn entry_key(principal: &Principal, id: &str) -> Result<Key, ApiError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|_| ApiError::invalid_field("id", "must be an entry id (a UUID)"))?;
+    Ok(Key::new(
+        partition(principal),
+        format!("{SORT_PREFIX}{}", id.hyphenated()),
+    )?)
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("no such archive entry".into())
+}
+
+/// An archive entry as clients see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Entry {
+    /// The entry's id.
+    pub id: String,
+    /// What it is: `note`, `link`, `document`… (lowercase letters, digits, `_`, `-`).
+    pub kind: String,
+    /// Its title.
+    pub title: String,
+    /// Its content.
+    pub content: String,
+    /// Its tags, lowercase, sorted.
+    pub tags: Vec<String>,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// When a field last changed, in milliseconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
+    let field = |name: &str| record.get(name).unwrap_or_default().to_owned();
+    let tags = match record.get("tags") {
+        Some(json) => serde_json::from_str(json).map_err(ApiError::internal)?,
+        None => Vec::new(),
+    };
+    let updated_at = record
+        .fields()
+        .iter()
+        .filter_map(|(name, _)| record.stamp(name))
+        .map(|stamp| stamp.wall_ms)
+        .max()
+        .unwrap_or_default();
+    Ok(Entry {
+        id: id.to_owned(),
+        kind: field("kind"),
+        title: field("title"),
+        content: field("content"),
+        tags,
+        created_at: field("created_at").parse().unwrap_or_default(),
+        updated_at,
+    })
+}
+
+fn check_kind(kind: &str) -> Result<String, ApiError> {
+    let kind = kind.trim().to_lowercase();
+    let ok = (1..=64).contains(&kind.len())
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if ok {
+        Ok(kind)
+    } else {
+        Err(ApiError::invalid_field(
+            "kind",
+            "must be 1 to 64 characters of a-z, 0-9, '_' or '-'",
+        ))
+    }
+}
+
+fn check_title(title: &str) -> Result<String, ApiError> {
+    let title = title.trim();
+    validate::text("title", title, MAX_TITLE_BYTES)?;
+    Ok(title.to_owned())
+}
+
+fn check_content(content: &str) -> Result<String, ApiError> {
+    if content.len() > MAX_CONTENT_BYTES {
+        return Err(ApiError::invalid_field(
+            "content",
+            format!("must be at most {MAX_CONTENT_BYTES} bytes"),
+        ));
+    }
+    if content.contains('\0') {
+        return Err(ApiError::invalid_field("content", "must not contain NUL"));
+    }
+    Ok(content.to_owned())
+}
+
+/// Tags normalised (trimmed, lowercase), deduplicated and sorted, as JSON text.
+fn check_tags(tags: &[String]) -> Result<String, ApiError> {
+    validate::count("tags", tags.len(), MAX_TAGS)?;
+    let mut normalised = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        let tag = tag.trim().to_lowercase();
+        let ok = (1..=64).contains(&tag.len())
+            && tag.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | ':' | '.')
+            });
+        if !ok {
+            return Err(ApiError::invalid_field(
+                format!("tags[{i}]"),
+                "tags are 1 to 64 characters of a-z, 0-9, '_', '-', ':' or '.'",
+            ));
+        }
+        normalised.push(tag);
+    }
+    normalised.sort_unstable();
+    normalised.dedup();
+    serde_json::to_string(&normalised).map_err(ApiError::internal)
+}
+
+/// `POST /archive`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntry {
+    /// What it is, e.g. `note`.
+    pub kind: String,
+    /// Its title (1 to 512 bytes).
+    pub title: String,
+    /// Its content (up to 256 KiB).
+    pub content: String,
+    /// Its tags (up to 32).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Archives an entry.
+#[utoipa::path(
+    post,
+    path = "/archive",
+    tag = "archive",
+    request_body = NewEntry,
+    responses(
+        (status = 201, description = "The entry, with its id", body = Entry),
+        (status = 400, description = "Invalid field", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn create_entry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<NewEntry>,
+) -> Result<impl IntoResponse, ApiError> {
+    let fields = [
+        ("kind", check_kind(&body.kind)?),
+        ("title", check_title(&body.title)?),
+        ("content", check_content(&body.content)?),
+        ("tags", check_tags(&body.tags)?),
+    ];
+    let id = Uuid::now_v7().hyphenated().to_string();
+    let key = entry_key(&principal, &id)?;
+    let (replica, clock) = (state.replica, &state.clock);
+    let doc = state
+        .store
+        .update(&key, |record: &mut Record| {
+            let stamp = clock.now();
+            let created = ("created_at".to_owned(), stamp.wall_ms.to_string());
+            let fields = fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .chain([created]);
+            record.create(replica, stamp, fields)
+        })
+        .await?;
+    let entry = view(&id, &doc.state)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/archive/{id}"))],
+        Json(entry),
+    ))
+}
+
+/// Filters and paging of `GET /archive`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only entries with this tag.
+    pub tag: Option<String>,
+    /// Only entries of this kind.
+    pub kind: Option<String>,
+    /// Page size (1 to 100, default 20).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of entries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryPage {
+    /// The entries, oldest first.
+    pub items: Vec<Entry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Lists entries, oldest first, optionally by tag and kind.
+#[utoipa::path(
+    get,
+    path = "/archive",
+    tag = "archive",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of entries", body = EntryPage),
+        (status = 400, description = "Invalid filter, limit or cursor", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state))]
+async fn list_entries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+) -> Result<Json<EntryPage>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be 1 to 100"));
+    }
+    let kind = params.kind.as_deref().map(check_kind).transpose()?;
+    let tag = match params.tag.as_deref() {
+        Some(tag) => {
+            let json = check_tags(&[tag.to_owned()]).map_err(|_| {
+                ApiError::invalid_field(
+                    "tag",
+                    "must be 1 to 64 characters of a-z, 0-9, '_', '-', ':' or '.'",
+                )
+            })?;
+            serde_json::from_str::<Vec<String>>(&json)
+                .map_err(ApiError::internal)?
+                .pop()
+        }
+        None => None,
+    };
+    let partition = partition(&principal);
+    let mut items = Vec::new();
+    let mut cursor = params.cursor;
+    // Filters apply after reading, so read pages until this one is full; the cursor then
+    // points just past the last entry examined.
+    loop {
+        let page = state
+            .store
+            .list_documents::<Record>(&partition, Some(SORT_PREFIX), cursor.as_deref(), limit)
+            .await
+            .map_err(|err| match err {
+                StoreError::InvalidKey("cursor") => {
+                    ApiError::invalid_field("cursor", "is not a cursor this API returned")
+                }
+                other => other.into(),
+            })?;
+        let count = page.items.len();
+        for (i, doc) in page.items.into_iter().enumerate() {
+            let id = doc.key.sort().trim_start_matches(SORT_PREFIX);
+            if doc.state.is_live() {
+                let entry = view(id, &doc.state)?;
+                let kind_ok = kind.as_ref().is_none_or(|k| &entry.kind == k);
+                let tag_ok = tag.as_ref().is_none_or(|t| entry.tags.contains(t));
+                if kind_ok && tag_ok {
+                    items.push(entry);
+                }
+            }
+            if items.len() == limit {
+                let last_of_all = page.next_cursor.is_none() && i + 1 == count;
+                let next_cursor = (!last_of_all).then(|| encode_cursor(doc.key.sort()));
+                return Ok(Json(EntryPage { items, next_cursor }));
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => {
+                return Ok(Json(EntryPage {
+                    items,
+                    next_cursor: None,
+                }));
+            }
+        }
+    }
+}
+
+/// Reads one entry.
+#[utoipa::path(
+    get,
+    path = "/archive/{id}",
+    tag = "archive",
+    params(("id" = String, Path, description = "Entry id")),
+    responses(
+        (status = 200, description = "The entry", body = Entry),
+        (status = 404, description = "No such entry", body = ErrorEnvelope),
+    )
+)]
+async fn get_entry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Entry>, ApiError> {
+    let key = entry_key(&principal, &id)?;
+    let doc = state
+        .store
+        .read::<Record>(&key)
+        .await?
+        .filter(|doc| doc.state.is_live())
+        .ok_or_else(not_found)?;
+    Ok(Json(view(&id, &doc.state)?))
+}
+
+/// `PATCH /archive/{id}`: any of the fields; each merges on its own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryPatch {
+    /// New kind.
+    pub kind: Option<String>,
+    /// New title.
+    pub title: Option<String>,
+    /// New content.
+    pub content: Option<String>,
+    /// New tags (replacing the old ones).
+    pub tags: Option<Vec<String>>,
+}
+
+/// Changes some fields of an entry; the last writer wins per field.
+#[utoipa::path(
+    patch,
+    path = "/archive/{id}",
+    tag = "archive",
+    params(("id" = String, Path, description = "Entry id")),
+    request_body = EntryPatch,
+    responses(
+        (status = 200, description = "The entry after the change", body = Entry),
+        (status = 400, description = "Invalid field", body = ErrorEnvelope),
+        (status = 404, description = "No such entry", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state, body))]
+async fn patch_entry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<EntryPatch>,
+) -> Result<Json<Entry>, ApiError> {
+    let key = entry_key(&principal, &id)?;
+    let mut changes = Vec::new();
+    if let Some(kind) = &body.kind {
+        changes.push(("kind", check_kind(kind)?));
+    }
+    if let Some(title) = &body.title {
+        changes.push(("title", check_title(title)?));
+    }
+    if let Some(content) = &body.content {
+        changes.push(("content", check_content(content)?));
+    }
+    if let Some(tags) = &body.tags {
+        changes.push(("tags", check_tags(tags)?));
+    }
+    if changes.is_empty() {
+        return Err(ApiError::bad_request(
+            "name at least one of kind, title, content, tags",
+        ));
+    }
+    // Refuse edits to an entry that does not exist (rather than creating fields on nothing).
+    state
+        .store
+        .read::<Record>(&key)
+        .await?
+        .filter(|doc| doc.state.is_live())
+        .ok_or_else(not_found)?;
+    let clock = &state.clock;
+    let doc = state
+        .store
+        .update(&key, |record: &mut Record| {
+            let mut delta = Record::new();
+            for (name, value) in &changes {
+                let stamp = clock.stamp_after(record.stamp(name));
+                jarvis_shared::crdt::Crdt::join(
+                    &mut delta,
+                    record.set((*name).to_owned(), stamp, value.clone()),
+                );
+            }
+            delta
+        })
+        .await?;
+    if !doc.state.is_live() {
+        return Err(not_found());
+    }
+    Ok(Json(view(&id, &doc.state)?))
+}
+
+/// Deletes an entry (the versions of it seen here).
+#[utoipa::path(
+    delete,
+    path = "/archive/{id}",
+    tag = "archive",
+    params(("id" = String, Path, description = "Entry id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such entry", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip(state))]
+async fn delete_entry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key = entry_key(&principal, &id)?;
+    state
+        .store
+        .read::<Record>(&key)
+        .await?
+        .filter(|doc| doc.state.is_live())
+        .ok_or_else(not_found)?;
+    state
+        .store
+        .update(&key, |record: &mut Record| record.delete())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+use axum::http::{Method, StatusCode};
+use jarvis_shared::testing::TestApp;
+use serde_json::{Value, json};
+
+async fn app() -> TestApp {
+    TestApp::new(super::routes()).await
+}
+
+async fn create(app: &TestApp, kind: &str, title: &str, tags: &[&str]) -> Value {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/archive",
+            Some(json!({"kind": kind, "title": title, "content": "body text", "tags": tags})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn creating_an_entry_returns_it_with_an_id_and_it_reads_back() {
+    let app = app().await;
+    let created = create(&app, "Note", "Groceries", &["Home", "food", "home"]).await;
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(created["kind"], "note", "kind is normalised");
+    assert_eq!(
+        created["tags"],
+        json!(["food", "home"]),
+        "tags normalised and deduplicated"
+    );
+    assert!(created["created_at"].as_u64().is_some_and(|t| t > 0));
+    let (status, read) = app.call(Method::GET, &format!("/archive/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, created);
+}
+
+#[tokio::test]
+async fn invalid_fields_are_named_and_nothing_is_created() {
+    let app = app().await;
+    let cases = [
+        (json!({"kind": "note", "title": "", "content": ""}), "title"),
+        (
+            json!({"kind": "no spaces", "title": "t", "content": ""}),
+            "kind",
+        ),
+        (
+            json!({"kind": "note", "title": "t", "content": "", "tags": ["ok", "not ok"]}),
+            "tags[1]",
+        ),
+        (json!({"kind": "note", "title": 7, "content": ""}), "title"),
+        (json!({"kind": "note", "content": ""}), ""),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = app.call(Method::POST, "/archive", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        if !field.is_empty() {
+            assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+        }
+    }
+    let (_, page) = app.call(Method::GET, "/archive", None).await;
+    assert_eq!(page["items"], json!([]));
+}
+
+#[tokio::test]
+async fn listing_filters_by_tag_and_kind_and_pages_in_creation_order() {
+    let app = app().await;
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let tags: &[&str] = if i % 2 == 0 { &["even"] } else { &["odd"] };
+        let kind = if i < 5 { "note" } else { "link" };
+        let entry = create(&app, kind, &format!("entry {i}"), tags).await;
+        if i % 2 == 0 && kind == "note" {
+            expected.push(entry["id"].clone());
+        }
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/archive?tag=even&kind=note&limit=2".to_owned();
+    loop {
+        let (status, page) = app.call(Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/archive?tag=even&kind=note&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "entries 0, 2 and 4 in creation order");
+}
+
+#[tokio::test]
+async fn a_bad_limit_or_cursor_is_rejected() {
+    let app = app().await;
+    let (status, body) = app.call(Method::GET, "/archive?limit=0", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("limit"))
+    );
+    let (status, body) = app.call(Method::GET, "/archive?cursor=zz", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("cursor"))
+    );
+    let (status, _) = app.call(Method::GET, "/archive?unknown=1", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn patching_changes_only_the_named_fields() {
+    let app = app().await;
+    let created = create(&app, "note", "Draft", &["a"]).await;
+    let id = created["id"].as_str().expect("id");
+    let (status, patched) = app
+        .call(
+            Method::PATCH,
+            &format!("/archive/{id}"),
+            Some(json!({"title": "Final"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(patched["title"], "Final");
+    assert_eq!(patched["content"], created["content"]);
+    assert_eq!(patched["tags"], created["tags"]);
+    assert!(patched["updated_at"].as_u64() >= created["updated_at"].as_u64());
+    let (status, _) = app
+        .call(Method::PATCH, &format!("/archive/{id}"), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn deleting_removes_the_entry_everywhere_it_is_read() {
+    let app = app().await;
+    let created = create(&app, "note", "Gone soon", &[]).await;
+    let id = created["id"].as_str().expect("id");
+    let uri = format!("/archive/{id}");
+    let (status, body) = app.call(Method::DELETE, &uri, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(
+        app.call(Method::GET, &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, _) = app
+        .call(Method::PATCH, &uri, Some(json!({"title": "back?"})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, page) = app.call(Method::GET, "/archive", None).await;
+    assert_eq!(page["items"], json!([]));
+}
+
+#[tokio::test]
+async fn ids_that_are_not_ours_are_rejected_or_not_found() {
+    let app = app().await;
+    let (status, body) = app.call(Method::GET, "/archive/not-a-uuid", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("id"))
+    );
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/archive/0190b2f4-0000-7000-8000-000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
