@@ -8,6 +8,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
 
 /// Name of the embedded libSQL database file inside the data directory.
 pub const DATABASE_FILE: &str = "jarvis.db";
@@ -82,8 +85,8 @@ impl fmt::Display for StoreConfig {
     }
 }
 
-/// The whole configuration of a Jarvis process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The whole configuration of a Jarvis process. Secrets inside print as `[REDACTED]`.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where the process runs.
     pub host: Host,
@@ -100,6 +103,38 @@ pub struct Config {
     /// This deployment's replica name (`JARVIS_REPLICA_ID`): the actor of every CRDT change
     /// made here, and the name peers know it by.
     pub replica_id: String,
+    /// Sync between deployments.
+    pub sync: SyncConfig,
+}
+
+/// How this deployment syncs with its peers.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// The token peers present to read our change feed, and we present to theirs
+    /// (`JARVIS_SYNC_TOKEN`, at least 16 characters). Without it, sync is off.
+    pub token: Option<SecretString>,
+    /// Base URLs of the deployments to pull from (`JARVIS_PEERS`, comma-separated).
+    pub peers: Vec<String>,
+    /// Seconds between pull rounds (`JARVIS_SYNC_INTERVAL`).
+    pub interval: Duration,
+}
+
+/// Default seconds between pull rounds.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Checks a peer base URL and drops a trailing slash.
+pub fn parse_peer(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(url.to_owned()),
+        _ => Err(ConfigError::new(
+            "JARVIS_PEERS",
+            "each peer must be an http:// or https:// base URL",
+        )),
+    }
 }
 
 /// Default largest request body: 1 MiB.
@@ -108,15 +143,26 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| {
-            // Variables that are not valid UTF-8 cannot be ours; a value of ours that is not
-            // UTF-8 is reported by name below.
-            let key = k.into_string().ok()?;
-            Some((key, v.into_string().unwrap_or_else(|_| "\u{FFFD}".into())))
-        }))
+        // Variables whose names are not UTF-8 cannot be ours; a value of ours that is not
+        // UTF-8 is reported by name.
+        Self::from_env_with(Vec::new())
     }
 
-    /// Reads the configuration from `(name, value)` pairs.
+    /// Reads the configuration from the process environment, with `overrides` (e.g. from
+    /// command-line flags) taking precedence over variables of the same name.
+    pub fn from_env_with(overrides: Vec<(String, String)>) -> Result<Self, ConfigError> {
+        let mut vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let key = k.into_string().ok()?;
+                Some((key, v.into_string().unwrap_or_else(|_| "\u{FFFD}".into())))
+            })
+            .collect();
+        vars.extend(overrides);
+        Self::from_vars(vars)
+    }
+
+    /// Reads the configuration from `(name, value)` pairs; a later pair overrides an earlier
+    /// one of the same name.
     pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -242,6 +288,37 @@ impl Config {
             ));
         }
 
+        let token = match get("JARVIS_SYNC_TOKEN")? {
+            Some(token) if token.len() < 16 => {
+                return Err(ConfigError::new(
+                    "JARVIS_SYNC_TOKEN",
+                    "must be at least 16 characters",
+                ));
+            }
+            Some(token) => Some(SecretString::from(token.to_owned())),
+            None => None,
+        };
+        let peers = match get("JARVIS_PEERS")? {
+            Some(list) => list
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(parse_peer)
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let interval = match get("JARVIS_SYNC_INTERVAL")? {
+            None => DEFAULT_SYNC_INTERVAL,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs) if (1..=86_400).contains(&secs) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::new(
+                        "JARVIS_SYNC_INTERVAL",
+                        "expected 1 to 86400 seconds",
+                    ));
+                }
+            },
+        };
+
         Ok(Self {
             host,
             data_dir,
@@ -250,6 +327,11 @@ impl Config {
             log_filter,
             max_body_bytes,
             replica_id,
+            sync: SyncConfig {
+                token,
+                peers,
+                interval,
+            },
         })
     }
 
@@ -340,6 +422,38 @@ mod tests {
                 endpoint: Some("http://127.0.0.1:8000".into())
             }
         );
+    }
+
+    #[test]
+    fn sync_settings_are_read_and_checked() {
+        let c = config(&[
+            ("JARVIS_SYNC_TOKEN", "0123456789abcdef-secret"),
+            (
+                "JARVIS_PEERS",
+                "http://127.0.0.1:9001/, https://eu.example.com",
+            ),
+            ("JARVIS_SYNC_INTERVAL", "5"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.sync.peers,
+            ["http://127.0.0.1:9001", "https://eu.example.com"]
+        );
+        assert_eq!(c.sync.interval, Duration::from_secs(5));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "token never printed"
+        );
+        for (name, value) in [
+            ("JARVIS_SYNC_TOKEN", "short"),
+            ("JARVIS_PEERS", "ftp://x"),
+            ("JARVIS_SYNC_INTERVAL", "0"),
+        ] {
+            assert_eq!(
+                config(&[(name, value)]).expect_err("invalid").variable,
+                name
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The body is not of a media type the route accepts (415).
     #[error("{0}")]
     UnsupportedMediaType(Cow<'static, str>),
+    /// Credentials are missing or wrong (401).
+    #[error("{0}")]
+    Unauthorized(Cow<'static, str>),
     /// No resource at this path, or not one the caller may see (404).
     #[error("{0}")]
     NotFound(Cow<'static, str>),
@@ -96,6 +99,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -112,6 +116,7 @@ impl ApiError {
             Self::BadRequest { .. } => "bad_request",
             Self::Unprocessable { .. } => "unprocessable",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -184,6 +189,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Self::TooManyRequests { retry_after_secs } = self {
             response
                 .headers_mut()

@@ -18,6 +18,7 @@ pub mod lambda;
 pub mod principal;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod testing;
 

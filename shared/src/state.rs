@@ -8,6 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::crdt::ReplicaId;
 use crate::health::HealthRegistry;
 use crate::store::{self, Store, StoreError, StoreHealth};
+use crate::sync::Syncer;
 
 /// Why the process could not start. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub struct AppState {
     pub replica: ReplicaId,
     /// Timestamps for last-writer-wins writes.
     pub clock: Arc<Clock>,
+    /// Sync with peer deployments.
+    pub sync: Arc<Syncer>,
 }
 
 impl AppState {
@@ -50,7 +53,13 @@ impl AppState {
         let mut health = HealthRegistry::default();
         health.register(Arc::new(StoreHealth(Arc::clone(&store))));
         let replica = ReplicaId::from_name(&config.replica_id);
+        let sync = Arc::new(Syncer::new(
+            Arc::clone(&store),
+            config.replica_id.clone(),
+            config.sync.clone(),
+        ));
         Self {
+            sync,
             config: Arc::new(config),
             store,
             health: Arc::new(health),

@@ -22,12 +22,21 @@ pub struct TestApp {
 impl TestApp {
     /// Serves `routes` as every host does, on a fresh store, as replica `test`.
     pub async fn new(routes: Router<AppState>) -> Self {
+        Self::with_env(routes, &[]).await
+    }
+
+    /// [`new`](Self::new) with extra configuration variables.
+    pub async fn with_env(routes: Router<AppState>, env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("jarvis-test-{}", uuid::Uuid::new_v4()));
-        let config = Config::from_vars([
-            ("JARVIS_DATA_DIR", dir.to_string_lossy().into_owned()),
-            ("JARVIS_REPLICA_ID", "test".to_owned()),
-        ])
-        .unwrap_or_else(|e| panic!("test configuration: {e}"));
+        let mut vars = vec![
+            (
+                "JARVIS_DATA_DIR".to_owned(),
+                dir.to_string_lossy().into_owned(),
+            ),
+            ("JARVIS_REPLICA_ID".to_owned(), "test".to_owned()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let config = Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration: {e}"));
         let state = AppState::from_config(config)
             .await
             .unwrap_or_else(|e| panic!("test state: {e}"));

@@ -61,12 +61,20 @@ impl LocalNode {
     /// Starts `jarvis-local` on a free loopback port with `data_dir`, plus extra environment,
     /// and waits until it announces its address.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_at("127.0.0.1:0", data_dir, env)
+    }
+
+    /// [`start`](Self::start) on a given address.
+    pub fn start_at(addr: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(jarvis_local_binary());
         command
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .args(["--addr", addr, "--data-dir"])
             .arg(data_dir)
             .env_remove("JARVIS_ADDR")
             .env_remove("JARVIS_DATA_DIR")
+            .env_remove("JARVIS_PEERS")
+            .env_remove("JARVIS_SYNC_TOKEN")
+            .env_remove("JARVIS_REPLICA_ID")
             .env("JARVIS_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -159,4 +167,13 @@ impl Drop for LocalNode {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A loopback port that was free a moment ago (for processes that must know each other's
+/// addresses before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
 }

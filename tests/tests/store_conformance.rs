@@ -265,6 +265,46 @@ async fn a_document_over_the_backend_limit_is_refused_before_writing(store: Arc<
     );
 }
 
+async fn peer_cursors_persist_and_stay_out_of_the_feed(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.load_cursor("http://peer-a").await.expect("load"),
+        None
+    );
+    let feed_before = store.changes(0, 100_000).await.expect("feed").len();
+    store
+        .save_cursor("http://peer-a", "41")
+        .await
+        .expect("save");
+    store
+        .save_cursor("http://peer-a", "42")
+        .await
+        .expect("save again");
+    store
+        .save_cursor("http://peer-b", "7")
+        .await
+        .expect("save b");
+    assert_eq!(
+        store
+            .load_cursor("http://peer-a")
+            .await
+            .expect("load")
+            .as_deref(),
+        Some("42")
+    );
+    assert_eq!(
+        store
+            .load_cursor("http://peer-b")
+            .await
+            .expect("load")
+            .as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        store.changes(0, 100_000).await.expect("feed").len(),
+        feed_before
+    );
+}
+
 async fn concurrent_writers_lose_no_update(store: Arc<dyn Store>) {
     const WRITERS: usize = 8;
     const MERGES: usize = 250;
@@ -359,6 +399,7 @@ conformance!(libsql:
     purging_removes_only_expired_documents,
     the_change_feed_lets_a_replica_catch_up,
     a_document_over_the_backend_limit_is_refused_before_writing,
+    peer_cursors_persist_and_stay_out_of_the_feed,
     concurrent_writers_lose_no_update,
 );
 
@@ -374,5 +415,6 @@ conformance!(dynamodb:
     purging_removes_only_expired_documents,
     the_change_feed_lets_a_replica_catch_up,
     a_document_over_the_backend_limit_is_refused_before_writing,
+    peer_cursors_persist_and_stay_out_of_the_feed,
     concurrent_writers_lose_no_update,
 );

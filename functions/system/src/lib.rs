@@ -113,6 +113,12 @@ mod tests {
         async fn changes(&self, _: u64, _: usize) -> Result<Vec<Change>, StoreError> {
             Err(refused())
         }
+        async fn load_cursor(&self, _: &str) -> Result<Option<String>, StoreError> {
+            Err(refused())
+        }
+        async fn save_cursor(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Err(refused())
+        }
         async fn purge_expired(&self, _: i64) -> Result<u64, StoreError> {
             Err(refused())
         }

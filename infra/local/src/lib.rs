@@ -8,12 +8,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::routing::get;
 use jarvis_shared::http::{Json, app};
 use jarvis_shared::state::StartupError;
 use jarvis_shared::{AppState, Config};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use utoipa::openapi::InfoBuilder;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -40,6 +42,10 @@ pub fn functions() -> Vec<Function> {
             name: "archive",
             api: jarvis_archive::api(),
         },
+        Function {
+            name: "sync",
+            api: jarvis_sync::api(),
+        },
     ]
 }
 
@@ -61,6 +67,7 @@ pub struct Gateway {
     listener: TcpListener,
     router: axum::Router,
     config: Config,
+    state: AppState,
 }
 
 impl Gateway {
@@ -91,8 +98,9 @@ impl Gateway {
                 })?;
         Ok(Self {
             listener,
-            router: app(routes, state),
+            router: app(routes, state.clone()),
             config,
+            state,
         })
     }
 
@@ -106,15 +114,25 @@ impl Gateway {
         &self.config
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves HTTP and runs the sync pull loop until `shutdown` resolves, then lets
+    /// in-flight requests and the current sync round finish.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(GatewayError::Serve)
+        let (stop, stopped) = watch::channel(false);
+        let sync = tokio::spawn(
+            Arc::clone(&self.state.sync).run_periodically(wait_until_set(stopped.clone())),
+        );
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        // The sender is gone once the server stops, whichever way: the loop ends too.
+        let _ = sync.await;
+        served.map_err(GatewayError::Serve)
     }
 }
 
@@ -135,6 +153,15 @@ pub enum GatewayError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+}
+
+/// Resolves once the flag is set or its sender is gone.
+async fn wait_until_set(mut flag: watch::Receiver<bool>) {
+    while !*flag.borrow_and_update() {
+        if flag.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

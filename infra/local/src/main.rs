@@ -18,6 +18,33 @@ struct Args {
     /// Directory for local data; created if missing. The embedded database lives inside.
     #[arg(long, env = "JARVIS_DATA_DIR", default_value = ".jarvis")]
     data_dir: PathBuf,
+    /// This deployment's replica name (JARVIS_REPLICA_ID; default "local").
+    #[arg(long)]
+    replica_id: Option<String>,
+    /// Base URL of a peer deployment to pull changes from; repeatable (JARVIS_PEERS,
+    /// comma-separated).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Seconds between pull rounds (JARVIS_SYNC_INTERVAL; default 30).
+    #[arg(long)]
+    sync_interval: Option<u64>,
+}
+
+impl Args {
+    /// Flags as the configuration variables they stand for.
+    fn overrides(&self) -> Vec<(String, String)> {
+        let mut vars = Vec::new();
+        if let Some(id) = &self.replica_id {
+            vars.push(("JARVIS_REPLICA_ID".to_owned(), id.clone()));
+        }
+        if !self.peers.is_empty() {
+            vars.push(("JARVIS_PEERS".to_owned(), self.peers.join(",")));
+        }
+        if let Some(secs) = self.sync_interval {
+            vars.push(("JARVIS_SYNC_INTERVAL".to_owned(), secs.to_string()));
+        }
+        vars
+    }
 }
 
 #[tokio::main]
@@ -33,7 +60,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let config = Config::from_env_with(args.overrides()).map_err(|e| e.to_string())?;
     telemetry::init(&config).map_err(|e| e.to_string())?;
     let options = Options {
         addr: args.addr,
@@ -45,6 +72,19 @@ async fn run(args: Args) -> Result<(), String> {
     let addr = gateway.local_addr().map_err(|e| e.to_string())?;
     println!("Jarvis is listening on http://{addr}");
     println!("  data:    {}", gateway.config().store);
+    println!("  replica: {}", gateway.config().replica_id);
+    let sync = &gateway.config().sync;
+    match (&sync.token, sync.peers.is_empty()) {
+        (Some(_), false) => println!(
+            "  sync:    pulling {} every {} s",
+            sync.peers.join(", "),
+            sync.interval.as_secs()
+        ),
+        (Some(_), true) => {
+            println!("  sync:    serving the change feed to peers; no peers to pull")
+        }
+        (None, _) => println!("  sync:    off (set JARVIS_SYNC_TOKEN to enable)"),
+    }
     println!("  health:  http://{addr}/health");
     println!("  openapi: http://{addr}{}", jarvis_local::OPENAPI_PATH);
     println!("Press Ctrl-C to stop.");

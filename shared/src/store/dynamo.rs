@@ -46,6 +46,9 @@ pub const MAX_DOCUMENT_BYTES: usize = ITEM_LIMIT_BYTES - 2 * super::MAX_KEY_BYTE
 /// Name of the change-feed index.
 pub const FEED_INDEX: &str = "feed";
 
+/// Partition of this deployment's cursors in its peers' feeds.
+const CURSOR_PARTITION: &str = "_sync#cursors";
+
 /// The feed index's single partition value.
 const FEED_SHARD: &str = "f";
 
@@ -506,6 +509,34 @@ impl Store for DynamoStore {
                 })
             })
             .collect()
+    }
+
+    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(CURSOR_PARTITION))
+            .key("sk", s(peer))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        output.item.map(|item| string(&item, "cursor")).transpose()
+    }
+
+    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
+        // No `feed`/`fseq` attributes: the sparse feed index never sees this item.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(CURSOR_PARTITION))
+            .item("sk", s(peer))
+            .item("cursor", s(cursor))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {

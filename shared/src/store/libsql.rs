@@ -27,9 +27,10 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 const POOL_SIZE: usize = 16;
 
 /// Schema migrations, applied in order, each once, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE documents (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE documents (
          partition  TEXT    NOT NULL,
          sort       TEXT    NOT NULL,
          state      BLOB    NOT NULL,
@@ -46,7 +47,15 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          sort       TEXT    NOT NULL,
          delta      BLOB    NOT NULL
      );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE sync_cursors (
+             peer   TEXT PRIMARY KEY,
+             cursor TEXT NOT NULL
+         ) WITHOUT ROWID;",
+    ),
+];
 
 /// A store on an embedded libSQL database file.
 pub struct LibsqlStore {
@@ -383,6 +392,33 @@ impl Store for LibsqlStore {
             });
         }
         Ok(out)
+    }
+
+    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.connection().await?;
+        let mut rows = conn
+            .query(
+                "SELECT cursor FROM sync_cursors WHERE peer = ?1",
+                params![peer],
+            )
+            .await
+            .map_err(unavailable)?;
+        match rows.next().await.map_err(unavailable)? {
+            Some(row) => Ok(Some(row.get(0).map_err(unavailable)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
+        let conn = self.connection().await?;
+        conn.execute(
+            "INSERT INTO sync_cursors (peer, cursor) VALUES (?1, ?2)
+             ON CONFLICT (peer) DO UPDATE SET cursor = excluded.cursor",
+            params![peer, cursor],
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {

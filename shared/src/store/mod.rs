@@ -235,6 +235,13 @@ pub trait Store: Send + Sync + Debug {
     /// Joining every payload of the feed into the documents it names reproduces them.
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
 
+    /// This deployment's position in a peer's change feed (`None` before the first pull).
+    /// Local bookkeeping: never part of the change feed.
+    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records this deployment's position in a peer's change feed.
+    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError>;
+
     /// Physically deletes documents expired at `now`; returns how many. Reads already skip
     /// them, so this only reclaims space.
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
@@ -306,7 +313,7 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
-impl dyn Store {
+impl dyn Store + '_ {
     /// Reads and decodes a document; `None` when absent or expired.
     pub async fn read<C: Codec>(&self, key: &Key) -> Result<Option<Document<C>>, StoreError> {
         match self.get(key).await? {

@@ -1,0 +1,113 @@
+//! The sync function: a deployment's change feed for its peers (`GET /sync/changes`), and
+//! one pull round from every configured peer on demand (`POST /sync/run`). Both require the
+//! peer token (`Authorization: Bearer …`), compared in constant time.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use jarvis_shared::AppState;
+use jarvis_shared::error::{ApiError, ErrorEnvelope};
+use jarvis_shared::http::{Json, Query};
+use jarvis_shared::sync::{self, ChangesPage, PeerResult};
+use serde::{Deserialize, Serialize};
+use tower_http::compression::CompressionLayer;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The function's routes with their OpenAPI description. The feed is gzip-compressed for
+/// clients that accept it.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(changes))
+        .layer(CompressionLayer::new().gzip(true))
+        .routes(routes!(run))
+}
+
+/// The function's routes.
+pub fn routes() -> axum::Router<AppState> {
+    api().into()
+}
+
+/// Where to read the feed from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedParams {
+    /// `next_cursor` of the previous page; from the start when absent.
+    pub since: Option<String>,
+    /// Most changes in the page (1 to 2000, default 500).
+    pub limit: Option<usize>,
+}
+
+/// This deployment's changes after a cursor.
+#[utoipa::path(
+    get,
+    path = "/sync/changes",
+    tag = "sync",
+    params(FeedParams),
+    security(("peer_token" = [])),
+    responses(
+        (status = 200, description = "A page of the change feed", body = ChangesPage),
+        (status = 400, description = "Invalid cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong peer token", body = ErrorEnvelope),
+        (status = 503, description = "Sync is not configured here", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<FeedParams>,
+) -> Result<Json<ChangesPage>, ApiError> {
+    sync::authorize(&headers, state.config.sync.token.as_ref())?;
+    let since = match params.since.as_deref() {
+        None => 0,
+        Some(cursor) => cursor
+            .parse::<u64>()
+            .map_err(|_| ApiError::invalid_field("since", "is not a cursor this API returned"))?,
+    };
+    let limit = params.limit.unwrap_or(sync::DEFAULT_PAGE);
+    if !(1..=sync::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be 1 to 2000"));
+    }
+    let page =
+        sync::changes_page(state.store.as_ref(), &state.config.replica_id, since, limit).await?;
+    Ok(Json(page))
+}
+
+/// The outcome of a pull round.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunReport {
+    /// This deployment.
+    pub replica_id: String,
+    /// One result per configured peer.
+    pub results: Vec<PeerResult>,
+}
+
+/// Pulls every configured peer once and answers when done.
+#[utoipa::path(
+    post,
+    path = "/sync/run",
+    tag = "sync",
+    security(("peer_token" = [])),
+    responses(
+        (status = 200, description = "What each peer's pull did", body = RunReport),
+        (status = 401, description = "Missing or wrong peer token", body = ErrorEnvelope),
+        (status = 503, description = "Sync is not configured here", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RunReport>, ApiError> {
+    sync::authorize(&headers, state.config.sync.token.as_ref())?;
+    let results = state.sync.run_round().await;
+    Ok(Json(RunReport {
+        replica_id: state.config.replica_id.clone(),
+        results,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

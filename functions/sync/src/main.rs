@@ -1,0 +1,6 @@
+//! The sync function on AWS Lambda.
+
+#[tokio::main]
+async fn main() -> Result<(), jarvis_shared::lambda::Error> {
+    jarvis_shared::lambda::serve(jarvis_sync::routes()).await
+}

@@ -1,0 +1,394 @@
+//! Sync between deployments: every replica serves its change feed to peers that hold the
+//! shared token, and pulls the feeds of its own peers, merging every change on write.
+//!
+//! Whatever the network does — a pull repeated, a page lost, peers pulling in any order —
+//! the joins converge: a change merged twice is a no-op (and is not written or fed again,
+//! so changes do not echo between peers), and each peer's cursor is saved after the page it
+//! covers is merged, so a restart resumes where it stopped and at worst re-merges a page.
+//! Changes a replica merged from one peer appear in its own feed, so updates also travel
+//! through intermediaries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::config::SyncConfig;
+use crate::crdt::codec::TypeTag;
+use crate::crdt::{
+    Codec, Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+};
+use crate::error::ApiError;
+use crate::store::{Change, Key, Payload, Store, StoreError};
+
+/// Default and largest number of changes in one feed page.
+pub const DEFAULT_PAGE: usize = 500;
+/// Largest feed page.
+pub const MAX_PAGE: usize = 2_000;
+
+/// One change as it travels between peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WireChange {
+    /// Position in the serving replica's feed.
+    pub seq: u64,
+    /// The document's partition.
+    pub partition: String,
+    /// The document's sort key.
+    pub sort: String,
+    /// `delta` or `state`: either way, joined into the document.
+    pub kind: String,
+    /// The encoded CRDT, base64.
+    pub payload: String,
+}
+
+/// A page of a replica's change feed.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangesPage {
+    /// The serving replica.
+    pub replica_id: String,
+    /// Changes after the cursor asked for, oldest first.
+    pub changes: Vec<WireChange>,
+    /// The cursor to ask with next; the same as asked when there was nothing new.
+    pub next_cursor: String,
+}
+
+/// What one pull from one peer did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerResult {
+    /// The peer's base URL.
+    pub peer: String,
+    /// Whether the pull reached the end of the peer's feed without error.
+    pub ok: bool,
+    /// Changes merged.
+    pub merged: u64,
+    /// Changes refused (undecodable, or of another type than the document they name).
+    pub rejected: u64,
+    /// Our cursor in the peer's feed after the pull.
+    pub cursor: Option<String>,
+    /// What went wrong, when something did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Checks the `Authorization: Bearer <token>` of a peer, in constant time.
+pub fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::Unavailable(
+            "sync is not configured on this deployment (JARVIS_SYNC_TOKEN)".into(),
+        ));
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Comparing digests keeps the comparison constant-time whatever the lengths.
+    let expected = Sha256::digest(token.expose_secret().as_bytes());
+    let offered = Sha256::digest(presented.as_bytes());
+    if bool::from(expected.ct_eq(&offered)) && !presented.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "a valid peer token is required".into(),
+        ))
+    }
+}
+
+/// Reads a page of this replica's feed after `since`.
+pub async fn changes_page(
+    store: &dyn Store,
+    replica_id: &str,
+    since: u64,
+    limit: usize,
+) -> Result<ChangesPage, StoreError> {
+    let changes = store.changes(since, limit).await?;
+    let next = changes.last().map_or(since, |c| c.seq);
+    Ok(ChangesPage {
+        replica_id: replica_id.to_owned(),
+        changes: changes.into_iter().map(to_wire).collect(),
+        next_cursor: next.to_string(),
+    })
+}
+
+fn to_wire(change: Change) -> WireChange {
+    let (kind, bytes) = match &change.payload {
+        Payload::Delta(bytes) => ("delta", bytes),
+        Payload::State(bytes) => ("state", bytes),
+    };
+    WireChange {
+        seq: change.seq,
+        partition: change.key.partition().to_owned(),
+        sort: change.key.sort().to_owned(),
+        kind: kind.to_owned(),
+        payload: BASE64.encode(bytes),
+    }
+}
+
+/// Merges one encoded CRDT into the document at `key`, decoding it as the type its header
+/// names. Documents are always one of the product's concrete types, so the tag identifies
+/// the type completely.
+pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result<(), StoreError> {
+    async fn merge_as<C: Crdt + Codec + Send + Sync>(
+        store: &dyn Store,
+        key: &Key,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let state = C::decode(bytes).map_err(StoreError::Corrupt)?;
+        store.merge(key, state).await.map(|_| ())
+    }
+    const G_COUNTER: u8 = TypeTag::GCounter as u8;
+    const PN_COUNTER: u8 = TypeTag::PNCounter as u8;
+    const G_SET: u8 = TypeTag::GSet as u8;
+    const LWW_REGISTER: u8 = TypeTag::LwwRegister as u8;
+    const MV_REGISTER: u8 = TypeTag::MvRegister as u8;
+    const OR_SET: u8 = TypeTag::OrSet as u8;
+    const LWW_MAP: u8 = TypeTag::LwwMap as u8;
+    const RECORD: u8 = TypeTag::Record as u8;
+    match bytes.get(2).copied() {
+        Some(G_COUNTER) => merge_as::<GCounter>(store, key, bytes).await,
+        Some(PN_COUNTER) => merge_as::<PNCounter>(store, key, bytes).await,
+        Some(G_SET) => merge_as::<GSet<String>>(store, key, bytes).await,
+        Some(LWW_REGISTER) => merge_as::<LwwRegister<String>>(store, key, bytes).await,
+        Some(MV_REGISTER) => merge_as::<MvRegister<String>>(store, key, bytes).await,
+        Some(OR_SET) => merge_as::<OrSet<String>>(store, key, bytes).await,
+        Some(LWW_MAP) => merge_as::<LwwMap<String, String>>(store, key, bytes).await,
+        Some(RECORD) => merge_as::<Record>(store, key, bytes).await,
+        _ => Err(StoreError::Corrupt(crate::crdt::DecodeError::Malformed(
+            "unknown document type".into(),
+        ))),
+    }
+}
+
+/// Pulls peers' feeds into this replica's store.
+pub struct Syncer {
+    store: Arc<dyn Store>,
+    replica_id: String,
+    settings: SyncConfig,
+    client: OnceCell<reqwest::Client>,
+    // One round at a time: the timer and `/sync/run` never pull the same peer at once.
+    round: Mutex<()>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("replica_id", &self.replica_id)
+            .field("peers", &self.settings.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a pull from a peer stopped.
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    #[error("peer unreachable: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("peer answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("peer sent an invalid page: {0}")]
+    Page(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Syncer {
+    /// A syncer for this replica. The HTTP client is built on the first pull, not at start.
+    pub fn new(store: Arc<dyn Store>, replica_id: String, settings: SyncConfig) -> Self {
+        Self {
+            store,
+            replica_id,
+            settings,
+            client: OnceCell::new(),
+            round: Mutex::new(()),
+        }
+    }
+
+    /// The sync settings.
+    pub fn settings(&self) -> &SyncConfig {
+        &self.settings
+    }
+
+    /// This replica's name.
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    async fn client(&self) -> Result<&reqwest::Client, reqwest::Error> {
+        self.client
+            .get_or_try_init(|| async {
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(30))
+                    .build()
+            })
+            .await
+    }
+
+    /// Pulls every peer once, to the end of its feed; returns one result per peer.
+    pub async fn run_round(&self) -> Vec<PeerResult> {
+        let _round = self.round.lock().await;
+        let mut results = Vec::with_capacity(self.settings.peers.len());
+        for peer in &self.settings.peers {
+            results.push(self.pull(peer).await);
+        }
+        results
+    }
+
+    async fn pull(&self, peer: &str) -> PeerResult {
+        let mut result = PeerResult {
+            peer: peer.to_owned(),
+            ok: false,
+            merged: 0,
+            rejected: 0,
+            cursor: None,
+            error: None,
+        };
+        match self.pull_pages(peer, &mut result).await {
+            Ok(()) => result.ok = true,
+            Err(err) => {
+                tracing::warn!(peer, error = %err, "sync pull failed");
+                result.error = Some(err.to_string());
+            }
+        }
+        result
+    }
+
+    async fn pull_pages(&self, peer: &str, result: &mut PeerResult) -> Result<(), PullError> {
+        let Some(token) = &self.settings.token else {
+            return Err(PullError::Page("JARVIS_SYNC_TOKEN is not set".into()));
+        };
+        let client = self.client().await?;
+        let mut cursor = self
+            .store
+            .load_cursor(peer)
+            .await?
+            .unwrap_or_else(|| "0".into());
+        result.cursor = Some(cursor.clone());
+        loop {
+            let response = client
+                .get(format!("{peer}/sync/changes"))
+                .query(&[
+                    ("since", cursor.as_str()),
+                    ("limit", &DEFAULT_PAGE.to_string()),
+                ])
+                .bearer_auth(token.expose_secret())
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                return Err(PullError::Status(response.status()));
+            }
+            let page: ChangesPage = response.json().await?;
+            if page.next_cursor.parse::<u64>().is_err() {
+                return Err(PullError::Page("cursor is not a position".into()));
+            }
+            let done = page.changes.len() < DEFAULT_PAGE;
+            for change in &page.changes {
+                match self.apply(change).await {
+                    Ok(()) => result.merged += 1,
+                    Err(PullError::Store(StoreError::Corrupt(err))) => {
+                        tracing::warn!(peer, seq = change.seq, error = %err, "refused a change");
+                        result.rejected += 1;
+                    }
+                    Err(PullError::Page(err)) => {
+                        tracing::warn!(peer, seq = change.seq, error = %err, "refused a change");
+                        result.rejected += 1;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            // Saved only once the page is merged: a crash re-merges it, which is harmless.
+            if page.next_cursor != cursor {
+                self.store.save_cursor(peer, &page.next_cursor).await?;
+                cursor = page.next_cursor;
+                result.cursor = Some(cursor.clone());
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn apply(&self, change: &WireChange) -> Result<(), PullError> {
+        let key = Key::new(change.partition.clone(), change.sort.clone())
+            .map_err(|e| PullError::Page(e.to_string()))?;
+        let bytes = BASE64
+            .decode(&change.payload)
+            .map_err(|_| PullError::Page("payload is not base64".into()))?;
+        merge_encoded(self.store.as_ref(), &key, &bytes).await?;
+        Ok(())
+    }
+
+    /// Pulls every peer each `interval` until `shutdown` resolves.
+    pub async fn run_periodically(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        if self.settings.peers.is_empty() || self.settings.token.is_none() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticker.tick() => {
+                    let results = self.run_round().await;
+                    let merged: u64 = results.iter().map(|r| r.merged).sum();
+                    let failed = results.iter().filter(|r| !r.ok).count();
+                    tracing::debug!(merged, failed, "sync round done");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(axum::http::header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        let token = SecretString::from("correct-horse-battery-staple".to_owned());
+        assert!(
+            authorize(
+                &headers("Bearer correct-horse-battery-staple"),
+                Some(&token)
+            )
+            .is_ok()
+        );
+        for wrong in [
+            "Bearer correct-horse-battery-stapl",
+            "Bearer correct-horse-battery-staple ",
+            "correct-horse-battery-staple",
+            "Bearer ",
+            "",
+        ] {
+            let err = authorize(&headers(wrong), Some(&token)).expect_err(wrong);
+            assert_eq!(err.status(), axum::http::StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
+    fn without_a_configured_token_sync_is_unavailable() {
+        let err = authorize(&headers("Bearer anything"), None).expect_err("off");
+        assert_eq!(err.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
