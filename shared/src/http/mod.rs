@@ -163,9 +163,16 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 /// one access-log line when it finishes.
 async fn request_context(request: Request, next: Next) -> Response {
     let id = request_id::generate();
-    let lambda_request_id = request
-        .lambda_context_ref()
-        .map(|context| context.request_id.clone());
+    let lambda = request.lambda_context_ref();
+    let lambda_request_id = lambda.map(|context| context.request_id.clone());
+    let deadline = lambda.and_then(|context| {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis();
+        let left = u64::try_from(u128::from(context.deadline).checked_sub(now_ms)?).ok()?;
+        Some(Instant::now() + std::time::Duration::from_millis(left))
+    });
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -177,7 +184,7 @@ async fn request_context(request: Request, next: Next) -> Response {
         span.record("lambda_request_id", lambda_request_id.as_str());
     }
     let started = Instant::now();
-    let mut response = request_id::scope(id.clone(), next.run(request))
+    let mut response = request_id::scope_with_deadline(id.clone(), deadline, next.run(request))
         .instrument(span.clone())
         .await;
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -83,15 +83,25 @@ impl DynamoConfig {
     }
 }
 
-/// Capacity consumed so far, as reported by DynamoDB.
+/// Requests made and capacity consumed so far, as reported by DynamoDB.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Consumed {
+    /// Read requests (GetItem, Query).
+    pub read_requests: u64,
+    /// Write requests (PutItem).
+    pub write_requests: u64,
     /// Read capacity units on the table.
     pub table_reads: f64,
     /// Write capacity units on the table.
     pub table_writes: f64,
     /// Write capacity units on the feed index.
     pub index_writes: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// A store on one DynamoDB table.
@@ -242,18 +252,39 @@ impl DynamoStore {
         self.consumed.lock().map(|c| *c).unwrap_or_default()
     }
 
-    fn record(&self, capacity: Option<&ConsumedCapacity>) {
-        let Some(capacity) = capacity else { return };
-        if let Ok(mut consumed) = self.consumed.lock() {
-            if let Some(table) = capacity.table() {
-                consumed.table_reads += table.read_capacity_units().unwrap_or(0.0);
-                consumed.table_writes += table.write_capacity_units().unwrap_or(0.0);
+    fn record(&self, access: Access, capacity: Option<&ConsumedCapacity>) {
+        let Ok(mut consumed) = self.consumed.lock() else {
+            return;
+        };
+        // Engines report either the read/write split or only total units per operation.
+        let table = capacity.map_or(0.0, |c| {
+            c.table()
+                .and_then(|t| {
+                    match access {
+                        Access::Read => t.read_capacity_units(),
+                        Access::Write => t.write_capacity_units(),
+                    }
+                    .or(t.capacity_units())
+                })
+                .or(c.capacity_units())
+                .unwrap_or(0.0)
+        });
+        match access {
+            Access::Read => {
+                consumed.read_requests += 1;
+                consumed.table_reads += table;
             }
-            if let Some(indexes) = capacity.global_secondary_indexes() {
-                consumed.index_writes += indexes
-                    .values()
-                    .filter_map(|c| c.write_capacity_units())
-                    .sum::<f64>();
+            Access::Write => {
+                consumed.write_requests += 1;
+                consumed.table_writes += table;
+                consumed.index_writes += capacity
+                    .and_then(ConsumedCapacity::global_secondary_indexes)
+                    .map_or(0.0, |indexes| {
+                        indexes
+                            .values()
+                            .filter_map(|c| c.write_capacity_units().or(c.capacity_units()))
+                            .sum::<f64>()
+                    });
             }
         }
     }
@@ -381,7 +412,7 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        self.record(output.consumed_capacity());
+        self.record(Access::Read, output.consumed_capacity());
         output.item.map(stored_from).transpose()
     }
 
@@ -422,7 +453,7 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":read", n(write.expected_version))
         };
         let output = request.send().await.map_err(sdk_error)?;
-        self.record(output.consumed_capacity());
+        self.record(Access::Write, output.consumed_capacity());
         Ok(version)
     }
 
@@ -459,7 +490,7 @@ impl Store for DynamoStore {
                 None => request.key_condition_expression("pk = :pk"),
             };
             let output = request.send().await.map_err(sdk_error)?;
-            self.record(output.consumed_capacity());
+            self.record(Access::Read, output.consumed_capacity());
             for item in output.items.unwrap_or_default() {
                 let sort = string(&item, "sk")?;
                 out.push((Key::new(partition, sort)?, stored_from(item)?));
@@ -496,7 +527,7 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        self.record(output.consumed_capacity());
+        self.record(Access::Read, output.consumed_capacity());
         output
             .items
             .unwrap_or_default()

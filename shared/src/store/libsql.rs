@@ -1,17 +1,18 @@
 //! The libSQL backend: documents in an embedded database file (WAL journal, busy timeout, so
 //! several processes can share one file), with versioned migrations applied at startup.
 //!
-//! Tables: `documents` (partition, sort, state, version, expiry, last change) and `changes`
-//! (the change feed: one row per merge, holding its delta). A write is one `IMMEDIATE`
-//! transaction: append the change, then insert or update the document only if its version is
-//! the one read; if the document moved on, the transaction rolls back and the caller gets
-//! [`StoreError::Conflict`].
+//! Tables: `documents` (partition, sort, state, version, expiry, delta of the last write) and
+//! `changes` (the change feed: one row per merge, holding its delta). A write is a single
+//! statement — insert the document if absent, or update it only if its version is the one
+//! read — and a trigger appends the delta to the feed within it; if the document moved on,
+//! nothing is written and the caller gets [`StoreError::Conflict`]. Hot statements are
+//! prepared once per pooled connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use libsql::{Builder, Connection, Database, TransactionBehavior, params};
+use libsql::{Builder, Connection, Database, Statement, TransactionBehavior, params};
 
 use super::{
     Change, Key, ListQuery, Payload, Store, StoreError, Stored, Write, prefix_upper_bound,
@@ -27,26 +28,36 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 const POOL_SIZE: usize = 16;
 
 /// Schema migrations, applied in order, each once, each in its own transaction.
+///
+/// A document row keeps the delta of its last write; triggers append it to `changes` inside
+/// the same statement, so a conditional write and its feed entry are one atomic statement.
+/// `changes.seq` is a plain rowid key (no AUTOINCREMENT, which costs a second table write
+/// per insert): it only ever grows, since feed entries are never deleted from the top.
 const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
         "CREATE TABLE documents (
-         partition  TEXT    NOT NULL,
-         sort       TEXT    NOT NULL,
-         state      BLOB    NOT NULL,
-         version    INTEGER NOT NULL,
-         expires_at INTEGER,
-         seq        INTEGER NOT NULL,
-         PRIMARY KEY (partition, sort)
-     ) WITHOUT ROWID;
-     CREATE INDEX documents_by_seq ON documents (seq);
-     CREATE INDEX documents_by_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL;
-     CREATE TABLE changes (
-         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-         partition  TEXT    NOT NULL,
-         sort       TEXT    NOT NULL,
-         delta      BLOB    NOT NULL
-     );",
+             partition  TEXT    NOT NULL,
+             sort       TEXT    NOT NULL,
+             state      BLOB    NOT NULL,
+             version    INTEGER NOT NULL,
+             expires_at INTEGER,
+             delta      BLOB    NOT NULL,
+             PRIMARY KEY (partition, sort)
+         ) WITHOUT ROWID;
+         CREATE INDEX documents_by_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL;
+         CREATE TABLE changes (
+             seq        INTEGER PRIMARY KEY,
+             partition  TEXT    NOT NULL,
+             sort       TEXT    NOT NULL,
+             delta      BLOB    NOT NULL
+         );
+         CREATE TRIGGER documents_feed_on_insert AFTER INSERT ON documents BEGIN
+             INSERT INTO changes (partition, sort, delta) VALUES (NEW.partition, NEW.sort, NEW.delta);
+         END;
+         CREATE TRIGGER documents_feed_on_update AFTER UPDATE OF version ON documents BEGIN
+             INSERT INTO changes (partition, sort, delta) VALUES (NEW.partition, NEW.sort, NEW.delta);
+         END;",
     ),
     (
         2,
@@ -57,11 +68,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+const GET: &str =
+    "SELECT state, version, expires_at FROM documents WHERE partition = ?1 AND sort = ?2";
+const INSERT: &str = "INSERT INTO documents (partition, sort, state, version, expires_at, delta)
+     VALUES (?1, ?2, ?3, 1, ?4, ?5) ON CONFLICT DO NOTHING";
+const UPDATE: &str =
+    "UPDATE documents SET state = ?3, version = version + 1, expires_at = ?4, delta = ?5
+     WHERE partition = ?1 AND sort = ?2 AND version = ?6";
+
+/// A connection with the hot statements prepared once.
+struct Conn {
+    conn: Connection,
+    get: Statement,
+    insert: Statement,
+    update: Statement,
+}
+
 /// A store on an embedded libSQL database file.
 pub struct LibsqlStore {
     path: PathBuf,
     db: Database,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl std::fmt::Debug for LibsqlStore {
@@ -86,14 +113,14 @@ fn unavailable(err: libsql::Error) -> StoreError {
 /// A pooled connection, returned to the pool when dropped.
 struct Pooled<'a> {
     store: &'a LibsqlStore,
-    conn: Option<Connection>,
+    slot: Option<Conn>,
 }
 
 impl std::ops::Deref for Pooled<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         // Present from creation until drop.
-        self.conn
+        self.slot
             .as_ref()
             .unwrap_or_else(|| unreachable!("connection taken before drop"))
     }
@@ -101,7 +128,7 @@ impl std::ops::Deref for Pooled<'_> {
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.store.idle.lock())
+        if let (Some(conn), Ok(mut idle)) = (self.slot.take(), self.store.idle.lock())
             && idle.len() < POOL_SIZE
         {
             idle.push(conn);
@@ -126,7 +153,7 @@ impl LibsqlStore {
             db,
             idle: Mutex::new(Vec::new()),
         };
-        let conn = store.new_connection().await?;
+        let conn = store.raw_connection().await?;
         // `journal_mode` answers with a row, so it is a query, not an execute. WAL is a
         // property of the file: set once, every later connection sees it.
         let mut rows = conn
@@ -141,7 +168,6 @@ impl LibsqlStore {
         {}
         drop(rows);
         migrate(&conn).await?;
-        store.idle.lock().map(|mut idle| idle.push(conn)).ok();
         Ok(store)
     }
 
@@ -150,7 +176,25 @@ impl LibsqlStore {
         &self.path
     }
 
-    async fn new_connection(&self) -> Result<Connection, StoreError> {
+    async fn new_connection(&self) -> Result<Conn, StoreError> {
+        let conn = self.raw_connection().await?;
+        let prepare = |sql: &'static str| {
+            let conn = conn.clone();
+            async move {
+                conn.prepare(sql)
+                    .await
+                    .map_err(|e| open_error("preparing statements", e))
+            }
+        };
+        Ok(Conn {
+            get: prepare(GET).await?,
+            insert: prepare(INSERT).await?,
+            update: prepare(UPDATE).await?,
+            conn,
+        })
+    }
+
+    async fn raw_connection(&self) -> Result<Connection, StoreError> {
         let conn = self
             .db
             .connect()
@@ -171,7 +215,7 @@ impl LibsqlStore {
         };
         Ok(Pooled {
             store: self,
-            conn: Some(conn),
+            slot: Some(conn),
         })
     }
 }
@@ -263,24 +307,26 @@ impl Store for LibsqlStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let conn = self.connection().await?;
-        let mut rows = conn.query("SELECT 1", ()).await.map_err(unavailable)?;
+        let mut rows = conn.conn.query("SELECT 1", ()).await.map_err(unavailable)?;
         rows.next().await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
         let conn = self.connection().await?;
+        conn.get.reset();
         let mut rows = conn
-            .query(
-                "SELECT state, version, expires_at FROM documents WHERE partition = ?1 AND sort = ?2",
-                params![key.partition(), key.sort()],
-            )
+            .get
+            .query(params![key.partition(), key.sort()])
             .await
             .map_err(unavailable)?;
-        match rows.next().await.map_err(unavailable)? {
-            Some(row) => Ok(Some(stored_from(&row, 0)?)),
-            None => Ok(None),
-        }
+        let found = match rows.next().await.map_err(unavailable)? {
+            Some(row) => Some(stored_from(&row, 0)?),
+            None => None,
+        };
+        drop(rows);
+        conn.get.reset();
+        Ok(found)
     }
 
     async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
@@ -291,51 +337,36 @@ impl Store for LibsqlStore {
             });
         }
         let conn = self.connection().await?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .await
-            .map_err(unavailable)?;
-        tx.execute(
-            "INSERT INTO changes (partition, sort, delta) VALUES (?1, ?2, ?3)",
-            params![key.partition(), key.sort(), write.delta],
-        )
-        .await
-        .map_err(unavailable)?;
-        let seq = tx.last_insert_rowid();
+        // One statement: the condition, the write and (by trigger) the feed entry commit
+        // together or not at all.
         let written = if write.expected_version == 0 {
-            tx.execute(
-                "INSERT INTO documents (partition, sort, state, version, expires_at, seq)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?5) ON CONFLICT DO NOTHING",
-                params![
+            conn.insert.reset();
+            conn.insert
+                .execute(params![
                     key.partition(),
                     key.sort(),
                     write.state,
                     write.expires_at,
-                    seq
-                ],
-            )
-            .await
+                    write.delta
+                ])
+                .await
         } else {
-            tx.execute(
-                "UPDATE documents SET state = ?3, version = version + 1, expires_at = ?4, seq = ?5
-                 WHERE partition = ?1 AND sort = ?2 AND version = ?6",
-                params![
+            conn.update.reset();
+            conn.update
+                .execute(params![
                     key.partition(),
                     key.sort(),
                     write.state,
                     write.expires_at,
-                    seq,
+                    write.delta,
                     to_i64(write.expected_version)?
-                ],
-            )
-            .await
+                ])
+                .await
         }
         .map_err(unavailable)?;
         if written == 0 {
-            tx.rollback().await.map_err(unavailable)?;
             return Err(StoreError::Conflict);
         }
-        tx.commit().await.map_err(unavailable)?;
         Ok(write.expected_version + 1)
     }
 
@@ -348,6 +379,7 @@ impl Store for LibsqlStore {
         let upper = query.prefix.and_then(prefix_upper_bound);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let mut rows = conn
+            .conn
             .query(
                 "SELECT sort, state, version, expires_at FROM documents
                  WHERE partition = ?1 AND sort > ?2 AND sort >= ?3 AND (?4 IS NULL OR sort < ?4)
@@ -375,6 +407,7 @@ impl Store for LibsqlStore {
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         let conn = self.connection().await?;
         let mut rows = conn
+            .conn
             .query(
                 "SELECT seq, partition, sort, delta FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 params![to_i64(after)?, i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -397,6 +430,7 @@ impl Store for LibsqlStore {
     async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
         let conn = self.connection().await?;
         let mut rows = conn
+            .conn
             .query(
                 "SELECT cursor FROM sync_cursors WHERE peer = ?1",
                 params![peer],
@@ -411,24 +445,26 @@ impl Store for LibsqlStore {
 
     async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
         let conn = self.connection().await?;
-        conn.execute(
-            "INSERT INTO sync_cursors (peer, cursor) VALUES (?1, ?2)
+        conn.conn
+            .execute(
+                "INSERT INTO sync_cursors (peer, cursor) VALUES (?1, ?2)
              ON CONFLICT (peer) DO UPDATE SET cursor = excluded.cursor",
-            params![peer, cursor],
-        )
-        .await
-        .map_err(unavailable)?;
+                params![peer, cursor],
+            )
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let conn = self.connection().await?;
-        conn.execute(
-            "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-            params![now],
-        )
-        .await
-        .map_err(unavailable)
+        conn.conn
+            .execute(
+                "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                params![now],
+            )
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -453,6 +489,7 @@ mod tests {
         let store = LibsqlStore::open(&path).await.expect("second open");
         let conn = store.connection().await.expect("conn");
         let mut rows = conn
+            .conn
             .query("SELECT COUNT(*) FROM schema_migrations", ())
             .await
             .expect("query");

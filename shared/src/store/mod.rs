@@ -383,7 +383,7 @@ impl dyn Store + '_ {
         C: Crdt + Codec + Send + Sync,
         F: Fn(&mut C) -> C + Send + Sync,
     {
-        let policy = options.retry.unwrap_or_default();
+        let policy = options.retry.unwrap_or_default().for_current_request();
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {

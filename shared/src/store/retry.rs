@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Time kept back from a request's deadline to send the answer.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
 /// How a merge retries on conflict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -42,6 +45,19 @@ impl RetryPolicy {
         self.deadline = self.deadline.min(remaining);
         self
     }
+
+    /// This policy, bounded by the current request's deadline (on Lambda) less
+    /// [`ANSWER_MARGIN`], so a contended merge gives up with a 409 while the function can
+    /// still answer instead of being killed by its timeout.
+    pub fn for_current_request(self) -> Self {
+        match crate::http::request_id::deadline() {
+            Some(due) => self.within(
+                due.saturating_duration_since(std::time::Instant::now())
+                    .saturating_sub(ANSWER_MARGIN),
+            ),
+            None => self,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +73,21 @@ mod tests {
                 assert!(policy.backoff(attempt) <= ceiling);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_deadline_bounds_the_retries() {
+        let due = std::time::Instant::now() + Duration::from_secs(2);
+        let policy = crate::http::request_id::scope_with_deadline("r".into(), Some(due), async {
+            RetryPolicy::default().for_current_request()
+        })
+        .await;
+        assert!(
+            policy.deadline <= Duration::from_millis(1_500),
+            "{policy:?}"
+        );
+        let outside = RetryPolicy::default().for_current_request();
+        assert_eq!(outside, RetryPolicy::default());
     }
 
     #[test]
