@@ -64,8 +64,14 @@ pub enum StoreConfig {
     Dynamodb {
         /// Table name (`JARVIS_DYNAMODB_TABLE`).
         table: String,
-        /// Endpoint override for local engines (`JARVIS_DYNAMODB_ENDPOINT`).
+        /// Endpoint override for local engines (`JARVIS_DYNAMODB_ENDPOINT`). With an
+        /// override the table is created when missing, the region defaults to `us-east-1`
+        /// and, without AWS credentials in the environment, fixed local ones are used.
         endpoint: Option<String>,
+        /// `AWS_REGION`, when set.
+        region: Option<String>,
+        /// Whether AWS credentials are in the environment (`AWS_ACCESS_KEY_ID`).
+        env_credentials: bool,
     },
 }
 
@@ -76,10 +82,12 @@ impl fmt::Display for StoreConfig {
             Self::Dynamodb {
                 table,
                 endpoint: None,
+                ..
             } => write!(f, "dynamodb table {table}"),
             Self::Dynamodb {
                 table,
                 endpoint: Some(endpoint),
+                ..
             } => write!(f, "dynamodb table {table} at {endpoint}"),
         }
     }
@@ -230,6 +238,8 @@ impl Config {
                 StoreConfig::Dynamodb {
                     table: table.to_owned(),
                     endpoint,
+                    region: get("AWS_REGION")?.map(str::to_owned),
+                    env_credentials: get("AWS_ACCESS_KEY_ID")?.is_some(),
                 }
             }
             _ => {
@@ -419,7 +429,9 @@ mod tests {
             c.store,
             StoreConfig::Dynamodb {
                 table: "jarvis-documents".into(),
-                endpoint: Some("http://127.0.0.1:8000".into())
+                endpoint: Some("http://127.0.0.1:8000".into()),
+                region: None,
+                env_credentials: false,
             }
         );
     }

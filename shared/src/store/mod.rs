@@ -499,10 +499,28 @@ fn encode<C: Codec>(state: &C) -> Result<Vec<u8>, StoreError> {
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Libsql { path } => Ok(Arc::new(libsql::LibsqlStore::open(path).await?)),
-        StoreConfig::Dynamodb { table, endpoint } => {
+        StoreConfig::Dynamodb {
+            table,
+            endpoint,
+            region,
+            env_credentials,
+        } => {
             let mut dynamo = dynamo::DynamoConfig::new(table.clone());
             dynamo.endpoint = endpoint.clone();
-            Ok(Arc::new(dynamo::DynamoStore::connect(dynamo).await?))
+            dynamo.region = region.clone();
+            let local = endpoint.is_some();
+            if local {
+                dynamo.region = dynamo.region.or_else(|| Some("us-east-1".to_owned()));
+                if !env_credentials {
+                    dynamo.static_credentials = Some(("local".to_owned(), "local".to_owned()));
+                }
+            }
+            let store = dynamo::DynamoStore::connect(dynamo).await?;
+            // A local engine starts empty; on AWS the template owns the table.
+            if local {
+                store.create_table_if_missing().await?;
+            }
+            Ok(Arc::new(store))
         }
     }
 }
