@@ -53,12 +53,19 @@ pub enum LogFormat {
 }
 
 /// Which store backend keeps the documents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StoreConfig {
     /// An embedded libSQL database file.
     Libsql {
         /// Path of the database file.
         path: PathBuf,
+    },
+    /// A remote libSQL database (`JARVIS_LIBSQL_URL`, e.g. `libsql://db-org.turso.io`).
+    LibsqlRemote {
+        /// `libsql://`, `https://` or `http://` URL.
+        url: String,
+        /// The database's auth token (`JARVIS_LIBSQL_AUTH_TOKEN`).
+        token: SecretString,
     },
     /// A DynamoDB table.
     Dynamodb {
@@ -79,6 +86,7 @@ impl fmt::Display for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Libsql { path } => write!(f, "libsql file {}", path.display()),
+            Self::LibsqlRemote { url, .. } => write!(f, "remote libsql {url}"),
             Self::Dynamodb {
                 table,
                 endpoint: None,
@@ -206,8 +214,31 @@ impl Config {
         };
 
         let store = match get("JARVIS_STORE")?.unwrap_or("libsql") {
-            "libsql" => StoreConfig::Libsql {
-                path: data_dir.join(DATABASE_FILE),
+            "libsql" => match get("JARVIS_LIBSQL_URL")? {
+                None => StoreConfig::Libsql {
+                    path: data_dir.join(DATABASE_FILE),
+                },
+                Some(url) => {
+                    let scheme_ok = ["libsql://", "https://", "http://"]
+                        .iter()
+                        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
+                    if !scheme_ok || url.contains(char::is_whitespace) {
+                        return Err(ConfigError::new(
+                            "JARVIS_LIBSQL_URL",
+                            "expected a libsql://, https:// or http:// URL",
+                        ));
+                    }
+                    let token = get("JARVIS_LIBSQL_AUTH_TOKEN")?.ok_or_else(|| {
+                        ConfigError::new(
+                            "JARVIS_LIBSQL_AUTH_TOKEN",
+                            "required with JARVIS_LIBSQL_URL",
+                        )
+                    })?;
+                    StoreConfig::LibsqlRemote {
+                        url: url.to_owned(),
+                        token: SecretString::from(token.to_owned()),
+                    }
+                }
             },
             "dynamodb" => {
                 let table = get("JARVIS_DYNAMODB_TABLE")?.ok_or_else(|| {
@@ -368,12 +399,10 @@ mod tests {
         let c = config(&[]).expect("defaults are valid");
         assert_eq!(c.host, Host::Local);
         assert_eq!(c.data_dir, PathBuf::from(".jarvis"));
-        assert_eq!(
+        assert!(matches!(
             c.store,
-            StoreConfig::Libsql {
-                path: PathBuf::from(".jarvis/jarvis.db")
-            }
-        );
+            StoreConfig::Libsql { path } if path == PathBuf::from(".jarvis/jarvis.db")
+        ));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
@@ -410,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_libsql_url_needs_its_token_which_is_never_printed() {
+        let err =
+            config(&[("JARVIS_LIBSQL_URL", "libsql://db.example.com")]).expect_err("no token");
+        assert_eq!(err.variable, "JARVIS_LIBSQL_AUTH_TOKEN");
+        let err = config(&[
+            ("JARVIS_LIBSQL_URL", "postgres://x"),
+            ("JARVIS_LIBSQL_AUTH_TOKEN", "t"),
+        ])
+        .expect_err("scheme");
+        assert_eq!(err.variable, "JARVIS_LIBSQL_URL");
+        let c = config(&[
+            ("JARVIS_LIBSQL_URL", "libsql://db.example.com"),
+            ("JARVIS_LIBSQL_AUTH_TOKEN", "eyJ-very-secret-token"),
+        ])
+        .expect("valid");
+        assert!(matches!(c.store, StoreConfig::LibsqlRemote { .. }));
+        assert!(!format!("{c:?}").contains("very-secret"));
+        assert!(!c.store.to_string().contains("very-secret"));
+    }
+
+    #[test]
     fn dynamodb_needs_a_valid_table_name() {
         let err = config(&[("JARVIS_STORE", "dynamodb")]).expect_err("no table");
         assert_eq!(err.variable, "JARVIS_DYNAMODB_TABLE");
@@ -425,15 +475,11 @@ mod tests {
             ("JARVIS_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
         ])
         .expect("valid");
-        assert_eq!(
+        assert!(matches!(
             c.store,
-            StoreConfig::Dynamodb {
-                table: "jarvis-documents".into(),
-                endpoint: Some("http://127.0.0.1:8000".into()),
-                region: None,
-                env_credentials: false,
-            }
-        );
+            StoreConfig::Dynamodb { table, endpoint: Some(endpoint), region: None, env_credentials: false }
+                if table == "jarvis-documents" && endpoint == "http://127.0.0.1:8000"
+        ));
     }
 
     #[test]
@@ -484,11 +530,9 @@ mod tests {
     #[test]
     fn moving_the_data_dir_moves_the_database() {
         let c = config(&[]).expect("valid").with_data_dir("/var/lib/jarvis");
-        assert_eq!(
+        assert!(matches!(
             c.store,
-            StoreConfig::Libsql {
-                path: PathBuf::from("/var/lib/jarvis/jarvis.db")
-            }
-        );
+            StoreConfig::Libsql { path } if path == PathBuf::from("/var/lib/jarvis/jarvis.db")
+        ));
     }
 }

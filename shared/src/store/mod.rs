@@ -18,6 +18,7 @@
 
 pub mod dynamo;
 pub mod libsql;
+pub mod remote;
 pub mod retry;
 
 use std::fmt::Debug;
@@ -499,6 +500,9 @@ fn encode<C: Codec>(state: &C) -> Result<Vec<u8>, StoreError> {
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Libsql { path } => Ok(Arc::new(libsql::LibsqlStore::open(path).await?)),
+        StoreConfig::LibsqlRemote { url, token } => Ok(Arc::new(
+            libsql::LibsqlStore::open_remote(url, token).await?,
+        )),
         StoreConfig::Dynamodb {
             table,
             endpoint,
