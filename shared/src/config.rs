@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(".jarvis"));
         assert!(matches!(
             c.store,
-            StoreConfig::Libsql { path } if path == PathBuf::from(".jarvis/jarvis.db")
+            StoreConfig::Libsql { path } if path == std::path::Path::new(".jarvis/jarvis.db")
         ));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.log_filter, "info");
@@ -532,7 +532,7 @@ mod tests {
         let c = config(&[]).expect("valid").with_data_dir("/var/lib/jarvis");
         assert!(matches!(
             c.store,
-            StoreConfig::Libsql { path } if path == PathBuf::from("/var/lib/jarvis/jarvis.db")
+            StoreConfig::Libsql { path } if path == std::path::Path::new("/var/lib/jarvis/jarvis.db")
         ));
     }
 }

@@ -373,8 +373,13 @@ async fn the_libsql_feed_holds_one_delta_per_merge() {
     );
 }
 
+/// Runs every check against every backend, one test per pair: `libsql::…`, `dynamodb::…`.
 macro_rules! conformance {
-    ($backend:ident: $($check:ident),* $(,)?) => {
+    ($($check:ident),* $(,)?) => {
+        conformance!(@backend libsql: $($check),*);
+        conformance!(@backend dynamodb: $($check),*);
+    };
+    (@backend $backend:ident: $($check:ident),*) => {
         mod $backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -387,23 +392,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(libsql:
-    reading_an_absent_document_gives_none,
-    updates_create_then_build_on_the_stored_state,
-    merging_a_remote_state_joins_it,
-    a_duplicate_delta_changes_nothing_and_writes_nothing,
-    a_write_on_a_stale_version_is_a_conflict,
-    listing_pages_through_a_prefix_in_sort_order,
-    a_cursor_that_is_not_ours_is_rejected,
-    expired_documents_read_as_absent_and_start_over,
-    purging_removes_only_expired_documents,
-    the_change_feed_lets_a_replica_catch_up,
-    a_document_over_the_backend_limit_is_refused_before_writing,
-    peer_cursors_persist_and_stay_out_of_the_feed,
-    concurrent_writers_lose_no_update,
-);
-
-conformance!(dynamodb:
+conformance!(
     reading_an_absent_document_gives_none,
     updates_create_then_build_on_the_stored_state,
     merging_a_remote_state_joins_it,

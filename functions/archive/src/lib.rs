@@ -14,7 +14,7 @@ use jarvis_shared::crdt::Record;
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
 use jarvis_shared::http::{Json, Path, Query, validate};
 use jarvis_shared::principal::Principal;
-use jarvis_shared::store::{Key, StoreError, encode_cursor};
+use jarvis_shared::store::{Document, Key, StoreError, encode_cursor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -61,6 +61,16 @@ fn entry_key(principal: &Principal, id: &str) -> Result<Key, ApiError> {
 
 fn not_found() -> ApiError {
     ApiError::NotFound("no such archive entry".into())
+}
+
+/// The entry at `key`, unless it is absent or deleted.
+async fn live_entry(state: &AppState, key: &Key) -> Result<Document<Record>, ApiError> {
+    state
+        .store
+        .read::<Record>(key)
+        .await?
+        .filter(|doc| doc.state.is_live())
+        .ok_or_else(not_found)
 }
 
 /// An archive entry as clients see it.
@@ -348,12 +358,7 @@ async fn get_entry(
     Path(id): Path<String>,
 ) -> Result<Json<Entry>, ApiError> {
     let key = entry_key(&principal, &id)?;
-    let doc = state
-        .store
-        .read::<Record>(&key)
-        .await?
-        .filter(|doc| doc.state.is_live())
-        .ok_or_else(not_found)?;
+    let doc = live_entry(&state, &key).await?;
     Ok(Json(view(&id, &doc.state)?))
 }
 
@@ -411,12 +416,7 @@ async fn patch_entry(
         ));
     }
     // Refuse edits to an entry that does not exist (rather than creating fields on nothing).
-    state
-        .store
-        .read::<Record>(&key)
-        .await?
-        .filter(|doc| doc.state.is_live())
-        .ok_or_else(not_found)?;
+    live_entry(&state, &key).await?;
     let clock = &state.clock;
     let doc = state
         .store
@@ -456,12 +456,7 @@ async fn delete_entry(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = entry_key(&principal, &id)?;
-    state
-        .store
-        .read::<Record>(&key)
-        .await?
-        .filter(|doc| doc.state.is_live())
-        .ok_or_else(not_found)?;
+    live_entry(&state, &key).await?;
     state
         .store
         .update(&key, |record: &mut Record| record.delete())

@@ -165,34 +165,39 @@ impl<T: Clone> MvRegister<T> {
 
 impl<T: Clone> Crdt for MvRegister<T> {
     fn join(&mut self, other: Self) {
+        // Both sides are sorted by dot: a value both hold stays; a value one side holds
+        // stays unless the other side has seen its dot (and so superseded it).
         let mut merged = Vec::with_capacity(self.values.len() + other.values.len());
         let mut mine = std::mem::take(&mut self.values).into_iter().peekable();
         let mut theirs = other.values.into_iter().peekable();
         loop {
             match (mine.peek(), theirs.peek()) {
-                (Some((a, _)), Some((b, _))) if a == b => {
-                    merged.extend(mine.next());
-                    theirs.next();
-                }
-                (Some((a, _)), Some((b, _))) if a < b => {
-                    let (dot, value) = mine.next().expect("peeked");
-                    if !other.context.contains(&dot) {
-                        merged.push((dot, value));
-                    }
-                }
-                (Some(_), None) => {
-                    let (dot, value) = mine.next().expect("peeked");
-                    if !other.context.contains(&dot) {
-                        merged.push((dot, value));
-                    }
-                }
-                (_, Some(_)) => {
-                    let (dot, value) = theirs.next().expect("peeked");
-                    if !self.context.contains(&dot) {
-                        merged.push((dot, value));
-                    }
-                }
                 (None, None) => break,
+                (Some((a, _)), Some((b, _))) if a == b => {
+                    theirs.next();
+                    merged.extend(mine.next());
+                }
+                (Some((a, _)), Some((b, _))) if a > b => {
+                    if let Some((dot, value)) = theirs.next()
+                        && !self.context.contains(&dot)
+                    {
+                        merged.push((dot, value));
+                    }
+                }
+                (None, Some(_)) => {
+                    if let Some((dot, value)) = theirs.next()
+                        && !self.context.contains(&dot)
+                    {
+                        merged.push((dot, value));
+                    }
+                }
+                (Some(_), _) => {
+                    if let Some((dot, value)) = mine.next()
+                        && !other.context.contains(&dot)
+                    {
+                        merged.push((dot, value));
+                    }
+                }
             }
         }
         self.values = merged;

@@ -41,7 +41,7 @@ impl RemoteConnector {
             // A certificate the store cannot parse is one root fewer, not a failure.
             let _ = roots.add(cert);
         }
-        Ok(Self::with_roots(roots)?)
+        Self::with_roots(roots)
     }
 
     /// A connector trusting exactly `roots`.
