@@ -286,8 +286,13 @@ impl Syncer {
                 return Err(PullError::Status(response.status()));
             }
             let page: ChangesPage = response.json().await?;
-            if page.next_cursor.parse::<u64>().is_err() {
+            let (Ok(next), Ok(current)) = (page.next_cursor.parse::<u64>(), cursor.parse::<u64>())
+            else {
                 return Err(PullError::Page("cursor is not a position".into()));
+            };
+            // A page of changes must move the cursor forward, or a round would never end.
+            if !page.changes.is_empty() && next <= current {
+                return Err(PullError::Page("the feed cursor did not advance".into()));
             }
             let done = page.changes.len() < DEFAULT_PAGE;
             for change in &page.changes {
@@ -384,6 +389,54 @@ mod tests {
             let err = authorize(&headers(wrong), Some(&token)).expect_err(wrong);
             assert_eq!(err.status(), axum::http::StatusCode::UNAUTHORIZED);
         }
+    }
+
+    /// A peer whose feed repeats itself cannot trap a round in a loop.
+    #[tokio::test]
+    async fn a_peer_whose_cursor_does_not_advance_fails_its_pull() {
+        let stuck = axum::Router::new().route(
+            "/sync/changes",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({
+                    "replica_id": "stuck",
+                    "changes": (0..DEFAULT_PAGE).map(|i| serde_json::json!({
+                        "seq": i, "partition": "p", "sort": "s", "kind": "delta", "payload": "AA=="
+                    })).collect::<Vec<_>>(),
+                    "next_cursor": "0"
+                }))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, stuck).await });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::libsql::LibsqlStore::open(&dir.path().join("j.db"))
+                .await
+                .expect("open"),
+        );
+        let syncer = Syncer::new(
+            store,
+            "me".into(),
+            SyncConfig {
+                token: Some(SecretString::from("peer-token-0123456789".to_owned())),
+                peers: vec![format!("http://{addr}")],
+                interval: Duration::from_secs(60),
+            },
+        );
+        let results = syncer.run_round().await;
+        assert!(!results[0].ok);
+        assert!(
+            results[0]
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("did not advance"),
+            "{:?}",
+            results[0]
+        );
     }
 
     #[test]
