@@ -139,6 +139,19 @@ impl LocalNode {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until the process has logged `needle`; returns whether it did.
+    /// Logs are read by a thread, so a line written just now may not be here yet.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Sends SIGTERM and waits (up to 20 s) for the process to exit.
     pub fn stop(mut self) -> ExitStatus {
         let status = Command::new("kill")

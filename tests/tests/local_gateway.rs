@@ -50,13 +50,12 @@ async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
         data_dir.path().join("data/jarvis.db").exists(),
         "the data dir and database are created"
     );
-    let logs_before_stop = node.logs();
-    let status = node.stop();
-    assert!(status.success(), "exit status {status:?}");
     assert!(
-        logs_before_stop.contains(&request_id),
+        node.wait_for_log(&request_id),
         "log lines carry the request id"
     );
+    let status = node.stop();
+    assert!(status.success(), "exit status {status:?}");
 }
 
 #[tokio::test]
