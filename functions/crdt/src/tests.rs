@@ -188,3 +188,20 @@ async fn unknown_fields_and_non_json_bodies_are_rejected() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["error"]["code"], "unsupported_media_type");
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_envelope_and_changes_nothing() {
+    let app = TestApp::with_env(super::routes(), &[("JARVIS_MAX_BODY_BYTES", "1024")]).await;
+    let big = "x".repeat(1000);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/sets/s",
+            Some(json!({"add": [big, "y".repeat(500)]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    let (status, _) = app.call(Method::GET, "/crdt/sets/s", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
