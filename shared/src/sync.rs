@@ -81,8 +81,8 @@ pub struct PeerResult {
 /// Checks the `Authorization: Bearer <token>` of a peer, in constant time.
 pub fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), ApiError> {
     let Some(token) = token else {
-        return Err(ApiError::Unavailable(
-            "sync is not configured on this deployment (JARVIS_SYNC_TOKEN)".into(),
+        return Err(ApiError::NotConfigured(
+            "sync is off on this deployment: it has no JARVIS_SYNC_TOKEN".into(),
         ));
     };
     let presented = headers

@@ -34,8 +34,15 @@ async fn the_feed_requires_the_peer_token() {
 #[tokio::test]
 async fn without_a_token_configured_sync_is_unavailable() {
     let app = TestApp::new(super::routes()).await;
-    let (status, _) = app.send(get("/sync/changes", Some(TOKEN))).await;
+    let (status, body) = app.send(get("/sync/changes", Some(TOKEN))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "not_configured");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("JARVIS_SYNC_TOKEN")
+    );
 }
 
 #[tokio::test]
