@@ -160,19 +160,7 @@ impl LibsqlStore {
             remote: false,
         };
         let conn = store.raw_connection().await?;
-        // `journal_mode` answers with a row, so it is a query, not an execute. WAL is a
-        // property of the file: set once, every later connection sees it.
-        let mut rows = conn
-            .query("PRAGMA journal_mode=WAL", ())
-            .await
-            .map_err(|e| open_error("enabling the WAL journal", e))?;
-        while rows
-            .next()
-            .await
-            .map_err(|e| open_error("enabling the WAL journal", e))?
-            .is_some()
-        {}
-        drop(rows);
+        enable_wal(&conn).await?;
         migrate(&conn).await?;
         Ok(store)
     }
@@ -248,6 +236,40 @@ impl LibsqlStore {
             slot: Some(conn),
         })
     }
+}
+
+/// How long opening waits for another process to let go of a new file's journal.
+const WAL_SWITCH_ATTEMPTS: u32 = 100;
+
+/// Switches the file to the WAL journal (a property of the file: once set, every later
+/// connection sees it). Two processes opening a brand-new file at once can find the switch
+/// refused while the other holds a lock, without the busy timeout applying, so the switch is
+/// retried until the file reports `wal`.
+async fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    let mut last_error = None;
+    for _ in 0..WAL_SWITCH_ATTEMPTS {
+        match journal_mode_wal(conn).await {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => last_error = Some(format!("journal mode stayed {mode}")),
+            Err(err) => last_error = Some(err.to_string()),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(open_error(
+        "enabling the WAL journal",
+        last_error.unwrap_or_else(|| "no answer".to_owned()),
+    ))
+}
+
+/// `PRAGMA journal_mode=WAL`, which answers with the resulting mode.
+async fn journal_mode_wal(conn: &Connection) -> Result<String, libsql::Error> {
+    let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await?;
+    let mode = match rows.next().await? {
+        Some(row) => row.get::<String>(0)?,
+        None => String::new(),
+    };
+    while rows.next().await?.is_some() {}
+    Ok(mode)
 }
 
 /// Applies every migration not yet recorded, each in an `IMMEDIATE` transaction so two
