@@ -122,7 +122,7 @@ async fn dynamodb_figures() {
     config.endpoint = Some(endpoint);
     config.region = Some("us-east-1".into());
     config.static_credentials = Some(("local".into(), "local".into()));
-    let dynamo = DynamoStore::connect(config).await.expect("client");
+    let dynamo = DynamoStore::connect(config).await;
     dynamo.create_table_if_missing().await.expect("table");
     let dynamo = Arc::new(dynamo);
     let store: Arc<dyn Store> = dynamo.clone();

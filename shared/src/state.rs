@@ -53,11 +53,7 @@ impl AppState {
         let mut health = HealthRegistry::default();
         health.register(Arc::new(StoreHealth(Arc::clone(&store))));
         let replica = ReplicaId::from_name(&config.replica_id);
-        let sync = Arc::new(Syncer::new(
-            Arc::clone(&store),
-            config.replica_id.clone(),
-            config.sync.clone(),
-        ));
+        let sync = Arc::new(Syncer::new(Arc::clone(&store), config.sync.clone()));
         Self {
             sync,
             config: Arc::new(config),

@@ -102,6 +102,22 @@ pub fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<()
     }
 }
 
+/// A request from a peer: extracting it checks the peer token, so a route that takes a
+/// `Peer` cannot be reached without one.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer;
+
+impl axum::extract::FromRequestParts<crate::AppState> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, ApiError> {
+        authorize(&parts.headers, state.config.sync.token.as_ref()).map(|()| Peer)
+    }
+}
+
 /// Reads a page of this replica's feed after `since`.
 pub async fn changes_page(
     store: &dyn Store,
@@ -144,24 +160,16 @@ pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result
         let state = C::decode(bytes).map_err(StoreError::Corrupt)?;
         store.merge(key, state).await.map(|_| ())
     }
-    const G_COUNTER: u8 = TypeTag::GCounter as u8;
-    const PN_COUNTER: u8 = TypeTag::PNCounter as u8;
-    const G_SET: u8 = TypeTag::GSet as u8;
-    const LWW_REGISTER: u8 = TypeTag::LwwRegister as u8;
-    const MV_REGISTER: u8 = TypeTag::MvRegister as u8;
-    const OR_SET: u8 = TypeTag::OrSet as u8;
-    const LWW_MAP: u8 = TypeTag::LwwMap as u8;
-    const RECORD: u8 = TypeTag::Record as u8;
-    match bytes.get(2).copied() {
-        Some(G_COUNTER) => merge_as::<GCounter>(store, key, bytes).await,
-        Some(PN_COUNTER) => merge_as::<PNCounter>(store, key, bytes).await,
-        Some(G_SET) => merge_as::<GSet<String>>(store, key, bytes).await,
-        Some(LWW_REGISTER) => merge_as::<LwwRegister<String>>(store, key, bytes).await,
-        Some(MV_REGISTER) => merge_as::<MvRegister<String>>(store, key, bytes).await,
-        Some(OR_SET) => merge_as::<OrSet<String>>(store, key, bytes).await,
-        Some(LWW_MAP) => merge_as::<LwwMap<String, String>>(store, key, bytes).await,
-        Some(RECORD) => merge_as::<Record>(store, key, bytes).await,
-        _ => Err(StoreError::Corrupt(crate::crdt::DecodeError::Malformed(
+    match TypeTag::of(bytes) {
+        Some(TypeTag::GCounter) => merge_as::<GCounter>(store, key, bytes).await,
+        Some(TypeTag::PNCounter) => merge_as::<PNCounter>(store, key, bytes).await,
+        Some(TypeTag::GSet) => merge_as::<GSet<String>>(store, key, bytes).await,
+        Some(TypeTag::LwwRegister) => merge_as::<LwwRegister<String>>(store, key, bytes).await,
+        Some(TypeTag::MvRegister) => merge_as::<MvRegister<String>>(store, key, bytes).await,
+        Some(TypeTag::OrSet) => merge_as::<OrSet<String>>(store, key, bytes).await,
+        Some(TypeTag::LwwMap) => merge_as::<LwwMap<String, String>>(store, key, bytes).await,
+        Some(TypeTag::Record) => merge_as::<Record>(store, key, bytes).await,
+        None => Err(StoreError::Corrupt(crate::crdt::DecodeError::Malformed(
             "unknown document type".into(),
         ))),
     }
@@ -170,7 +178,6 @@ pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result
 /// Pulls peers' feeds into this replica's store.
 pub struct Syncer {
     store: Arc<dyn Store>,
-    replica_id: String,
     settings: SyncConfig,
     client: OnceCell<reqwest::Client>,
     // One round at a time: the timer and `/sync/run` never pull the same peer at once.
@@ -180,7 +187,6 @@ pub struct Syncer {
 impl std::fmt::Debug for Syncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Syncer")
-            .field("replica_id", &self.replica_id)
             .field("peers", &self.settings.peers)
             .finish_non_exhaustive()
     }
@@ -201,24 +207,13 @@ enum PullError {
 
 impl Syncer {
     /// A syncer for this replica. The HTTP client is built on the first pull, not at start.
-    pub fn new(store: Arc<dyn Store>, replica_id: String, settings: SyncConfig) -> Self {
+    pub fn new(store: Arc<dyn Store>, settings: SyncConfig) -> Self {
         Self {
             store,
-            replica_id,
             settings,
             client: OnceCell::new(),
             round: Mutex::new(()),
         }
-    }
-
-    /// The sync settings.
-    pub fn settings(&self) -> &SyncConfig {
-        &self.settings
-    }
-
-    /// This replica's name.
-    pub fn replica_id(&self) -> &str {
-        &self.replica_id
     }
 
     async fn client(&self) -> Result<&reqwest::Client, reqwest::Error> {
@@ -419,7 +414,6 @@ mod tests {
         );
         let syncer = Syncer::new(
             store,
-            "me".into(),
             SyncConfig {
                 token: Some(SecretString::from("peer-token-0123456789".to_owned())),
                 peers: vec![format!("http://{addr}")],

@@ -52,7 +52,7 @@ pub async fn dynamodb_store(endpoint: &str, table: &str) -> DynamoStore {
     config.region = Some("us-east-1".to_owned());
     config.static_credentials = Some(("local".to_owned(), "local".to_owned()));
     config.feed_lag = std::time::Duration::ZERO;
-    let store = DynamoStore::connect(config).await.expect("client");
+    let store = DynamoStore::connect(config).await;
     store.create_table_if_missing().await.expect("create table");
     store
 }

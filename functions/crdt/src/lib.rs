@@ -9,11 +9,11 @@
 
 use axum::extract::State;
 use jarvis_shared::AppState;
-use jarvis_shared::crdt::{Crdt, GCounter, GSet, LwwRegister, OrSet};
+use jarvis_shared::crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
 use jarvis_shared::error::ApiError;
 use jarvis_shared::http::{Json, Path, validate};
 use jarvis_shared::principal::Principal;
-use jarvis_shared::store::Key;
+use jarvis_shared::store::{Document, Key};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -49,8 +49,17 @@ fn key(principal: &Principal, kind: &str, name: &str) -> Result<Key, ApiError> {
     )?)
 }
 
-fn not_found(kind: &str) -> ApiError {
-    ApiError::NotFound(format!("no such {kind}").into())
+/// The object at `key`, or a 404 naming what kind of object is missing.
+async fn existing<C: Codec>(
+    state: &AppState,
+    key: &Key,
+    noun: &str,
+) -> Result<Document<C>, ApiError> {
+    state
+        .store
+        .read::<C>(key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no such {noun}").into()))
 }
 
 fn check_elements(field: &'static str, elements: &[String]) -> Result<(), ApiError> {
@@ -136,11 +145,7 @@ async fn get_counter(
     Path(name): Path<String>,
 ) -> Result<Json<CounterView>, ApiError> {
     let key = key(&principal, "counter", &name)?;
-    let doc = state
-        .store
-        .read::<GCounter>(&key)
-        .await?
-        .ok_or_else(|| not_found("counter"))?;
+    let doc = existing::<GCounter>(&state, &key, "counter").await?;
     Ok(Json(CounterView {
         name,
         value: doc.state.value(),
@@ -216,11 +221,7 @@ async fn get_set(
     Path(name): Path<String>,
 ) -> Result<Json<SetView>, ApiError> {
     let key = key(&principal, "set", &name)?;
-    let doc = state
-        .store
-        .read::<GSet<String>>(&key)
-        .await?
-        .ok_or_else(|| not_found("set"))?;
+    let doc = existing::<GSet<String>>(&state, &key, "set").await?;
     Ok(Json(SetView {
         name,
         elements: doc.state.iter().cloned().collect(),
@@ -309,11 +310,7 @@ async fn get_register(
     Path(name): Path<String>,
 ) -> Result<Json<RegisterView>, ApiError> {
     let key = key(&principal, "register", &name)?;
-    let doc = state
-        .store
-        .read::<LwwRegister<String>>(&key)
-        .await?
-        .ok_or_else(|| not_found("register"))?;
+    let doc = existing::<LwwRegister<String>>(&state, &key, "register").await?;
     Ok(Json(RegisterView {
         name,
         value: register_value(&doc.state)?,
@@ -404,11 +401,7 @@ async fn get_orset(
     Path(name): Path<String>,
 ) -> Result<Json<SetView>, ApiError> {
     let key = key(&principal, "orset", &name)?;
-    let doc = state
-        .store
-        .read::<OrSet<String>>(&key)
-        .await?
-        .ok_or_else(|| not_found("set"))?;
+    let doc = existing::<OrSet<String>>(&state, &key, "set").await?;
     Ok(Json(SetView {
         name,
         elements: sorted(&doc.state),

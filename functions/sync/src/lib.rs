@@ -3,11 +3,10 @@
 //! peer token (`Authorization: Bearer …`), compared in constant time.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use jarvis_shared::AppState;
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
 use jarvis_shared::http::{Json, Query};
-use jarvis_shared::sync::{self, ChangesPage, PeerResult};
+use jarvis_shared::sync::{self, ChangesPage, Peer, PeerResult};
 use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use utoipa::{IntoParams, ToSchema};
@@ -56,10 +55,9 @@ pub struct FeedParams {
 #[tracing::instrument(skip_all)]
 async fn changes(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _peer: Peer,
     Query(params): Query<FeedParams>,
 ) -> Result<Json<ChangesPage>, ApiError> {
-    sync::authorize(&headers, state.config.sync.token.as_ref())?;
     let since = match params.since.as_deref() {
         None => 0,
         Some(cursor) => cursor
@@ -97,11 +95,7 @@ pub struct RunReport {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn run(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<RunReport>, ApiError> {
-    sync::authorize(&headers, state.config.sync.token.as_ref())?;
+async fn run(State(state): State<AppState>, _peer: Peer) -> Result<Json<RunReport>, ApiError> {
     let results = state.sync.run_round().await;
     Ok(Json(RunReport {
         replica_id: state.config.replica_id.clone(),

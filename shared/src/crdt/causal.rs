@@ -163,39 +163,7 @@ impl CausalContext {
 
     /// Records every dot of `other` as seen.
     pub fn join(&mut self, other: &Self) {
-        // Merge the sorted vectors in one pass.
-        if self.vv.len() == other.vv.len() && self.vv.iter().zip(&other.vv).all(|(a, b)| a.0 == b.0)
-        {
-            for (mine, theirs) in self.vv.iter_mut().zip(&other.vv) {
-                mine.1 = mine.1.max(theirs.1);
-            }
-        } else {
-            let mut merged = Vec::with_capacity(self.vv.len() + other.vv.len());
-            let (mut i, mut j) = (0, 0);
-            while i < self.vv.len() || j < other.vv.len() {
-                match (self.vv.get(i), other.vv.get(j)) {
-                    (Some(a), Some(b)) if a.0 == b.0 => {
-                        merged.push((a.0, a.1.max(b.1)));
-                        i += 1;
-                        j += 1;
-                    }
-                    (Some(a), Some(b)) if a.0 < b.0 => {
-                        merged.push(*a);
-                        i += 1;
-                    }
-                    (Some(_), Some(b)) | (None, Some(b)) => {
-                        merged.push(*b);
-                        j += 1;
-                    }
-                    (Some(a), None) => {
-                        merged.push(*a);
-                        i += 1;
-                    }
-                    (None, None) => break,
-                }
-            }
-            self.vv = merged;
-        }
+        join_max(&mut self.vv, &other.vv);
         self.cloud.extend(other.cloud.iter().copied());
         self.compact();
     }
@@ -268,6 +236,40 @@ impl CausalContext {
         context.compact();
         Ok(context)
     }
+}
+
+/// Joins two lists of `(replica, counter)` sorted by replica into `mine`, keeping the larger
+/// counter of a replica both hold: the join of version vectors and of grow-only counters.
+pub(crate) fn join_max(mine: &mut Vec<(ReplicaId, u64)>, theirs: &[(ReplicaId, u64)]) {
+    // The steady state: the same replicas on both sides, merged in place.
+    if mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(a, b)| a.0 == b.0) {
+        for (a, b) in mine.iter_mut().zip(theirs) {
+            a.1 = a.1.max(b.1);
+        }
+        return;
+    }
+    let mut merged = Vec::with_capacity(mine.len() + theirs.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(a), Some(b)) = (mine.get(i), theirs.get(j)) {
+        match a.0.cmp(&b.0) {
+            std::cmp::Ordering::Less => {
+                merged.push(*a);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                merged.push(*b);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                merged.push((a.0, a.1.max(b.1)));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    merged.extend_from_slice(&mine[i..]);
+    merged.extend_from_slice(&theirs[j..]);
+    *mine = merged;
 }
 
 /// The serialised form of a [`CausalContext`].

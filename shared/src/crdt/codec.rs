@@ -47,6 +47,32 @@ pub enum TypeTag {
     Record = 8,
 }
 
+impl TypeTag {
+    /// The tag with this byte value.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        [
+            Self::GCounter,
+            Self::PNCounter,
+            Self::GSet,
+            Self::LwwRegister,
+            Self::MvRegister,
+            Self::OrSet,
+            Self::LwwMap,
+            Self::Record,
+        ]
+        .into_iter()
+        .find(|tag| *tag as u8 == byte)
+    }
+
+    /// The type tag in the header of an encoding, when the header is ours.
+    pub fn of(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [MAGIC, FORMAT_VERSION, tag, ..] => Self::from_byte(*tag),
+            _ => None,
+        }
+    }
+}
+
 /// Why bytes or JSON could not be decoded into a state.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

@@ -69,40 +69,7 @@ impl GCounter {
 
 impl Crdt for GCounter {
     fn join(&mut self, other: Self) {
-        // Fast path: the same replicas on both sides (the steady state).
-        if self.counts.len() == other.counts.len()
-            && self
-                .counts
-                .iter()
-                .zip(&other.counts)
-                .all(|(a, b)| a.0 == b.0)
-        {
-            for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-                mine.1 = mine.1.max(theirs.1);
-            }
-            return;
-        }
-        let mut merged = Vec::with_capacity(self.counts.len().max(other.counts.len()));
-        let mut theirs = other.counts.into_iter().peekable();
-        for (replica, count) in self.counts.drain(..) {
-            while let Some(&(r, c)) = theirs.peek() {
-                if r < replica {
-                    merged.push((r, c));
-                    theirs.next();
-                } else {
-                    break;
-                }
-            }
-            match theirs.peek() {
-                Some(&(r, c)) if r == replica => {
-                    merged.push((replica, count.max(c)));
-                    theirs.next();
-                }
-                _ => merged.push((replica, count)),
-            }
-        }
-        merged.extend(theirs);
-        self.counts = merged;
+        super::causal::join_max(&mut self.counts, &other.counts);
     }
 }
 

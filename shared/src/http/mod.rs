@@ -22,6 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
+use crate::crdt::hlc::system_time_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -166,11 +167,7 @@ async fn request_context(request: Request, next: Next) -> Response {
     let lambda = request.lambda_context_ref();
     let lambda_request_id = lambda.map(|context| context.request_id.clone());
     let deadline = lambda.and_then(|context| {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis();
-        let left = u64::try_from(u128::from(context.deadline).checked_sub(now_ms)?).ok()?;
+        let left = context.deadline.checked_sub(system_time_ms())?;
         Some(Instant::now() + std::time::Duration::from_millis(left))
     });
     let span = tracing::info_span!(

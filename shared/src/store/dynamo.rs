@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -33,6 +33,8 @@ use aws_sdk_dynamodb::types::{
     KeySchemaElement, KeyType, Projection, ProjectionType, ReturnConsumedCapacity,
     ScalarAttributeType, TimeToLiveSpecification,
 };
+
+use crate::crdt::hlc::system_time_ms;
 
 use super::{Change, Key, ListQuery, Payload, Store, StoreError, Stored, Write};
 
@@ -208,7 +210,7 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
 
 impl DynamoStore {
     /// Builds the client. Makes no network call: the first request does.
-    pub async fn connect(config: DynamoConfig) -> Result<Self, StoreError> {
+    pub async fn connect(config: DynamoConfig) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
@@ -238,13 +240,13 @@ impl DynamoStore {
             ));
         }
         let sdk = loader.load().await;
-        Ok(Self {
+        Self {
             client: Client::new(&sdk),
             table: config.table,
             feed_lag: config.feed_lag,
             last_fseq: AtomicU64::new(0),
             consumed: Mutex::new(Consumed::default()),
-        })
+        }
     }
 
     /// Capacity consumed by this store's requests so far.
@@ -291,21 +293,14 @@ impl DynamoStore {
 
     /// A feed position after every one this process issued, near the current time.
     fn next_fseq(&self) -> u64 {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX >> 21)
-        });
-        let candidate = (now_ms << 20) | fastrand::u64(0..1 << 20);
-        let mut last = self.last_fseq.load(Ordering::Relaxed);
-        loop {
-            let next = candidate.max(last + 1);
-            match self
-                .last_fseq
-                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return next,
-                Err(current) => last = current,
-            }
-        }
+        let candidate = (system_time_ms().min(u64::MAX >> 21) << 20) | fastrand::u64(0..1 << 20);
+        let previous = self
+            .last_fseq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(candidate.max(last + 1))
+            })
+            .unwrap_or_else(|last| last);
+        candidate.max(previous + 1)
     }
 
     /// Creates the table, its feed index and TTL when missing (local engines and tests; on
@@ -417,6 +412,12 @@ impl Store for DynamoStore {
     }
 
     async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
+        if write.state.len() > MAX_DOCUMENT_BYTES {
+            return Err(StoreError::TooLarge {
+                size: write.state.len(),
+                limit: MAX_DOCUMENT_BYTES,
+            });
+        }
         let version = write.expected_version + 1;
         let mut item = HashMap::from([
             ("pk".to_owned(), s(key.partition())),
@@ -505,10 +506,7 @@ impl Store for DynamoStore {
 
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         let lag_ms = u64::try_from(self.feed_lag.as_millis()).unwrap_or(u64::MAX);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-        let horizon = (now_ms.saturating_sub(lag_ms) << 20) | ((1 << 20) - 1);
+        let horizon = (system_time_ms().saturating_sub(lag_ms) << 20) | ((1 << 20) - 1);
         if horizon <= after {
             return Ok(Vec::new());
         }

@@ -8,7 +8,7 @@
 //! nothing is written and the caller gets [`StoreError::Conflict`]. Hot statements are
 //! prepared once per pooled connection.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -89,7 +89,8 @@ struct Conn {
 
 /// A store on an embedded libSQL database file.
 pub struct LibsqlStore {
-    path: PathBuf,
+    /// The file, or the URL of a remote database (for logs).
+    location: String,
     db: Database,
     idle: Mutex<Vec<Conn>>,
     // A remote database manages its own journal and locking: no connection pragmas.
@@ -99,7 +100,7 @@ pub struct LibsqlStore {
 impl std::fmt::Debug for LibsqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LibsqlStore")
-            .field("path", &self.path)
+            .field("location", &self.location)
             .finish_non_exhaustive()
     }
 }
@@ -154,7 +155,7 @@ impl LibsqlStore {
             .await
             .map_err(|e| open_error(format!("opening {}", path.display()), e))?;
         let store = Self {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             db,
             idle: Mutex::new(Vec::new()),
             remote: false,
@@ -162,6 +163,7 @@ impl LibsqlStore {
         let conn = store.raw_connection().await?;
         enable_wal(&conn).await?;
         migrate(&conn).await?;
+        store.keep(conn).await?;
         Ok(store)
     }
 
@@ -176,37 +178,29 @@ impl LibsqlStore {
             .await
             .map_err(|e| open_error("opening the remote database", e))?;
         let store = Self {
-            path: PathBuf::from(url),
+            location: url.to_owned(),
             db,
             idle: Mutex::new(Vec::new()),
             remote: true,
         };
         let conn = store.raw_connection().await?;
         migrate(&conn).await?;
+        store.keep(conn).await?;
         Ok(store)
     }
 
-    /// The database file, or the URL of a remote database.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Puts the connection that opened the store into the pool, so the first request does
+    /// not open another.
+    async fn keep(&self, conn: Connection) -> Result<(), StoreError> {
+        let conn = prepared(conn).await?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        Ok(())
     }
 
     async fn new_connection(&self) -> Result<Conn, StoreError> {
-        let conn = self.raw_connection().await?;
-        let prepare = |sql: &'static str| {
-            let conn = conn.clone();
-            async move {
-                conn.prepare(sql)
-                    .await
-                    .map_err(|e| open_error("preparing statements", e))
-            }
-        };
-        Ok(Conn {
-            get: prepare(GET).await?,
-            insert: prepare(INSERT).await?,
-            update: prepare(UPDATE).await?,
-            conn,
-        })
+        prepared(self.raw_connection().await?).await
     }
 
     async fn raw_connection(&self) -> Result<Connection, StoreError> {
@@ -236,6 +230,24 @@ impl LibsqlStore {
             slot: Some(conn),
         })
     }
+}
+
+/// Prepares the hot statements on a connection.
+async fn prepared(conn: Connection) -> Result<Conn, StoreError> {
+    let prepare = |sql: &'static str| {
+        let conn = conn.clone();
+        async move {
+            conn.prepare(sql)
+                .await
+                .map_err(|e| open_error("preparing statements", e))
+        }
+    };
+    Ok(Conn {
+        get: prepare(GET).await?,
+        insert: prepare(INSERT).await?,
+        update: prepare(UPDATE).await?,
+        conn,
+    })
 }
 
 /// How long opening waits for another process to let go of a new file's journal.

@@ -222,7 +222,9 @@ pub trait Store: Send + Sync + Debug {
     async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError>;
 
     /// Writes a document if its version is still `write.expected_version`, and records the
-    /// delta in the change feed, atomically. Returns the new version.
+    /// delta in the change feed, atomically. Returns the new version. A state larger than
+    /// [`max_document_bytes`](Self::max_document_bytes) is refused with
+    /// [`StoreError::TooLarge`] before anything is written.
     async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError>;
 
     /// Lists a partition in ascending sort-key order, skipping expired documents.
@@ -415,12 +417,7 @@ impl dyn Store + '_ {
                     version: expected_version,
                 });
             }
-            if bytes.len() > self.max_document_bytes() {
-                return Err(StoreError::TooLarge {
-                    size: bytes.len(),
-                    limit: self.max_document_bytes(),
-                });
-            }
+            // Each backend's `put` refuses a document over its limit before writing.
             let delta_bytes = encode(&delta)?;
             let write = Write {
                 expected_version,
@@ -519,7 +516,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
                     dynamo.static_credentials = Some(("local".to_owned(), "local".to_owned()));
                 }
             }
-            let store = dynamo::DynamoStore::connect(dynamo).await?;
+            let store = dynamo::DynamoStore::connect(dynamo).await;
             // A local engine starts empty; on AWS the template owns the table.
             if local {
                 store.create_table_if_missing().await?;
