@@ -121,6 +121,64 @@ pub struct Config {
     pub replica_id: String,
     /// Sync between deployments.
     pub sync: SyncConfig,
+    /// Where secrets (signing keys, the master key) come from.
+    pub secrets: SecretsConfig,
+    /// Request security: token audience, rate limits, lockout, CORS.
+    pub security: SecurityConfig,
+}
+
+/// Where the process reads its secrets from. See [`crate::secrets`] for the format.
+#[derive(Debug, Clone)]
+pub enum SecretsConfig {
+    /// One JSON secret in AWS Secrets Manager (`JARVIS_SECRET_ID`), cached for `ttl`
+    /// (`JARVIS_SECRETS_TTL` seconds).
+    AwsSecretsManager {
+        /// Name or ARN of the secret.
+        secret_id: String,
+        /// A local endpoint (`JARVIS_SECRETS_ENDPOINT`), e.g. a moto server.
+        endpoint: Option<String>,
+        /// `AWS_REGION`, when set.
+        region: Option<String>,
+        /// Whether AWS credentials are in the environment (`AWS_ACCESS_KEY_ID`).
+        env_credentials: bool,
+        /// How long a fetched secret is used before it is fetched again.
+        ttl: Duration,
+    },
+    /// The JSON document itself, in `JARVIS_SECRETS`.
+    Inline(SecretString),
+    /// A JSON file (`JARVIS_SECRETS_FILE`, or `secrets.json` in the data directory), which
+    /// `jarvis-local` creates with random values on first run.
+    File(PathBuf),
+    /// None configured (on Lambda without `JARVIS_SECRET_ID`): authentication answers 503.
+    Missing,
+}
+
+/// Name of the local secrets file inside the data directory.
+pub const SECRETS_FILE: &str = "secrets.json";
+
+/// Default time a secret fetched from Secrets Manager is cached.
+pub const DEFAULT_SECRETS_TTL: Duration = Duration::from_secs(300);
+
+/// Request-security settings.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// `iss` of the access tokens this deployment issues and accepts (`JARVIS_TOKEN_ISSUER`).
+    pub issuer: String,
+    /// `aud` of the access tokens (`JARVIS_TOKEN_AUDIENCE`).
+    pub audience: String,
+    /// Requests per minute per principal, on every route (`JARVIS_RATE_LIMIT`).
+    pub rate_limit_per_minute: u64,
+    /// Requests per minute per client address on the `/auth` routes (`JARVIS_AUTH_RATE_LIMIT`).
+    pub auth_rate_limit_per_minute: u64,
+    /// Failed logins of one email before it is locked out (`JARVIS_LOCKOUT_THRESHOLD`).
+    pub lockout_threshold: u64,
+    /// How long a lockout lasts (`JARVIS_LOCKOUT_SECONDS`).
+    pub lockout: Duration,
+    /// Origins allowed by CORS (`JARVIS_CORS_ORIGINS`, comma-separated); none by default.
+    pub cors_origins: Vec<String>,
+    /// Whether the client address is taken from `X-Forwarded-For` (`JARVIS_TRUST_FORWARDED_FOR`);
+    /// only behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
 }
 
 /// How this deployment syncs with its peers.
@@ -360,6 +418,99 @@ impl Config {
             },
         };
 
+        let number =
+            |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match get(
+                name,
+            )? {
+                None => Ok(default),
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(n) if range.contains(&n) => Ok(n),
+                    _ => Err(ConfigError::new(
+                        name,
+                        format!(
+                            "expected a whole number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )),
+                },
+            };
+
+        let secrets = if let Some(secret_id) = get("JARVIS_SECRET_ID")? {
+            let endpoint = get("JARVIS_SECRETS_ENDPOINT")?.map(str::to_owned);
+            if let Some(url) = &endpoint
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::new(
+                    "JARVIS_SECRETS_ENDPOINT",
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            SecretsConfig::AwsSecretsManager {
+                secret_id: secret_id.to_owned(),
+                endpoint,
+                region: get("AWS_REGION")?.map(str::to_owned),
+                env_credentials: get("AWS_ACCESS_KEY_ID")?.is_some(),
+                ttl: Duration::from_secs(number(
+                    "JARVIS_SECRETS_TTL",
+                    DEFAULT_SECRETS_TTL.as_secs(),
+                    1..=86_400,
+                )?),
+            }
+        } else if let Some(inline) = get("JARVIS_SECRETS")? {
+            SecretsConfig::Inline(SecretString::from(inline.to_owned()))
+        } else if let Some(path) = get("JARVIS_SECRETS_FILE")? {
+            SecretsConfig::File(PathBuf::from(path))
+        } else if host == Host::Lambda {
+            SecretsConfig::Missing
+        } else {
+            SecretsConfig::File(data_dir.join(SECRETS_FILE))
+        };
+
+        let cors_origins = match get("JARVIS_CORS_ORIGINS")? {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|origin| {
+                    let rest = origin
+                        .strip_prefix("https://")
+                        .or_else(|| origin.strip_prefix("http://"));
+                    match rest {
+                        Some(host) if !host.is_empty() && !host.contains('/') => {
+                            Ok(origin.to_owned())
+                        }
+                        _ => Err(ConfigError::new(
+                            "JARVIS_CORS_ORIGINS",
+                            "each origin must be scheme://host[:port], e.g. https://app.example.com",
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let security = SecurityConfig {
+            issuer: get("JARVIS_TOKEN_ISSUER")?.unwrap_or("jarvis").to_owned(),
+            audience: get("JARVIS_TOKEN_AUDIENCE")?
+                .unwrap_or("jarvis-api")
+                .to_owned(),
+            rate_limit_per_minute: number("JARVIS_RATE_LIMIT", 600, 1..=1_000_000)?,
+            auth_rate_limit_per_minute: number("JARVIS_AUTH_RATE_LIMIT", 30, 1..=1_000_000)?,
+            lockout_threshold: number("JARVIS_LOCKOUT_THRESHOLD", 5, 1..=1_000)?,
+            lockout: Duration::from_secs(number("JARVIS_LOCKOUT_SECONDS", 900, 1..=86_400)?),
+            cors_origins,
+            trust_forwarded_for: match get("JARVIS_TRUST_FORWARDED_FOR")? {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "JARVIS_TRUST_FORWARDED_FOR",
+                        "expected \"true\" or \"false\"",
+                    ));
+                }
+            },
+        };
+
         Ok(Self {
             host,
             data_dir,
@@ -373,14 +524,21 @@ impl Config {
                 peers,
                 interval,
             },
+            secrets,
+            security,
         })
     }
 
     /// Moves the data directory (and the embedded database inside it) elsewhere.
     pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = dir.into();
+        let previous = std::mem::replace(&mut self.data_dir, dir.into());
         if let StoreConfig::Libsql { path } = &mut self.store {
             *path = self.data_dir.join(DATABASE_FILE);
+        }
+        if let SecretsConfig::File(path) = &mut self.secrets
+            && *path == previous.join(SECRETS_FILE)
+        {
+            *path = self.data_dir.join(SECRETS_FILE);
         }
         self
     }

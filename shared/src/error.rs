@@ -42,6 +42,17 @@ pub enum ApiError {
     /// Credentials are missing or wrong (401).
     #[error("{0}")]
     Unauthorized(Cow<'static, str>),
+    /// A sign-in step failed for a reason the client acts on (401), e.g. `totp_required`.
+    #[error("{message}")]
+    SignInFailed {
+        /// Stable code: `invalid_credentials`, `totp_required`, `refresh_token_reused`…
+        code: &'static str,
+        /// What happened, for the client; never which part of the credentials was wrong.
+        message: &'static str,
+    },
+    /// Authenticated, but not allowed to do this (403).
+    #[error("{0}")]
+    Forbidden(Cow<'static, str>),
     /// No resource at this path, or not one the caller may see (404).
     #[error("{0}")]
     NotFound(Cow<'static, str>),
@@ -58,6 +69,12 @@ pub enum ApiError {
     #[error("too many requests")]
     TooManyRequests {
         /// Seconds the client should wait.
+        retry_after_secs: u64,
+    },
+    /// Too many failed sign-ins for this account; retry after the given seconds (429).
+    #[error("too many failed sign-ins; try again later")]
+    LockedOut {
+        /// Seconds until the lockout ends.
         retry_after_secs: u64,
     },
     /// A capability is switched off on this deployment (503); the message says what turns
@@ -103,12 +120,13 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotConfigured(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,11 +139,14 @@ impl ApiError {
             Self::Unprocessable { .. } => "unprocessable",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unauthorized(_) => "unauthorized",
+            Self::SignInFailed { code, .. } => code,
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::TooManyRequests { .. } => "rate_limited",
+            Self::LockedOut { .. } => "locked_out",
             Self::NotConfigured(_) => "not_configured",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -194,12 +215,14 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::Unauthorized(_)) {
+        if matches!(self, Self::Unauthorized(_) | Self::SignInFailed { .. }) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Self::TooManyRequests { retry_after_secs } = self {
+        if let Self::TooManyRequests { retry_after_secs } | Self::LockedOut { retry_after_secs } =
+            self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -118,6 +118,18 @@ pub struct HealthReport {
     pub components: Vec<ComponentReport>,
 }
 
+impl HealthReport {
+    /// The report without component messages, details or timings: what anyone may see.
+    pub fn summary(mut self) -> Self {
+        for component in &mut self.components {
+            component.message = None;
+            component.details = serde_json::Map::new();
+            component.latency_ms = 0.0;
+        }
+        self
+    }
+}
+
 /// How long a single check may take before its component counts as down.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 

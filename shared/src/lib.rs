@@ -4,10 +4,12 @@
 //! ([`telemetry`]), the error type and its single mapping to HTTP ([`error`]), the HTTP
 //! plumbing shared by every host ([`http`]), component health ([`health`]), the state store
 //! ([`store`]), the conflict-free replicated data types the store merges ([`crdt`]), this
-//! replica's clock ([`clock`]), who a request acts for ([`principal`]), what a handler
-//! receives ([`state`]) and the Lambda entry point ([`lambda`]).
+//! replica's clock ([`clock`]), secrets ([`secrets`]), identity and request security
+//! ([`auth`]), who owns a document ([`principal`]), what a handler receives ([`state`]) and
+//! the Lambda entry point ([`lambda`]).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crdt;
@@ -16,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod lambda;
 pub mod principal;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod sync;

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crdt::ReplicaId;
 use crate::health::HealthRegistry;
+use crate::secrets::{self, SecretHealth, SecretSource};
 use crate::store::{self, Store, StoreError, StoreHealth};
 use crate::sync::Syncer;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub clock: Arc<Clock>,
     /// Sync with peer deployments.
     pub sync: Arc<Syncer>,
+    /// Signing keys and the master key, fetched lazily and cached.
+    pub secrets: Arc<dyn SecretSource>,
 }
 
 impl AppState {
@@ -50,8 +53,10 @@ impl AppState {
 
     /// Builds the state around an already opened store.
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Self {
+        let secrets = secrets::source(&config.secrets);
         let mut health = HealthRegistry::default();
         health.register(Arc::new(StoreHealth(Arc::clone(&store))));
+        health.register(Arc::new(SecretHealth(Arc::clone(&secrets))));
         let replica = ReplicaId::from_name(&config.replica_id);
         let sync = Arc::new(Syncer::new(Arc::clone(&store), config.sync.clone()));
         Self {
@@ -61,6 +66,7 @@ impl AppState {
             health: Arc::new(health),
             replica,
             clock: Arc::new(Clock::new(replica)),
+            secrets,
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::config::SyncConfig;
 use crate::crdt::codec::TypeTag;
 use crate::crdt::{
-    Codec, Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
 };
 use crate::error::ApiError;
 use crate::store::{Change, Key, Payload, Store, StoreError};
@@ -169,6 +169,7 @@ pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result
         Some(TypeTag::OrSet) => merge_as::<OrSet<String>>(store, key, bytes).await,
         Some(TypeTag::LwwMap) => merge_as::<LwwMap<String, String>>(store, key, bytes).await,
         Some(TypeTag::Record) => merge_as::<Record>(store, key, bytes).await,
+        Some(TypeTag::Entity) => merge_as::<Entity>(store, key, bytes).await,
         None => Err(StoreError::Corrupt(crate::crdt::DecodeError::Malformed(
             "unknown document type".into(),
         ))),

@@ -1,14 +1,16 @@
 //! Helpers for in-process HTTP tests of functions: an application on a fresh libSQL store in
 //! a temporary directory, and one call that sends a request and parses the JSON answer.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use tower::ServiceExt;
 
-use crate::config::Config;
+use crate::config::{Config, SecretsConfig};
 use crate::state::AppState;
 
 /// An application over a store in its own temporary directory, removed on drop.
@@ -17,6 +19,7 @@ pub struct TestApp {
     /// The state the application runs with.
     pub state: AppState,
     dir: PathBuf,
+    default_token: Option<String>,
 }
 
 impl TestApp {
@@ -37,6 +40,10 @@ impl TestApp {
         ];
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration: {e}"));
+        if let SecretsConfig::File(path) = &config.secrets {
+            crate::secrets::ensure_local_file(path)
+                .unwrap_or_else(|e| panic!("test secrets file: {e}"));
+        }
         let state = AppState::from_config(config)
             .await
             .unwrap_or_else(|e| panic!("test state: {e}"));
@@ -44,6 +51,7 @@ impl TestApp {
             router: crate::http::app(routes, state.clone()),
             state,
             dir,
+            default_token: None,
         }
     }
 
@@ -55,7 +63,23 @@ impl TestApp {
         uri: &str,
         body: Option<serde_json::Value>,
     ) -> (StatusCode, serde_json::Value) {
-        let request = Request::builder().method(method).uri(uri);
+        let token = self.default_token.clone();
+        self.call_as(token.as_deref(), method, uri, body).await
+    }
+
+    /// [`call`](Self::call) with `Authorization: Bearer <token>`, or with no credentials
+    /// when `token` is `None`.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
         let request = match body {
             Some(json) => request
                 .header("content-type", "application/json")
@@ -66,14 +90,72 @@ impl TestApp {
         self.send(request).await
     }
 
-    /// Sends a prepared request.
-    pub async fn send(&self, request: Request<Body>) -> (StatusCode, serde_json::Value) {
-        let response = self
-            .router
+    /// Registers an account with [`PASSWORD`] and signs it in, through the account domain
+    /// (no route needed). The first account of an app is its admin.
+    pub async fn sign_up(&self, email: &str) -> SignedIn {
+        let accounts = crate::auth::accounts::Accounts::new(&self.state, None)
+            .await
+            .unwrap_or_else(|e| panic!("secrets: {e}"));
+        let account = accounts
+            .register(email, PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("register {email}: {e}"));
+        let tokens = accounts
+            .login(email, PASSWORD, None)
+            .await
+            .unwrap_or_else(|e| panic!("login {email}: {e}"));
+        SignedIn {
+            user_id: account.id,
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+        }
+    }
+
+    /// An app like [`new`](Self::new) whose [`call`](Self::call) acts as a signed-in
+    /// account, `owner@example.com` (the app's admin).
+    pub async fn signed_in(routes: Router<AppState>) -> Self {
+        Self::signed_in_with_env(routes, &[]).await
+    }
+
+    /// [`signed_in`](Self::signed_in) with extra configuration variables.
+    pub async fn signed_in_with_env(routes: Router<AppState>, env: &[(&str, &str)]) -> Self {
+        let mut app = Self::with_env(routes, env).await;
+        let owner = app.sign_up("owner@example.com").await;
+        app.default_token = Some(owner.access_token);
+        app
+    }
+
+    /// Sends a prepared request and returns the whole response.
+    /// Like [`call`](Self::call), a request without credentials acts as the signed-in
+    /// account when the app has one.
+    pub async fn respond(&self, mut request: Request<Body>) -> axum::response::Response {
+        let headers = request.headers();
+        let anonymous =
+            !headers.contains_key("authorization") && !headers.contains_key("x-api-key");
+        if let (true, Some(token)) = (anonymous, &self.default_token)
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            request.headers_mut().insert("authorization", value);
+        }
+        if request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_none()
+        {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
+        }
+        self.router
             .clone()
             .oneshot(request)
             .await
-            .unwrap_or_else(|e| match e {});
+            .unwrap_or_else(|e| match e {})
+    }
+
+    /// Sends a prepared request.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = self.respond(request).await;
         let status = response.status();
         let bytes = to_bytes(response.into_body(), usize::MAX)
             .await
@@ -86,6 +168,20 @@ impl TestApp {
         };
         (status, json)
     }
+}
+
+/// The password [`TestApp::sign_up`] registers with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// An account signed in by [`TestApp::sign_up`].
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The account id.
+    pub user_id: String,
+    /// A fresh access token.
+    pub access_token: String,
+    /// Its refresh token.
+    pub refresh_token: String,
 }
 
 impl Drop for TestApp {

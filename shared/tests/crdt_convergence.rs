@@ -5,7 +5,7 @@
 mod support;
 
 use jarvis_shared::crdt::{
-    GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -111,6 +111,7 @@ convergence!(mv_registers_converge_over_a_lossy_channel, MvRegister<u16>);
 convergence!(or_sets_converge_over_a_lossy_channel, OrSet<u8>);
 convergence!(lww_maps_converge_over_a_lossy_channel, LwwMap<u8, u16>);
 convergence!(records_converge_over_a_lossy_channel, Record);
+convergence!(entities_converge_over_a_lossy_channel, Entity);
 
 #[test]
 fn counter_total_is_the_sum_of_every_increment_once_converged() {

@@ -3,7 +3,8 @@
 
 use jarvis_shared::crdt::codec::{FORMAT_VERSION, MAGIC, TypeTag};
 use jarvis_shared::crdt::{
-    Codec, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record, Validate,
+    Codec, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    Validate,
 };
 use proptest::prelude::*;
 
@@ -83,6 +84,7 @@ proptest! {
         never_panics::<OrSet<String>>(&bytes, &json);
         never_panics::<LwwMap<String, String>>(&bytes, &json);
         never_panics::<Record>(&bytes, &json);
+        never_panics::<Entity>(&bytes, &json);
     }
 
     /// Flipping bytes of a real encoding yields a valid state or an error, never a panic.

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use jarvis_shared::crdt::{
-    Codec, Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
     ReplicaId, Timestamp,
 };
 
@@ -159,4 +159,27 @@ fn record_encodings_are_stable() {
     elsewhere.delete();
     record.join(elsewhere);
     check("record", &record);
+}
+
+#[test]
+fn entity_encodings_are_stable() {
+    let mut account = Entity::new();
+    account.set(
+        "email",
+        Timestamp::new(1_763_700_000_000, 0, eu()),
+        "ada@example.com",
+    );
+    account.set("role", Timestamp::new(1_763_700_000_000, 1, eu()), "admin");
+    account.toggle("disabled", true);
+    account.raise("totp_step", 58_790_000);
+    account.mark("recovery_used:9f86d081");
+    let mut elsewhere = account.clone();
+    elsewhere.toggle("disabled", false);
+    elsewhere.set(
+        "role",
+        Timestamp::new(1_763_700_000_900, 0, laptop()),
+        "user",
+    );
+    account.join(elsewhere);
+    check("entity", &account);
 }

@@ -8,7 +8,7 @@
 mod support;
 
 use jarvis_shared::crdt::{
-    Crdt, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -89,6 +89,7 @@ laws!(mv_register_obeys_the_lattice_laws, MvRegister<u16>);
 laws!(or_set_obeys_the_lattice_laws, OrSet<u8>);
 laws!(lww_map_obeys_the_lattice_laws, LwwMap<u8, u16>);
 laws!(record_obeys_the_lattice_laws, Record);
+laws!(entity_obeys_the_lattice_laws, Entity);
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

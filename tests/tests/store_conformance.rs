@@ -305,6 +305,36 @@ async fn peer_cursors_persist_and_stay_out_of_the_feed(store: Arc<dyn Store>) {
     );
 }
 
+async fn replica_local_documents_stay_out_of_the_feed(store: Arc<dyn Store>) {
+    let start = store
+        .changes(0, 100_000)
+        .await
+        .expect("feed")
+        .last()
+        .map_or(0, |c| c.seq);
+    let local = key("~rate#alice", "w#1");
+    let shared = key("local-test", "doc");
+    assert!(!local.is_replicated() && shared.is_replicated());
+    store
+        .update(&local, |c: &mut GCounter| c.increment(replica(), 1))
+        .await
+        .expect("local write");
+    store
+        .update(&shared, |c: &mut GCounter| c.increment(replica(), 1))
+        .await
+        .expect("replicated write");
+    let changed: Vec<Key> = store
+        .changes(start, 100)
+        .await
+        .expect("feed")
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(changed, vec![shared]);
+    let read = store.read::<GCounter>(&local).await.expect("read");
+    assert_eq!(read.map(|d| d.state.value()), Some(1), "still stored");
+}
+
 async fn concurrent_writers_lose_no_update(store: Arc<dyn Store>) {
     const WRITERS: usize = 8;
     const MERGES: usize = 250;
@@ -405,5 +435,6 @@ conformance!(
     the_change_feed_lets_a_replica_catch_up,
     a_document_over_the_backend_limit_is_refused_before_writing,
     peer_cursors_persist_and_stay_out_of_the_feed,
+    replica_local_documents_stay_out_of_the_feed,
     concurrent_writers_lose_no_update,
 );

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use jarvis_shared::AppState;
+use jarvis_shared::auth::{Authorized, scope};
 use jarvis_shared::crdt::Record;
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
 use jarvis_shared::http::{Json, Path, Query, validate};
@@ -203,7 +204,7 @@ pub struct NewEntry {
 #[tracing::instrument(skip_all)]
 async fn create_entry(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::ArchiveWrite>,
     Json(body): Json<NewEntry>,
 ) -> Result<impl IntoResponse, ApiError> {
     let fields = [
@@ -213,7 +214,7 @@ async fn create_entry(
         ("tags", check_tags(&body.tags)?),
     ];
     let id = Uuid::now_v7().hyphenated().to_string();
-    let key = entry_key(&principal, &id)?;
+    let key = entry_key(&caller.principal(), &id)?;
     let (replica, clock) = (state.replica, &state.clock);
     let doc = state
         .store
@@ -274,7 +275,7 @@ pub struct EntryPage {
 #[tracing::instrument(skip(state))]
 async fn list_entries(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::ArchiveRead>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<EntryPage>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
@@ -296,7 +297,7 @@ async fn list_entries(
         }
         None => None,
     };
-    let partition = partition(&principal);
+    let partition = partition(&caller.principal());
     let mut items = Vec::new();
     let mut cursor = params.cursor;
     // Filters apply after reading, so read pages until this one is full; the cursor then
@@ -354,10 +355,10 @@ async fn list_entries(
 )]
 async fn get_entry(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::ArchiveRead>,
     Path(id): Path<String>,
 ) -> Result<Json<Entry>, ApiError> {
-    let key = entry_key(&principal, &id)?;
+    let key = entry_key(&caller.principal(), &id)?;
     let doc = live_entry(&state, &key).await?;
     Ok(Json(view(&id, &doc.state)?))
 }
@@ -392,11 +393,11 @@ pub struct EntryPatch {
 #[tracing::instrument(skip(state, body))]
 async fn patch_entry(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::ArchiveWrite>,
     Path(id): Path<String>,
     Json(body): Json<EntryPatch>,
 ) -> Result<Json<Entry>, ApiError> {
-    let key = entry_key(&principal, &id)?;
+    let key = entry_key(&caller.principal(), &id)?;
     let mut changes = Vec::new();
     if let Some(kind) = &body.kind {
         changes.push(("kind", check_kind(kind)?));
@@ -452,10 +453,10 @@ async fn patch_entry(
 #[tracing::instrument(skip(state))]
 async fn delete_entry(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::ArchiveWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let key = entry_key(&principal, &id)?;
+    let key = entry_key(&caller.principal(), &id)?;
     live_entry(&state, &key).await?;
     state
         .store

@@ -3,7 +3,7 @@ use jarvis_shared::testing::TestApp;
 use serde_json::{Value, json};
 
 async fn app() -> TestApp {
-    TestApp::new(super::routes()).await
+    TestApp::signed_in(super::routes()).await
 }
 
 async fn create(app: &TestApp, kind: &str, title: &str, tags: &[&str]) -> Value {

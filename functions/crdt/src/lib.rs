@@ -9,6 +9,7 @@
 
 use axum::extract::State;
 use jarvis_shared::AppState;
+use jarvis_shared::auth::{Authorized, scope};
 use jarvis_shared::crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
 use jarvis_shared::error::ApiError;
 use jarvis_shared::http::{Json, Path, validate};
@@ -107,11 +108,11 @@ pub struct CounterView {
 #[tracing::instrument(skip(state, body))]
 async fn increment_counter(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<Increment>,
 ) -> Result<Json<CounterView>, ApiError> {
-    let key = key(&principal, "counter", &name)?;
+    let key = key(&caller.principal(), "counter", &name)?;
     if body.by == 0 {
         return Err(ApiError::invalid_field("by", "must be at least 1"));
     }
@@ -141,10 +142,10 @@ async fn increment_counter(
 )]
 async fn get_counter(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<CounterView>, ApiError> {
-    let key = key(&principal, "counter", &name)?;
+    let key = key(&caller.principal(), "counter", &name)?;
     let doc = existing::<GCounter>(&state, &key, "counter").await?;
     Ok(Json(CounterView {
         name,
@@ -184,11 +185,11 @@ pub struct SetView {
 #[tracing::instrument(skip(state, body))]
 async fn add_to_set(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<SetAdd>,
 ) -> Result<Json<SetView>, ApiError> {
-    let key = key(&principal, "set", &name)?;
+    let key = key(&caller.principal(), "set", &name)?;
     if body.add.is_empty() {
         return Err(ApiError::invalid_field(
             "add",
@@ -217,10 +218,10 @@ async fn add_to_set(
 )]
 async fn get_set(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<SetView>, ApiError> {
-    let key = key(&principal, "set", &name)?;
+    let key = key(&caller.principal(), "set", &name)?;
     let doc = existing::<GSet<String>>(&state, &key, "set").await?;
     Ok(Json(SetView {
         name,
@@ -260,11 +261,11 @@ pub struct RegisterView {
 #[tracing::instrument(skip(state, body))]
 async fn put_register(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<RegisterPut>,
 ) -> Result<Json<RegisterView>, ApiError> {
-    let key = key(&principal, "register", &name)?;
+    let key = key(&caller.principal(), "register", &name)?;
     let text = body.value.to_string();
     if text.len() > MAX_REGISTER_BYTES {
         return Err(ApiError::invalid_field(
@@ -306,10 +307,10 @@ fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, A
 )]
 async fn get_register(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<RegisterView>, ApiError> {
-    let key = key(&principal, "register", &name)?;
+    let key = key(&caller.principal(), "register", &name)?;
     let doc = existing::<LwwRegister<String>>(&state, &key, "register").await?;
     Ok(Json(RegisterView {
         name,
@@ -345,11 +346,11 @@ pub struct OrSetChange {
 #[tracing::instrument(skip(state, body))]
 async fn change_orset(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<OrSetChange>,
 ) -> Result<Json<SetView>, ApiError> {
-    let key = key(&principal, "orset", &name)?;
+    let key = key(&caller.principal(), "orset", &name)?;
     if body.add.is_empty() && body.remove.is_empty() {
         return Err(ApiError::invalid_field(
             "add",
@@ -397,10 +398,10 @@ fn sorted(set: &OrSet<String>) -> Vec<String> {
 )]
 async fn get_orset(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<SetView>, ApiError> {
-    let key = key(&principal, "orset", &name)?;
+    let key = key(&caller.principal(), "orset", &name)?;
     let doc = existing::<OrSet<String>>(&state, &key, "set").await?;
     Ok(Json(SetView {
         name,

@@ -3,7 +3,7 @@ use jarvis_shared::testing::TestApp;
 use serde_json::json;
 
 async fn app() -> TestApp {
-    TestApp::new(super::routes()).await
+    TestApp::signed_in(super::routes()).await
 }
 
 #[tokio::test]
@@ -191,7 +191,8 @@ async fn unknown_fields_and_non_json_bodies_are_rejected() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_a_413_envelope_and_changes_nothing() {
-    let app = TestApp::with_env(super::routes(), &[("JARVIS_MAX_BODY_BYTES", "1024")]).await;
+    let app =
+        TestApp::signed_in_with_env(super::routes(), &[("JARVIS_MAX_BODY_BYTES", "1024")]).await;
     let big = "x".repeat(1000);
     let (status, body) = app
         .call(

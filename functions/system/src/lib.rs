@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use jarvis_shared::AppState;
+use jarvis_shared::auth::{Identity, Scope};
 use jarvis_shared::health::{HealthReport, Status};
 use jarvis_shared::http::Json;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,8 @@ pub fn routes() -> axum::Router<AppState> {
 
 /// Health of every registered component, folded into a status and a 0–100 score.
 ///
+/// Everyone sees each component's status; admins also see messages, details and timings.
+///
 /// Answers 200 while the system can serve (`ok` or `degraded`) and 503 when it is `down`,
 /// so load balancers and uptime checks can act on the status code alone.
 #[utoipa::path(
@@ -35,9 +38,18 @@ pub fn routes() -> axum::Router<AppState> {
         (status = 503, description = "A critical component is down", body = HealthReport),
     )
 )]
-#[tracing::instrument(skip(state))]
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+#[tracing::instrument(skip_all)]
+async fn health(
+    State(state): State<AppState>,
+    caller: Option<Identity>,
+) -> (StatusCode, Json<HealthReport>) {
     let report = state.health.report().await;
+    // Component messages and details describe the deployment: admins only.
+    let report = if caller.is_some_and(|c| c.allows(Scope::Admin)) {
+        report
+    } else {
+        report.summary()
+    };
     let status = match report.status {
         Status::Ok | Status::Degraded => StatusCode::OK,
         Status::Down => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +88,7 @@ async fn version() -> Json<VersionInfo> {
 mod tests {
     use super::*;
     use axum::body::{Body, to_bytes};
-    use axum::http::Request;
+    use axum::http::{Method, Request};
     use jarvis_shared::Config;
     use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
     use std::sync::Arc;
@@ -128,6 +140,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config =
             Config::from_vars([("JARVIS_DATA_DIR", dir.path().to_string_lossy())]).expect("config");
+        jarvis_shared::secrets::ensure_local_file(&dir.path().join("secrets.json"))
+            .expect("secrets file");
         let state = AppState::from_config(config).await.expect("state");
         (jarvis_shared::http::app(routes(), state), dir)
     }
@@ -143,9 +157,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn health_reports_the_store_component() {
-        let (app, _dir) = app_on_temp_store().await;
-        let (status, body) = get(app, "/health").await;
+    async fn admins_see_the_store_and_secret_components_in_detail() {
+        let app = jarvis_shared::testing::TestApp::signed_in(routes()).await;
+        let (status, body) = app.call(Method::GET, "/health", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
         assert_eq!(body["score"], 100);
@@ -155,6 +169,39 @@ mod tests {
         assert_eq!(store["details"]["backend"], "libsql");
         assert_eq!(store["details"]["reachable"], true);
         assert!(store["latency_ms"].as_f64().is_some());
+        let secrets = &body["components"][1];
+        assert_eq!(secrets["name"], "secrets");
+        assert_eq!(secrets["status"], "ok");
+        assert_eq!(secrets["details"]["source"], "file");
+    }
+
+    #[tokio::test]
+    async fn anonymous_callers_see_statuses_without_details() {
+        let (app, _dir) = app_on_temp_store().await;
+        let (status, body) = get(app, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        for component in body["components"].as_array().expect("components") {
+            assert_eq!(component["status"], "ok");
+            assert!(component.get("details").is_none(), "{component}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_source_is_reported_down_without_its_cause() {
+        let config = Config::from_vars([
+            ("AWS_LAMBDA_FUNCTION_NAME", "system"),
+            ("JARVIS_DATA_DIR", "/nonexistent/jarvis-test"),
+            ("JARVIS_STORE", "libsql"),
+        ])
+        .expect("config");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config.with_data_dir(dir.path());
+        let state = AppState::from_config(config).await.expect("state");
+        let app = jarvis_shared::http::app(routes(), state);
+        let (_, body) = get(app, "/health").await;
+        assert_eq!(body["components"][1]["name"], "secrets");
+        assert_eq!(body["components"][1]["status"], "down");
     }
 
     #[tokio::test]
@@ -166,7 +213,7 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["status"], "down");
         assert_eq!(body["score"], 0);
-        assert_eq!(body["components"][0]["details"]["reachable"], false);
+        assert_eq!(body["components"][0]["status"], "down");
         assert!(!body.to_string().contains("connection refused"));
     }
 

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::routing::get;
+use jarvis_shared::config::SecretsConfig;
 use jarvis_shared::http::{Json, app};
+use jarvis_shared::secrets::ensure_local_file;
 use jarvis_shared::state::StartupError;
 use jarvis_shared::{AppState, Config};
 use tokio::net::TcpListener;
@@ -46,6 +48,10 @@ pub fn functions() -> Vec<Function> {
             name: "sync",
             api: jarvis_sync::api(),
         },
+        Function {
+            name: "auth",
+            api: jarvis_auth::api(),
+        },
     ]
 }
 
@@ -74,6 +80,14 @@ impl Gateway {
     /// Opens the store under `options.data_dir` and binds `options.addr`.
     pub async fn bind(config: Config, options: &Options) -> Result<Self, GatewayError> {
         let config = config.with_data_dir(&options.data_dir);
+        if let SecretsConfig::File(path) = &config.secrets
+            && ensure_local_file(path).map_err(|source| GatewayError::Secrets {
+                path: path.clone(),
+                source,
+            })?
+        {
+            tracing::info!(path = %path.display(), "generated a local secrets file with random keys");
+        }
         let state = AppState::from_config(config.clone()).await?;
         let merged = functions()
             .into_iter()
@@ -124,7 +138,10 @@ impl Gateway {
         let sync = tokio::spawn(
             Arc::clone(&self.state.sync).run_periodically(wait_until_set(stopped.clone())),
         );
-        let served = axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop.send(true);
@@ -148,6 +165,14 @@ pub enum GatewayError {
         /// The address asked for.
         addr: SocketAddr,
         /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The local secrets file could not be created.
+    #[error("could not create the secrets file {path}: {source}")]
+    Secrets {
+        /// The file.
+        path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     /// The server failed while running.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    GCounter, GSet, InvalidState, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    Entity, GCounter, GSet, InvalidState, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
 };
 
 /// First byte of every encoded state.
@@ -45,6 +45,8 @@ pub enum TypeTag {
     LwwMap = 7,
     /// [`Record`]
     Record = 8,
+    /// [`Entity`]
+    Entity = 9,
 }
 
 impl TypeTag {
@@ -59,6 +61,7 @@ impl TypeTag {
             Self::OrSet,
             Self::LwwMap,
             Self::Record,
+            Self::Entity,
         ]
         .into_iter()
         .find(|tag| *tag as u8 == byte)
@@ -204,6 +207,10 @@ where
 
 impl Codec for Record {
     const TAG: TypeTag = TypeTag::Record;
+}
+
+impl Codec for Entity {
+    const TAG: TypeTag = TypeTag::Entity;
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! | [`OrSet`] | observed-remove, add-wins set without tombstones (archive entries, tags) |
 //! | [`LwwMap`] | record whose fields merge independently, last writer wins per field |
 //! | [`Record`] | fields as in an [`LwwMap`], plus deletion by observed remove (archive entries) |
+//! | [`Entity`] | fields (last writer wins), levels (maximum) and marks (grow-only): security state no merge may undo |
 //!
 //! States that arrive from the wire or the store are untrusted: decoding (see [`codec`])
 //! checks every invariant ([`Validate`]) and rejects a broken state with an
@@ -49,6 +50,7 @@
 pub mod causal;
 pub mod codec;
 pub mod counter;
+pub mod entity;
 pub mod gset;
 pub mod hlc;
 pub mod map;
@@ -59,6 +61,7 @@ pub mod register;
 pub use causal::{CausalContext, Dot, ReplicaId};
 pub use codec::{Codec, DecodeError};
 pub use counter::{GCounter, PNCounter};
+pub use entity::Entity;
 pub use gset::GSet;
 pub use hlc::{ClockError, Hlc, Timestamp};
 pub use map::LwwMap;

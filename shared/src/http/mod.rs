@@ -14,14 +14,16 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use lambda_http::RequestExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
+use crate::auth::middleware as auth;
 use crate::crdt::hlc::system_time_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -121,22 +123,74 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
 
 /// Serves function routers as one application: fallbacks, body limit, panic guard, security
 /// headers and the request context (request id, span, access log), over `state`.
+///
+/// In request order: request context → CORS → security headers → authentication → rate
+/// limit → idempotency → panic guard → body limit → the route.
 pub fn app(routes: Router<AppState>, state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let mut router = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::idempotent,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
             HeaderValue::from_static(value),
         ));
     }
+    if let Some(cors) = cors(&state.config.security.cors_origins) {
+        router = router.layer(cors);
+    }
     router
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// CORS for the configured origins only; `None` (no CORS headers at all) when none are.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static(crate::auth::idempotency::HEADER),
+            ])
+            .expose_headers([
+                HeaderName::from_static(request_id::HEADER),
+                header::RETRY_AFTER,
+                HeaderName::from_static(crate::auth::idempotency::REPLAYED_HEADER),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -153,11 +207,19 @@ fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// Headers every response carries unless a handler set its own.
-const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::CACHE_CONTROL, "no-store"),
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=63072000; includeSubDomains",
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
 ];
 
 /// Gives every request an id, a span carrying it (and the Lambda request id on Lambda), and
@@ -174,6 +236,7 @@ async fn request_context(request: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         lambda_request_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
         method = %request.method(),
         path = %request.uri().path(),
     );

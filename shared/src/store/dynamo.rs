@@ -427,9 +427,12 @@ impl Store for DynamoStore {
                 AttributeValue::B(write.state.to_vec().into()),
             ),
             ("version".to_owned(), n(version)),
-            ("feed".to_owned(), s(FEED_SHARD)),
-            ("fseq".to_owned(), n(self.next_fseq())),
         ]);
+        // The feed index is sparse: replica-local documents carry no feed keys.
+        if key.is_replicated() {
+            item.insert("feed".to_owned(), s(FEED_SHARD));
+            item.insert("fseq".to_owned(), n(self.next_fseq()));
+        }
         if let Some(at) = write.expires_at {
             item.insert("ttl".to_owned(), n(at));
         }

@@ -69,6 +69,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
              cursor TEXT NOT NULL
          ) WITHOUT ROWID;",
     ),
+    // Replica-local partitions (see `Key::is_replicated`) stay out of the feed.
+    (
+        3,
+        "DROP TRIGGER documents_feed_on_insert;
+         DROP TRIGGER documents_feed_on_update;
+         CREATE TRIGGER documents_feed_on_insert AFTER INSERT ON documents
+         WHEN substr(NEW.partition, 1, 1) <> '~' BEGIN
+             INSERT INTO changes (partition, sort, delta) VALUES (NEW.partition, NEW.sort, NEW.delta);
+         END;
+         CREATE TRIGGER documents_feed_on_update AFTER UPDATE OF version ON documents
+         WHEN substr(NEW.partition, 1, 1) <> '~' BEGIN
+             INSERT INTO changes (partition, sort, delta) VALUES (NEW.partition, NEW.sort, NEW.delta);
+         END;",
+    ),
 ];
 
 const GET: &str =

@@ -64,7 +64,18 @@ impl Key {
     pub fn sort(&self) -> &str {
         &self.sort
     }
+
+    /// Whether the document enters the change feed and so reaches peer replicas. Partitions
+    /// starting with [`LOCAL_PARTITION_PREFIX`] hold replica-local bookkeeping (rate-limit
+    /// windows, idempotency records, lockouts) that is written on every request and means
+    /// nothing elsewhere.
+    pub fn is_replicated(&self) -> bool {
+        !self.partition.starts_with(LOCAL_PARTITION_PREFIX)
+    }
 }
+
+/// First character of a replica-local partition (see [`Key::is_replicated`]).
+pub const LOCAL_PARTITION_PREFIX: char = '~';
 
 /// A stored document as the backend holds it.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -375,7 +386,6 @@ impl dyn Store + '_ {
     }
 
     /// [`update`](Self::update) with options.
-    #[tracing::instrument(level = "debug", skip_all, fields(partition = key.partition(), sort = key.sort()))]
     pub async fn update_with<C, F>(
         &self,
         key: &Key,
@@ -385,6 +395,30 @@ impl dyn Store + '_ {
     where
         C: Crdt + Codec + Send + Sync,
         F: Fn(&mut C) -> C + Send + Sync,
+    {
+        self.transact(key, options, |state: &mut C| (mutate(state), ()))
+            .await
+            .map(|(doc, ())| doc)
+    }
+
+    /// An [`update`](Self::update) whose closure also decides something from the state it
+    /// sees — "claim this email if nobody holds it", "accept this one-time code if its step
+    /// is new" — and returns the decision of the run that was committed.
+    ///
+    /// Within a replica the conditional write makes this a compare-and-set: of two
+    /// concurrent callers, exactly one sees the state before the other's change. A closure
+    /// that decides to change nothing returns an empty delta, and nothing is written.
+    #[tracing::instrument(level = "debug", skip_all, fields(partition = key.partition(), sort = key.sort()))]
+    pub async fn transact<C, T, F>(
+        &self,
+        key: &Key,
+        options: MergeOptions,
+        decide: F,
+    ) -> Result<(Document<C>, T), StoreError>
+    where
+        C: Crdt + Codec + Send + Sync,
+        T: Send,
+        F: Fn(&mut C) -> (C, T) + Send + Sync,
     {
         let policy = options.retry.unwrap_or_default().for_current_request();
         let started = Instant::now();
@@ -405,17 +439,18 @@ impl dyn Store + '_ {
                 Some(stored) => (C::default(), stored.version, None, None),
                 None => (C::default(), 0, None, None),
             };
-            let delta = mutate(&mut state);
+            let (delta, decision) = decide(&mut state);
             let bytes = encode(&state)?;
             let expires_at = options.expires_at.or(expires_at);
             // Nothing new (a duplicate delivery, an element already present): no write, no
             // feed entry.
             if stored_bytes.as_deref() == Some(bytes.as_slice()) && options.expires_at.is_none() {
-                return Ok(Document {
+                let doc = Document {
                     key: key.clone(),
                     state,
                     version: expected_version,
-                });
+                };
+                return Ok((doc, decision));
             }
             // Each backend's `put` refuses a document over its limit before writing.
             let delta_bytes = encode(&delta)?;
@@ -427,11 +462,12 @@ impl dyn Store + '_ {
             };
             match self.put(key, write).await {
                 Ok(version) => {
-                    return Ok(Document {
+                    let doc = Document {
                         key: key.clone(),
                         state,
                         version,
-                    });
+                    };
+                    return Ok((doc, decision));
                 }
                 Err(StoreError::Conflict) => {
                     let pause = policy.backoff(attempt);

@@ -8,8 +8,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use jarvis_shared::crdt::{
-    Codec, Crdt, GCounter, GSet, Hlc, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
-    ReplicaId, Timestamp,
+    Codec, Crdt, Entity, GCounter, GSet, Hlc, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter,
+    Record, ReplicaId, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -342,5 +342,52 @@ impl Model for Record {
         part.fields()
             .iter()
             .all(|(k, _)| joined.stamp(k) >= part.stamp(k))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum EntityOp {
+    Set(u8, u16),
+    Unset(u8),
+    Raise(u8, u64),
+    Toggle(u8, bool),
+    Mark(u8),
+}
+
+impl Model for Entity {
+    type Op = EntityOp;
+    type Value = (Vec<(String, String)>, Vec<(String, u64)>, Vec<String>);
+    fn op() -> BoxedStrategy<EntityOp> {
+        prop_oneof![
+            3 => (0u8..4, any::<u16>()).prop_map(|(k, v)| EntityOp::Set(k, v)),
+            1 => (0u8..4).prop_map(EntityOp::Unset),
+            2 => (0u8..3, 0u64..50).prop_map(|(k, v)| EntityOp::Raise(k, v)),
+            2 => (0u8..2, any::<bool>()).prop_map(|(k, on)| EntityOp::Toggle(k, on)),
+            2 => (0u8..8).prop_map(EntityOp::Mark),
+        ]
+        .boxed()
+    }
+    fn apply(&mut self, _: ReplicaId, stamp: Timestamp, op: &EntityOp) -> Self {
+        match op {
+            EntityOp::Set(k, v) => self.set(&format!("f{k}"), stamp, v.to_string()),
+            EntityOp::Unset(k) => self.unset(&format!("f{k}"), stamp),
+            EntityOp::Raise(k, v) => self.raise(&format!("l{k}"), *v),
+            EntityOp::Toggle(k, on) => self.toggle(&format!("flag{k}"), *on),
+            EntityOp::Mark(m) => self.mark(format!("m{m}")),
+        }
+    }
+    fn value(&self) -> Self::Value {
+        (
+            self.fields()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            self.levels().map(|(k, v)| (k.to_owned(), v)).collect(),
+            self.marks().map(str::to_owned).collect(),
+        )
+    }
+    fn keeps_observed(part: &Self, _: &Self, joined: &Self) -> bool {
+        part.fields().all(|(k, _)| joined.stamp(k) >= part.stamp(k))
+            && part.levels().all(|(k, v)| joined.level(k) >= v)
+            && part.marks().all(|m| joined.has_mark(m))
     }
 }

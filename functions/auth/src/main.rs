@@ -1,0 +1,6 @@
+//! The auth function on AWS Lambda.
+
+#[tokio::main]
+async fn main() -> Result<(), jarvis_shared::lambda::Error> {
+    jarvis_shared::lambda::serve(jarvis_auth::routes()).await
+}

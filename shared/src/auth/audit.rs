@@ -1,0 +1,453 @@
+//! The tamper-evident audit trail: one hash chain per replica.
+//!
+//! Each replica appends to its own chain (partition `audit#<replica>`): event `n` is the
+//! document `e#<n>` (zero-padded), holding the event, the MAC of event `n-1` (`prev`) and its
+//! own MAC — HMAC-SHA256, under a key derived from the master secret, over a canonical
+//! encoding of the chain name, `n`, `prev` and every field. The chain's `head` document holds
+//! the highest `n` and its MAC, so removing the newest events is detected too.
+//!
+//! An event is written create-only at `n = head + 1`: two writers never get the same `n`,
+//! and a writer that finds `n` taken (another instance, or a crash between the event and
+//! its head) moves the head forward and tries the next. Chains are ordinary documents, so
+//! they sync: every replica can verify every chain.
+//!
+//! [`verify`] recomputes every MAC and link; changing, removing or reordering a stored
+//! event, or forging one without the key, is reported as the first broken link.
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::crdt::{Codec, Crdt, Entity};
+use crate::error::ApiError;
+use crate::secrets::Secrets;
+use crate::store::{Key, Store, StoreError, Write, decode_cursor, encode_cursor, now_secs};
+
+const REGISTRY_PARTITION: &str = "audit";
+const REGISTRY_SORT: &str = "chains";
+const HEAD_SORT: &str = "head";
+const EVENT_PREFIX: &str = "e#";
+const GENESIS: &str = "genesis";
+
+/// A security-relevant event to record.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// What happened, e.g. `login.failed`.
+    pub kind: &'static str,
+    /// Who did it (an account id), when known.
+    pub actor: Option<String>,
+    /// Whom it concerns (an account id), when known.
+    pub subject: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+    /// A short detail (a key id, a new role); never a secret.
+    pub detail: Option<String>,
+}
+
+/// A recorded event, as `GET /audit` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Record {
+    /// The replica whose chain holds it.
+    pub chain: String,
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Who did it.
+    pub actor: Option<String>,
+    /// Whom it concerns.
+    pub subject: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+    /// Detail.
+    pub detail: Option<String>,
+    /// The request that caused it.
+    pub request_id: Option<String>,
+    /// MAC of the previous event (`genesis` for the first).
+    pub prev: String,
+    /// This event's MAC.
+    pub mac: String,
+}
+
+fn opt(entity: &Entity, name: &str) -> Option<String> {
+    entity.field(name).map(str::to_owned)
+}
+
+impl Record {
+    fn from_entity(chain: &str, seq: u64, entity: &Entity) -> Self {
+        Self {
+            chain: chain.to_owned(),
+            seq,
+            kind: entity.field("type").unwrap_or_default().to_owned(),
+            at_ms: entity
+                .field("at_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            actor: opt(entity, "actor"),
+            subject: opt(entity, "subject"),
+            ip: opt(entity, "ip"),
+            detail: opt(entity, "detail"),
+            request_id: opt(entity, "request_id"),
+            prev: entity.field("prev").unwrap_or_default().to_owned(),
+            mac: entity.field("mac").unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// The bytes the MAC covers: every field but the MAC, in a fixed order.
+    fn canonical(&self) -> Vec<u8> {
+        serde_json::json!([
+            "jarvis-audit-v1",
+            self.chain,
+            self.seq,
+            self.prev,
+            self.kind,
+            self.at_ms,
+            self.actor,
+            self.subject,
+            self.ip,
+            self.detail,
+            self.request_id,
+        ])
+        .to_string()
+        .into_bytes()
+    }
+}
+
+fn chain_partition(chain: &str) -> String {
+    format!("audit#{chain}")
+}
+
+fn event_sort(seq: u64) -> String {
+    format!("{EVENT_PREFIX}{seq:020}")
+}
+
+fn key(partition: &str, sort: &str) -> Result<Key, ApiError> {
+    Key::new(partition, sort).map_err(ApiError::from)
+}
+
+/// Appends `event` to `chain` (this replica's name); returns its position.
+pub async fn append(
+    store: &dyn Store,
+    clock: &Clock,
+    secrets: &Secrets,
+    chain: &str,
+    event: Event,
+) -> Result<u64, ApiError> {
+    let partition = chain_partition(chain);
+    let head_key = key(&partition, HEAD_SORT)?;
+    let registry = key(REGISTRY_PARTITION, REGISTRY_SORT)?;
+    store
+        .update(&registry, |e: &mut Entity| e.mark(chain))
+        .await?;
+    let request_id = crate::http::request_id::current();
+    loop {
+        let head = store
+            .read::<Entity>(&head_key)
+            .await?
+            .map(|d| d.state)
+            .unwrap_or_default();
+        let seq = head.level("seq") + 1;
+        let mut record = Record {
+            chain: chain.to_owned(),
+            seq,
+            kind: event.kind.to_owned(),
+            at_ms: crate::crdt::hlc::system_time_ms(),
+            actor: event.actor.clone(),
+            subject: event.subject.clone(),
+            ip: event.ip.clone(),
+            detail: event.detail.clone(),
+            request_id: request_id.clone(),
+            prev: head.field("mac").unwrap_or(GENESIS).to_owned(),
+            mac: String::new(),
+        };
+        record.mac = secrets.audit_mac(&record.canonical());
+        let stamp = clock.now();
+        let mut doc = Entity::new();
+        for (name, value) in [
+            ("type", Some(record.kind.clone())),
+            ("at_ms", Some(record.at_ms.to_string())),
+            ("actor", record.actor.clone()),
+            ("subject", record.subject.clone()),
+            ("ip", record.ip.clone()),
+            ("detail", record.detail.clone()),
+            ("request_id", record.request_id.clone()),
+            ("prev", Some(record.prev.clone())),
+            ("mac", Some(record.mac.clone())),
+        ] {
+            if let Some(value) = value {
+                doc.set(name, stamp, value);
+            }
+        }
+        doc.raise("seq", seq);
+        let bytes = doc
+            .encode()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let write = Write {
+            expected_version: 0,
+            state: &bytes,
+            delta: &bytes,
+            expires_at: None,
+        };
+        let event_key = key(&partition, &event_sort(seq))?;
+        match store.put(&event_key, write).await {
+            Ok(_) => {
+                advance_head(store, clock, &head_key, seq, &record.mac).await?;
+                return Ok(seq);
+            }
+            Err(StoreError::Conflict) => {
+                // Taken: by a concurrent writer, or written before a crash that left the
+                // head behind. Move the head to it and try the next position.
+                if let Some(taken) = store.read::<Entity>(&event_key).await? {
+                    let mac = taken.state.field("mac").unwrap_or_default().to_owned();
+                    advance_head(store, clock, &head_key, seq, &mac).await?;
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
+async fn advance_head(
+    store: &dyn Store,
+    clock: &Clock,
+    head_key: &Key,
+    seq: u64,
+    mac: &str,
+) -> Result<(), ApiError> {
+    store
+        .update(head_key, |head: &mut Entity| {
+            if head.level("seq") >= seq {
+                return Entity::new();
+            }
+            let mut delta = head.raise("seq", seq);
+            let stamp = clock.stamp_after(head.stamp("mac"));
+            delta.join(head.set("mac", stamp, mac));
+            delta
+        })
+        .await?;
+    Ok(())
+}
+
+async fn chains(store: &dyn Store) -> Result<Vec<String>, ApiError> {
+    let registry = key(REGISTRY_PARTITION, REGISTRY_SORT)?;
+    Ok(store
+        .read::<Entity>(&registry)
+        .await?
+        .map(|d| d.state.marks().map(str::to_owned).collect())
+        .unwrap_or_default())
+}
+
+/// Which events [`list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only events of this type.
+    pub kind: Option<String>,
+    /// Only events whose actor or subject is this account.
+    pub user: Option<String>,
+}
+
+/// Most events read to fill one page of a filtered listing.
+const MAX_SCAN: usize = 2_000;
+
+/// Events oldest first, chain by chain, filtered; a page at a time.
+pub async fn list(
+    store: &dyn Store,
+    filter: &Filter,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Record>, Option<String>), ApiError> {
+    let bad_cursor = || ApiError::invalid_field("cursor", "not a cursor from this listing");
+    let (mut chain_from, mut after) = match cursor {
+        Some(cursor) => {
+            let decoded = decode_cursor(cursor).ok_or_else(bad_cursor)?;
+            let (chain, sort) = decoded.split_once('\n').ok_or_else(bad_cursor)?;
+            (Some(chain.to_owned()), Some(sort.to_owned()))
+        }
+        None => (None, None),
+    };
+    let mut out = Vec::new();
+    let mut scanned = 0;
+    for chain in chains(store).await? {
+        if chain_from
+            .as_deref()
+            .is_some_and(|from| chain.as_str() < from)
+        {
+            continue;
+        }
+        if chain_from.as_deref() != Some(chain.as_str()) {
+            after = None;
+        }
+        chain_from = None;
+        let partition = chain_partition(&chain);
+        loop {
+            let rows = store
+                .list(
+                    &partition,
+                    crate::store::ListQuery {
+                        prefix: Some(EVENT_PREFIX),
+                        after: after.as_deref(),
+                        limit: 200,
+                        now: now_secs(),
+                    },
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for (row_key, stored) in rows {
+                scanned += 1;
+                let entity = Entity::decode(&stored.bytes).map_err(StoreError::Corrupt)?;
+                let record = Record::from_entity(&chain, entity.level("seq"), &entity);
+                after = Some(row_key.sort().to_owned());
+                let kind_ok = filter.kind.as_deref().is_none_or(|k| record.kind == k);
+                let user_ok = filter.user.as_deref().is_none_or(|u| {
+                    record.actor.as_deref() == Some(u) || record.subject.as_deref() == Some(u)
+                });
+                if kind_ok && user_ok {
+                    out.push(record);
+                }
+                if out.len() == limit || scanned >= MAX_SCAN {
+                    let next = encode_cursor(&format!("{chain}\n{}", row_key.sort()));
+                    return Ok((out, Some(next)));
+                }
+            }
+        }
+        after = None;
+    }
+    Ok((out, None))
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    /// Whether every chain is intact.
+    pub ok: bool,
+    /// Events checked.
+    pub checked: u64,
+    /// The first broken link, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<BrokenLink>,
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BrokenLink {
+    /// The chain (replica).
+    pub chain: String,
+    /// The position at fault.
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Recomputes every MAC and link of every chain.
+pub async fn verify(store: &dyn Store, secrets: &Secrets) -> Result<Verification, ApiError> {
+    let mut checked = 0;
+    let broken = |chain: &str, seq: u64, reason: &str, checked: u64| Verification {
+        ok: false,
+        checked,
+        broken: Some(BrokenLink {
+            chain: chain.to_owned(),
+            seq,
+            reason: reason.to_owned(),
+        }),
+    };
+    for chain in chains(store).await? {
+        let partition = chain_partition(&chain);
+        let mut expected_seq = 1;
+        let mut prev = GENESIS.to_owned();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = store
+                .list(
+                    &partition,
+                    crate::store::ListQuery {
+                        prefix: Some(EVENT_PREFIX),
+                        after: after.as_deref(),
+                        limit: 500,
+                        now: now_secs(),
+                    },
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for (row_key, stored) in rows {
+                after = Some(row_key.sort().to_owned());
+                let Ok(entity) = Entity::decode(&stored.bytes) else {
+                    return Ok(broken(
+                        &chain,
+                        expected_seq,
+                        "event does not decode",
+                        checked,
+                    ));
+                };
+                let seq = entity.level("seq");
+                if row_key.sort() != event_sort(seq) {
+                    return Ok(broken(
+                        &chain,
+                        expected_seq,
+                        "event is stored out of place",
+                        checked,
+                    ));
+                }
+                if seq != expected_seq {
+                    return Ok(broken(&chain, expected_seq, "event is missing", checked));
+                }
+                let record = Record::from_entity(&chain, seq, &entity);
+                if record.prev != prev {
+                    return Ok(broken(
+                        &chain,
+                        seq,
+                        "link to the previous event does not match",
+                        checked,
+                    ));
+                }
+                let mac = secrets.audit_mac(&record.canonical());
+                if !crate::auth::token::digests_match(&mac, &record.mac) {
+                    return Ok(broken(
+                        &chain,
+                        seq,
+                        "event was altered (MAC mismatch)",
+                        checked,
+                    ));
+                }
+                checked += 1;
+                expected_seq += 1;
+                prev = record.mac;
+            }
+        }
+        let head = store
+            .read::<Entity>(&key(&partition, HEAD_SORT)?)
+            .await?
+            .map(|d| d.state)
+            .unwrap_or_default();
+        let head_seq = head.level("seq");
+        if head_seq >= expected_seq {
+            return Ok(broken(
+                &chain,
+                expected_seq,
+                "events after this one were removed",
+                checked,
+            ));
+        }
+        // The head may lag the newest event (a crash between the two writes); when it names
+        // the newest, it must name it exactly.
+        if head_seq > 0 && head_seq + 1 == expected_seq && head.field("mac") != Some(prev.as_str())
+        {
+            return Ok(broken(
+                &chain,
+                head_seq,
+                "the chain head does not match the newest event",
+                checked,
+            ));
+        }
+    }
+    Ok(Verification {
+        ok: true,
+        checked,
+        broken: None,
+    })
+}

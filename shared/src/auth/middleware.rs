@@ -1,0 +1,324 @@
+//! The request-security layers every function runs behind, locally and on Lambda alike:
+//! client address, authentication, rate limits and idempotency. [`crate::http::app`] puts
+//! them in order.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+
+use super::idempotency::{self, Begin, Saved};
+use super::{Identity, accounts, limits};
+use crate::config::SecurityConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The client's address: API Gateway's source IP on Lambda, the peer address locally, the
+/// first `X-Forwarded-For` entry only when configured to trust it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientIp(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientIp>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+fn client_ip(request: &Request, security: &SecurityConfig) -> Option<String> {
+    if security.trust_forwarded_for
+        && let Some(forwarded) = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    {
+        return Some(forwarded.to_owned());
+    }
+    if let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref()
+        && let Some(ip) = &context.http.source_ip
+    {
+        return Some(ip.clone());
+    }
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// The user credential a request carries: an API key (`X-Api-Key`, or a `Bearer` value with
+/// the key prefix) or an access token (a `Bearer` JWT). Other bearer values (a peer's sync
+/// token) are left to the routes that take them.
+fn credential_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let api_key = headers
+        .get("x-api-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| ApiError::Unauthorized("malformed X-Api-Key header".into()))?;
+    let bearer = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+            let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::Unauthorized(
+                    "use Authorization: Bearer <token>".into(),
+                ));
+            }
+            let token = token.trim();
+            let ours = token.starts_with(super::token::API_KEY_PREFIX)
+                || token.bytes().filter(|b| *b == b'.').count() == 2;
+            ours.then(|| token.to_owned())
+        }
+    };
+    match (api_key, bearer) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "send either Authorization or X-Api-Key, not both",
+        )),
+        (key, bearer) => Ok(key.or(bearer)),
+    }
+}
+
+/// Records the client address and, when the request carries user credentials, resolves them
+/// to an [`Identity`] (401 when they are invalid).
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let ip = client_ip(&request, &state.config.security);
+    request.extensions_mut().insert(ClientIp(ip));
+    let credential = match credential_of(request.headers()) {
+        Ok(credential) => credential,
+        Err(err) => return err.into_response(),
+    };
+    if let Some(credential) = credential {
+        match accounts::authenticate(&state, &credential).await {
+            Ok(identity) => {
+                tracing::Span::current().record("user_id", identity.user_id.as_str());
+                request.extensions_mut().insert(identity);
+            }
+            Err(err) => return err.into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+/// Counts the request against the caller's budget (per account, or per address when
+/// anonymous) and, on `/auth/` routes, against the address's sign-in budget too.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let security = &state.config.security;
+    let ip = request
+        .extensions()
+        .get::<ClientIp>()
+        .and_then(|c| c.0.clone())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let store = state.store.as_ref();
+    let sign_in = request.uri().path().starts_with("/auth/");
+    let bucket = match request.extensions().get::<Identity>() {
+        Some(identity) => format!("user:{}", identity.user_id),
+        None => format!("ip:{ip}"),
+    };
+    let outcome = async {
+        if sign_in {
+            limits::hit(
+                store,
+                state.replica,
+                &format!("auth-ip:{ip}"),
+                security.auth_rate_limit_per_minute,
+            )
+            .await?;
+        }
+        limits::hit(
+            store,
+            state.replica,
+            &bucket,
+            security.rate_limit_per_minute,
+        )
+        .await
+    }
+    .await;
+    match outcome {
+        Ok(()) => next.run(request).await,
+        // An unreachable store must not take `/health` down with it; every route that needs
+        // the store fails on its own anyway.
+        Err(ApiError::Unavailable(cause)) => {
+            tracing::warn!(error = %cause, "rate limit not applied: store unavailable");
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Makes a POST with an `Idempotency-Key` header run once (see [`idempotency`]).
+pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(raw_key) = request.headers().get(idempotency::HEADER).cloned() else {
+        return next.run(request).await;
+    };
+    match run_idempotent(&state, raw_key, request, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run_idempotent(
+    state: &AppState,
+    raw_key: HeaderValue,
+    request: Request,
+    next: Next,
+) -> Result<Response, Response> {
+    let reject = |err: ApiError| err.into_response();
+    let key = raw_key
+        .to_str()
+        .map_err(|_| ApiError::invalid_field("Idempotency-Key", "must be visible ASCII"))
+        .and_then(|k| idempotency::parse_key(k).map(str::to_owned))
+        .map_err(reject)?;
+    let scope = match request.extensions().get::<Identity>() {
+        Some(identity) => format!("user:{}", identity.user_id),
+        None => format!(
+            "ip:{}",
+            request
+                .extensions()
+                .get::<ClientIp>()
+                .and_then(|c| c.0.clone())
+                .unwrap_or_else(|| "unknown".to_owned())
+        ),
+    };
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| reject(ApiError::PayloadTooLarge))?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let fingerprint = idempotency::fingerprint(parts.method.as_str(), &path, &bytes);
+    let store = state.store.as_ref();
+    let clock = &state.clock;
+    match idempotency::begin(store, clock, &scope, &key, &fingerprint)
+        .await
+        .map_err(reject)?
+    {
+        Begin::Replay(saved) => return Ok(replay(saved)),
+        Begin::Claimed => {}
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let body = match to_bytes(body, idempotency::MAX_RESPONSE_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            // Too large to keep: release the key rather than replay a truncated answer.
+            let _ = idempotency::abandon(store, clock, &scope, &key).await;
+            return Err(reject(ApiError::internal(
+                "response too large to keep for replay",
+            )));
+        }
+    };
+    if parts.status.is_server_error() {
+        if let Err(err) = idempotency::abandon(store, clock, &scope, &key).await {
+            tracing::warn!(error = %err, "could not release an idempotency key");
+        }
+    } else {
+        let header_text = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let saved = Saved {
+            status: parts.status.as_u16(),
+            content_type: header_text(header::CONTENT_TYPE),
+            location: header_text(header::LOCATION),
+            body: body.to_vec(),
+        };
+        // The side effect happened: if its record cannot be kept, say so rather than let a
+        // retry run it twice.
+        idempotency::finish(store, clock, &scope, &key, &saved)
+            .await
+            .map_err(reject)?;
+    }
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+fn replay(saved: Saved) -> Response {
+    let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, saved.body).into_response();
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    for (name, value) in [
+        (header::CONTENT_TYPE, saved.content_type),
+        (header::LOCATION, saved.location),
+    ] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(
+        idempotency::REPLAYED_HEADER,
+        HeaderValue::from_static("true"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn a_peer_sync_token_is_not_taken_for_a_user_credential() {
+        let found = credential_of(&headers(&[(
+            "authorization",
+            "Bearer a-long-sync-token-value",
+        )]))
+        .expect("no error");
+        assert_eq!(found, None);
+    }
+
+    #[test]
+    fn jwts_and_api_keys_are_taken_from_either_header() {
+        assert_eq!(
+            credential_of(&headers(&[("authorization", "Bearer a.b.c")])).expect("ok"),
+            Some("a.b.c".to_owned())
+        );
+        assert_eq!(
+            credential_of(&headers(&[("x-api-key", "jvk_x")])).expect("ok"),
+            Some("jvk_x".to_owned())
+        );
+        assert!(credential_of(&headers(&[("authorization", "Basic abc")])).is_err());
+        assert!(
+            credential_of(&headers(&[
+                ("authorization", "Bearer a.b.c"),
+                ("x-api-key", "k")
+            ]))
+            .is_err()
+        );
+    }
+}
