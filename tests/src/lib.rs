@@ -75,6 +75,9 @@ impl LocalNode {
             .env_remove("JARVIS_PEERS")
             .env_remove("JARVIS_SYNC_TOKEN")
             .env_remove("JARVIS_REPLICA_ID")
+            .env_remove("JARVIS_SECRETS")
+            .env_remove("JARVIS_SECRET_ID")
+            .env_remove("JARVIS_SECRETS_FILE")
             .env("JARVIS_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -189,4 +192,15 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free loopback port")
+}
+
+/// Every function's routes, as the local gateway serves them, for in-process tests.
+pub fn all_routes() -> axum::Router<jarvis_shared::AppState> {
+    jarvis_local::functions()
+        .into_iter()
+        .fold(
+            utoipa_axum::router::OpenApiRouter::new(),
+            |all, function| all.merge(function.api),
+        )
+        .into()
 }

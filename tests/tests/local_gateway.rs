@@ -29,7 +29,15 @@ async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
         .find(|c| c["name"] == "store")
         .expect("store component");
     assert_eq!(store["status"], "ok");
-    assert_eq!(store["details"]["backend"], "libsql");
+    assert!(store.get("details").is_none(), "details are for admins");
+    let secrets = components
+        .iter()
+        .find(|c| c["name"] == "secrets")
+        .expect("secrets component");
+    assert_eq!(
+        secrets["status"], "ok",
+        "the local secrets file was generated"
+    );
 
     let response = client
         .get(node.url("/no/such/route"))

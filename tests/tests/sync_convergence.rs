@@ -1,5 +1,7 @@
 //! End to end: three `jarvis-local` processes, each peered with the other two, written to
-//! concurrently, synced, and compared — including across a restart of one of them.
+//! concurrently, synced, and compared — including across a restart of one of them. The one
+//! account that writes everywhere is registered on one node and signs in on the others once
+//! sync has carried it there.
 
 use std::path::PathBuf;
 
@@ -13,6 +15,7 @@ struct Cluster {
     ports: Vec<u16>,
     dirs: Vec<PathBuf>,
     nodes: Vec<Option<LocalNode>>,
+    tokens: Vec<String>,
     _root: tempfile::TempDir,
 }
 
@@ -28,6 +31,7 @@ impl Cluster {
             ports,
             dirs,
             nodes: Vec::new(),
+            tokens: Vec::new(),
             _root: root,
         };
         for i in 0..size {
@@ -69,6 +73,9 @@ impl Cluster {
         body: Option<Value>,
     ) -> Value {
         let mut request = self.client.request(method.clone(), self.url(i, path));
+        if let Some(token) = self.tokens.get(i) {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -99,6 +106,33 @@ impl Cluster {
                 assert_eq!(result["rejected"], 0, "node {i}: {result}");
             }
         }
+    }
+
+    /// Registers one account on node 0, syncs, and signs it in on every node.
+    async fn sign_in_everywhere(&mut self) {
+        let account =
+            json!({"email": "ada@example.com", "password": "correct horse battery staple"});
+        self.send(
+            0,
+            reqwest::Method::POST,
+            "/auth/register",
+            Some(account.clone()),
+        )
+        .await;
+        self.sync_round().await;
+        let mut tokens = Vec::new();
+        for i in 0..self.ports.len() {
+            let pair = self
+                .send(
+                    i,
+                    reqwest::Method::POST,
+                    "/auth/login",
+                    Some(account.clone()),
+                )
+                .await;
+            tokens.push(pair["access_token"].as_str().expect("token").to_owned());
+        }
+        self.tokens = tokens;
     }
 
     async fn read_all(&self, path: &str) -> Vec<Value> {
@@ -175,6 +209,7 @@ fn all_equal(values: &[Value], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_deployments_converge_and_a_restart_loses_nothing() {
     let mut cluster = Cluster::start(3);
+    cluster.sign_in_everywhere().await;
 
     // Concurrent writes to the same objects on all three nodes.
     let mut total = concurrent_writes(&cluster, 0).await;

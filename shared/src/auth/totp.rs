@@ -32,6 +32,11 @@ pub fn secret_base32(secret: &[u8]) -> String {
     totp(secret, "", "").get_secret_base32()
 }
 
+/// Decodes a base32 secret as [`secret_base32`] writes it.
+pub fn decode_base32(encoded: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::Encoded(encoded.to_owned()).to_bytes().ok()
+}
+
 /// The `otpauth://` URI an authenticator app scans.
 pub fn provisioning_uri(secret: &[u8], account: &str, issuer: &str) -> String {
     totp(secret, account, issuer).get_url()
@@ -97,5 +102,9 @@ mod tests {
             "{uri}"
         );
         assert!(uri.contains(&format!("secret={}", secret_base32(RFC_SECRET))));
+        assert_eq!(
+            decode_base32(&secret_base32(RFC_SECRET)).as_deref(),
+            Some(RFC_SECRET)
+        );
     }
 }

@@ -1,0 +1,410 @@
+//! Request security across functions, in process: ownership, roles, scopes and
+//! idempotency on the archive and CRDT routes, over the same layers every host runs.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Method, Request, StatusCode};
+use jarvis_shared::testing::{SignedIn, TestApp};
+use jarvis_tests::all_routes;
+use serde_json::{Value, json};
+
+async fn app() -> (TestApp, SignedIn) {
+    let app = TestApp::new(all_routes()).await;
+    let admin = app.sign_up("admin@example.com").await;
+    (app, admin)
+}
+
+async fn as_user(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    app.call_as(Some(token), method, uri, body).await
+}
+
+async fn api_key(app: &TestApp, owner: &SignedIn, scopes: &[&str]) -> String {
+    let (status, created) = as_user(
+        app,
+        &owner.access_token,
+        Method::POST,
+        "/auth/api-keys",
+        Some(json!({"name": "test", "scopes": scopes})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["key"].as_str().expect("key").to_owned()
+}
+
+#[tokio::test]
+async fn user_a_cannot_read_change_or_delete_user_bs_archive_entries() {
+    let (app, _) = app().await;
+    let alice = app.sign_up("alice@example.com").await;
+    let bob = app.sign_up("bob@example.com").await;
+    let (status, entry) = as_user(
+        &app,
+        &bob.access_token,
+        Method::POST,
+        "/archive",
+        Some(json!({"kind": "note", "title": "Bob's diary", "content": "private"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let uri = format!("/archive/{}", entry["id"].as_str().expect("id"));
+
+    let a = &alice.access_token;
+    assert_eq!(
+        as_user(&app, a, Method::GET, &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        as_user(
+            &app,
+            a,
+            Method::PATCH,
+            &uri,
+            Some(json!({"title": "mine now"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        as_user(&app, a, Method::DELETE, &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, listing) = as_user(&app, a, Method::GET, "/archive", None).await;
+    assert_eq!(listing["items"], json!([]), "alice lists nothing of bob's");
+
+    let (status, still) = as_user(&app, &bob.access_token, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(still["title"], "Bob's diary", "unchanged");
+}
+
+#[tokio::test]
+async fn user_a_cannot_read_or_change_user_bs_crdt_objects() {
+    let (app, _) = app().await;
+    let alice = app.sign_up("alice@example.com").await;
+    let bob = app.sign_up("bob@example.com").await;
+    let b = &bob.access_token;
+    as_user(
+        &app,
+        b,
+        Method::POST,
+        "/crdt/counters/steps/increment",
+        Some(json!({"by": 5})),
+    )
+    .await;
+    as_user(
+        &app,
+        b,
+        Method::POST,
+        "/crdt/orsets/tags",
+        Some(json!({"add": ["secret"]})),
+    )
+    .await;
+
+    let a = &alice.access_token;
+    assert_eq!(
+        as_user(&app, a, Method::GET, "/crdt/counters/steps", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        as_user(&app, a, Method::GET, "/crdt/orsets/tags", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Alice's writes to the same names land in her own objects.
+    as_user(
+        &app,
+        a,
+        Method::POST,
+        "/crdt/counters/steps/increment",
+        Some(json!({"by": 1})),
+    )
+    .await;
+    as_user(
+        &app,
+        a,
+        Method::POST,
+        "/crdt/orsets/tags",
+        Some(json!({"remove": ["secret"]})),
+    )
+    .await;
+    let (_, bobs) = as_user(&app, b, Method::GET, "/crdt/counters/steps", None).await;
+    assert_eq!(bobs["value"], 5);
+    let (_, tags) = as_user(&app, b, Method::GET, "/crdt/orsets/tags", None).await;
+    assert_eq!(tags["elements"], json!(["secret"]));
+}
+
+#[tokio::test]
+async fn a_viewer_cannot_write() {
+    let (app, admin) = app().await;
+    let vera = app.sign_up("vera@example.com").await;
+    let (status, _) = as_user(
+        &app,
+        &admin.access_token,
+        Method::PATCH,
+        &format!("/admin/users/{}", vera.user_id),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v = &vera.access_token;
+    let (status, body) = as_user(
+        &app,
+        v,
+        Method::POST,
+        "/archive",
+        Some(json!({"kind": "note", "title": "t", "content": "c"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(
+        as_user(
+            &app,
+            v,
+            Method::POST,
+            "/crdt/counters/c/increment",
+            Some(json!({"by": 1}))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_user(&app, v, Method::GET, "/archive", None).await.0,
+        StatusCode::OK,
+        "reads"
+    );
+}
+
+#[tokio::test]
+async fn an_api_key_without_the_scope_is_refused() {
+    let (app, _) = app().await;
+    let bob = app.sign_up("bob@example.com").await;
+    let reader = api_key(&app, &bob, &["archive:read"]).await;
+    let (status, body) = as_user(
+        &app,
+        &reader,
+        Method::POST,
+        "/archive",
+        Some(json!({"kind": "note", "title": "t", "content": "c"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("archive:write"))
+    );
+    assert_eq!(
+        as_user(&app, &reader, Method::GET, "/archive", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_user(&app, &reader, Method::GET, "/crdt/counters/c", None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN,
+        "crdt:read not granted"
+    );
+    let (status, _) = as_user(
+        &app,
+        &reader,
+        Method::POST,
+        "/auth/api-keys",
+        Some(json!({"name": "escalate", "scopes": ["archive:write"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a key cannot mint keys");
+}
+
+#[tokio::test]
+async fn requests_without_credentials_are_refused() {
+    let (app, _) = app().await;
+    for (method, uri) in [
+        (Method::GET, "/archive"),
+        (Method::POST, "/crdt/counters/c/increment"),
+        (Method::GET, "/admin/users"),
+        (Method::GET, "/audit"),
+    ] {
+        let (status, body) = app.call_as(None, method.clone(), uri, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+    }
+}
+
+fn create_entry(key: &str, token: &str, title: &str) -> Request<Body> {
+    Request::post("/archive")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .header("idempotency-key", key)
+        .body(Body::from(
+            json!({"kind": "note", "title": title, "content": "c"}).to_string(),
+        ))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn an_idempotent_replay_returns_the_identical_response_and_creates_one_entry() {
+    let (app, _) = app().await;
+    let bob = app.sign_up("bob@example.com").await;
+    let t = &bob.access_token;
+    let first = app.respond(create_entry("k-1", t, "once")).await;
+    let second = app.respond(create_entry("k-1", t, "once")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert_eq!(first.headers()["location"], second.headers()["location"]);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = to_bytes(first.into_body(), 1 << 20).await.expect("body");
+    let second = to_bytes(second.into_body(), 1 << 20).await.expect("body");
+    assert_eq!(first, second, "byte for byte");
+    let (_, listing) = as_user(&app, t, Method::GET, "/archive", None).await;
+    assert_eq!(
+        listing["items"].as_array().map(Vec::len),
+        Some(1),
+        "one entry"
+    );
+
+    let different = app.respond(create_entry("k-1", t, "another title")).await;
+    assert_eq!(different.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Keys belong to their account: another account's same key is a new request.
+    let alice = app.sign_up("alice@example.com").await;
+    let theirs = app
+        .respond(create_entry("k-1", &alice.access_token, "once"))
+        .await;
+    assert!(theirs.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn a_key_whose_first_request_is_still_running_is_a_conflict() {
+    use jarvis_shared::auth::idempotency::{Begin, begin, fingerprint};
+    let (app, _) = app().await;
+    let bob = app.sign_up("bob@example.com").await;
+    // Another instance has claimed the key and not finished.
+    let body = json!({"kind": "note", "title": "slow", "content": "c"}).to_string();
+    let claimed = begin(
+        app.state.store.as_ref(),
+        &app.state.clock,
+        &format!("user:{}", bob.user_id),
+        "k-slow",
+        &fingerprint("POST", "/archive", body.as_bytes()),
+    )
+    .await
+    .expect("claim");
+    assert!(matches!(claimed, Begin::Claimed));
+    let response = app
+        .respond(create_entry("k-slow", &bob.access_token, "slow"))
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let (_, listing) = as_user(&app, &bob.access_token, Method::GET, "/archive", None).await;
+    assert_eq!(listing["items"], json!([]), "nothing ran");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let app = TestApp::with_env(all_routes(), &[("JARVIS_MAX_BODY_BYTES", "512")]).await;
+    let bob = app.sign_up("bob@example.com").await;
+    let big = "x".repeat(2048);
+    for idempotent in [false, true] {
+        let mut request = Request::post("/archive")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", bob.access_token));
+        if idempotent {
+            request = request.header("idempotency-key", "big");
+        }
+        let request = request
+            .body(Body::from(
+                json!({"kind": "note", "title": "t", "content": big}).to_string(),
+            ))
+            .expect("request");
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!(body["error"]["code"], "payload_too_large");
+    }
+}
+
+#[tokio::test]
+async fn the_per_account_rate_limit_answers_429_with_retry_after() {
+    let app = TestApp::with_env(all_routes(), &[("JARVIS_RATE_LIMIT", "3")]).await;
+    let bob = app.sign_up("bob@example.com").await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let request = Request::get("/archive")
+            .header("authorization", format!("Bearer {}", bob.access_token))
+            .body(Body::empty())
+            .expect("request");
+        let response = app.respond(request).await;
+        statuses.push(response.status());
+        if let Some(value) = response.headers().get("retry-after") {
+            retry_after = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+        }
+    }
+    // The window may roll over mid-test; at least one request beyond the limit is refused.
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)));
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = TestApp::with_env(
+        all_routes(),
+        &[("JARVIS_CORS_ORIGINS", "https://app.example.com")],
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/archive")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let allowed = app.respond(preflight("https://app.example.com")).await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let refused = app.respond(preflight("https://evil.example.com")).await;
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_security_headers_and_a_request_id() {
+    let (app, _) = app().await;
+    for request in [
+        Request::get("/version").body(Body::empty()),
+        Request::get("/archive").body(Body::empty()),
+        Request::post("/auth/login").body(Body::from("{")),
+    ] {
+        let response = app.respond(request.expect("request")).await;
+        let headers = response.headers();
+        for name in [
+            "x-request-id",
+            "x-content-type-options",
+            "x-frame-options",
+            "strict-transport-security",
+            "content-security-policy",
+            "cache-control",
+        ] {
+            assert!(headers.contains_key(name), "{name} missing");
+        }
+    }
+}
