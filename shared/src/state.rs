@@ -58,7 +58,11 @@ impl AppState {
         health.register(Arc::new(StoreHealth(Arc::clone(&store))));
         health.register(Arc::new(SecretHealth(Arc::clone(&secrets))));
         let replica = ReplicaId::from_name(&config.replica_id);
-        let sync = Arc::new(Syncer::new(Arc::clone(&store), config.sync.clone()));
+        let sync = Arc::new(Syncer::new(
+            Arc::clone(&store),
+            config.sync.clone(),
+            Arc::clone(&secrets),
+        ));
         Self {
             sync,
             config: Arc::new(config),

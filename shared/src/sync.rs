@@ -26,6 +26,7 @@ use crate::crdt::{
     Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
 };
 use crate::error::ApiError;
+use crate::secrets::{SecretError, SecretSource};
 use crate::store::{Change, Key, Payload, Store, StoreError};
 
 /// Default and largest number of changes in one feed page.
@@ -82,7 +83,8 @@ pub struct PeerResult {
 pub fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), ApiError> {
     let Some(token) = token else {
         return Err(ApiError::NotConfigured(
-            "sync is off on this deployment: it has no JARVIS_SYNC_TOKEN".into(),
+            "sync is off on this deployment: it has no JARVIS_SYNC_TOKEN or secret sync_token"
+                .into(),
         ));
     };
     let presented = headers
@@ -102,6 +104,21 @@ pub fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<()
     }
 }
 
+/// The peer token: `JARVIS_SYNC_TOKEN`, else the secret document's `sync_token`.
+pub async fn peer_token(
+    settings: &SyncConfig,
+    secrets: &dyn SecretSource,
+) -> Result<Option<SecretString>, ApiError> {
+    if let Some(token) = &settings.token {
+        return Ok(Some(token.clone()));
+    }
+    match secrets.current().await {
+        Ok(secrets) => Ok(secrets.sync_token().cloned()),
+        Err(SecretError::NotConfigured) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// A request from a peer: extracting it checks the peer token, so a route that takes a
 /// `Peer` cannot be reached without one.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +131,8 @@ impl axum::extract::FromRequestParts<crate::AppState> for Peer {
         parts: &mut axum::http::request::Parts,
         state: &crate::AppState,
     ) -> Result<Self, ApiError> {
-        authorize(&parts.headers, state.config.sync.token.as_ref()).map(|()| Peer)
+        let token = peer_token(&state.config.sync, state.secrets.as_ref()).await?;
+        authorize(&parts.headers, token.as_ref()).map(|()| Peer)
     }
 }
 
@@ -180,6 +198,7 @@ pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result
 pub struct Syncer {
     store: Arc<dyn Store>,
     settings: SyncConfig,
+    secrets: Arc<dyn SecretSource>,
     client: OnceCell<reqwest::Client>,
     // One round at a time: the timer and `/sync/run` never pull the same peer at once.
     round: Mutex<()>,
@@ -208,10 +227,15 @@ enum PullError {
 
 impl Syncer {
     /// A syncer for this replica. The HTTP client is built on the first pull, not at start.
-    pub fn new(store: Arc<dyn Store>, settings: SyncConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: SyncConfig,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Self {
         Self {
             store,
             settings,
+            secrets,
             client: OnceCell::new(),
             round: Mutex::new(()),
         }
@@ -258,8 +282,13 @@ impl Syncer {
     }
 
     async fn pull_pages(&self, peer: &str, result: &mut PeerResult) -> Result<(), PullError> {
-        let Some(token) = &self.settings.token else {
-            return Err(PullError::Page("JARVIS_SYNC_TOKEN is not set".into()));
+        let token = peer_token(&self.settings, self.secrets.as_ref())
+            .await
+            .map_err(|e| PullError::Page(e.to_string()))?;
+        let Some(token) = &token else {
+            return Err(PullError::Page(
+                "no peer token: set JARVIS_SYNC_TOKEN or the secret's sync_token".into(),
+            ));
         };
         let client = self.client().await?;
         let mut cursor = self
@@ -420,6 +449,7 @@ mod tests {
                 peers: vec![format!("http://{addr}")],
                 interval: Duration::from_secs(60),
             },
+            crate::secrets::source(&crate::config::SecretsConfig::Missing),
         );
         let results = syncer.run_round().await;
         assert!(!results[0].ok);

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -12,6 +13,7 @@ use tower::ServiceExt;
 
 use crate::config::{Config, SecretsConfig};
 use crate::state::AppState;
+use crate::store::Store;
 
 /// An application over a store in its own temporary directory, removed on drop.
 pub struct TestApp {
@@ -30,6 +32,16 @@ impl TestApp {
 
     /// [`new`](Self::new) with extra configuration variables.
     pub async fn with_env(routes: Router<AppState>, env: &[(&str, &str)]) -> Self {
+        Self::with_store_layer(routes, env, |store| store).await
+    }
+
+    /// [`with_env`](Self::with_env) with the opened store wrapped by `wrap` (to observe or
+    /// disturb what the application does with it).
+    pub async fn with_store_layer(
+        routes: Router<AppState>,
+        env: &[(&str, &str)],
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("jarvis-test-{}", uuid::Uuid::new_v4()));
         let mut vars = vec![
             (
@@ -44,9 +56,10 @@ impl TestApp {
             crate::secrets::ensure_local_file(path)
                 .unwrap_or_else(|e| panic!("test secrets file: {e}"));
         }
-        let state = AppState::from_config(config)
+        let store = crate::store::open(&config.store)
             .await
-            .unwrap_or_else(|e| panic!("test state: {e}"));
+            .unwrap_or_else(|e| panic!("test store: {e}"));
+        let state = AppState::with_store(config, wrap(store));
         Self {
             router: crate::http::app(routes, state.clone()),
             state,

@@ -201,3 +201,62 @@ fn every_template_function_builds_the_binary_it_names() {
         );
     }
 }
+
+/// Least privilege: every function may only read and write items (no scans, deletes or
+/// table administration), reach the secret and nothing else; every function but sync —
+/// which merges any document a peer sends — is confined to the partitions it uses.
+#[test]
+fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
+    const ALLOWED: [&str; 4] = [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "secretsmanager:GetSecretValue",
+    ];
+    let doc: Yaml = serde_norway::from_str(&read("template.yaml")).expect("parses");
+    for (name, resource) in doc["Resources"].as_mapping().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let name = name.as_str().expect("name");
+        let statements: Vec<&Yaml> = resource["Properties"]["Policies"]
+            .as_sequence()
+            .expect("explicit policies")
+            .iter()
+            .flat_map(|p| p["Statement"].as_sequence().expect("statements").iter())
+            .collect();
+        let mut reads_secret = false;
+        for statement in statements {
+            let actions: Vec<&str> = match &statement["Action"] {
+                Yaml::String(one) => vec![one.as_str()],
+                Yaml::Sequence(many) => many.iter().filter_map(Yaml::as_str).collect(),
+                other => panic!("{name}: unexpected Action {other:?}"),
+            };
+            for action in &actions {
+                assert!(ALLOWED.contains(action), "{name} may {action}");
+            }
+            let target = format!("{:?}", statement["Resource"]);
+            assert!(!target.contains("\"*\""), "{name}: a wildcard resource");
+            if actions == ["secretsmanager:GetSecretValue"] {
+                assert!(
+                    target.contains("Secrets"),
+                    "{name}: another secret: {target}"
+                );
+                reads_secret = true;
+                continue;
+            }
+            assert!(target.contains("DocumentsTable"), "{name}: {target}");
+            let confined =
+                !statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                    .is_null();
+            assert!(
+                confined || name == "SyncFunction",
+                "{name}: table access not confined to its partitions"
+            );
+        }
+        assert!(
+            reads_secret,
+            "{name} cannot read the secret it verifies tokens with"
+        );
+    }
+}

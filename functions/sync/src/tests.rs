@@ -46,6 +46,22 @@ async fn without_a_token_configured_sync_is_unavailable() {
 }
 
 #[tokio::test]
+async fn the_peer_token_can_come_from_the_secret_document() {
+    let secrets = json!({
+        "master_key": "a-master-key-of-at-least-32-characters",
+        "sync_token": "secret-peer-token-0123456789"
+    })
+    .to_string();
+    let app = TestApp::with_env(super::routes(), &[("JARVIS_SECRETS", secrets.as_str())]).await;
+    let (status, _) = app
+        .send(get("/sync/changes", Some("secret-peer-token-0123456789")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.send(get("/sync/changes", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn the_feed_pages_through_merged_changes_and_echoes_the_cursor_when_idle() {
     let app = app().await;
     let store = app.state.store.clone();

@@ -1,0 +1,296 @@
+//! The IAM policies in `template.yaml` allow exactly what the code does: each function's
+//! routes are exercised in process over a store that records every operation and
+//! partition, and each recorded access must be one the function's policy grants (action,
+//! and a `dynamodb:LeadingKeys` pattern matching the partition). A function that starts
+//! touching a new partition fails here before it fails with AccessDenied on AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
+use jarvis_shared::testing::{PASSWORD, TestApp};
+use jarvis_tests::workspace_root;
+use serde_json::json;
+use serde_norway::Value as Yaml;
+
+type Log = Arc<Mutex<BTreeSet<(&'static str, String)>>>;
+
+/// A store that records `(DynamoDB action, partition)` of every call.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn Store>,
+    log: Log,
+}
+
+impl Recording {
+    fn note(&self, action: &'static str, partition: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            log.insert((action, partition.to_owned()));
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Recording {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn max_document_bytes(&self) -> usize {
+        self.inner.max_document_bytes()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.note("dynamodb:GetItem", "_health");
+        self.inner.ping().await
+    }
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        self.note("dynamodb:GetItem", key.partition());
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
+        self.note("dynamodb:PutItem", key.partition());
+        self.inner.put(key, write).await
+    }
+    async fn list(
+        &self,
+        partition: &str,
+        query: ListQuery<'_>,
+    ) -> Result<Vec<(Key, Stored)>, StoreError> {
+        self.note("dynamodb:Query", partition);
+        self.inner.list(partition, query).await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.inner.changes(after, limit).await
+    }
+    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load_cursor(peer).await
+    }
+    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
+        self.inner.save_cursor(peer, cursor).await
+    }
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+}
+
+/// `action -> partition patterns` granted to a template function.
+fn grants(resource: &str) -> BTreeMap<String, Vec<String>> {
+    let template =
+        std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template");
+    let doc: Yaml = serde_norway::from_str(&template).expect("parses");
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for policy in doc["Resources"][resource]["Properties"]["Policies"]
+        .as_sequence()
+        .expect("policies")
+    {
+        for statement in policy["Statement"].as_sequence().expect("statements") {
+            let actions: Vec<String> = match &statement["Action"] {
+                Yaml::String(one) => vec![one.clone()],
+                Yaml::Sequence(many) => many
+                    .iter()
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let keys: Vec<String> =
+                statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                    .as_sequence()
+                    .map(|keys| {
+                        keys.iter()
+                            .filter_map(|k| k.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            for action in actions {
+                out.entry(action).or_default().extend(keys.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+fn matches(pattern: &str, partition: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => partition.starts_with(prefix),
+        None => pattern == partition,
+    }
+}
+
+fn assert_granted(resource: &str, log: &Log) {
+    let grants = grants(resource);
+    let log = log.lock().expect("log").clone();
+    assert!(!log.is_empty(), "{resource}: nothing recorded");
+    for (action, partition) in log {
+        let patterns = grants.get(action).unwrap_or_else(|| {
+            panic!("{resource} does {action} on {partition:?} without the permission")
+        });
+        assert!(
+            patterns.iter().any(|p| matches(p, &partition)),
+            "{resource} does {action} on partition {partition:?}, outside {patterns:?}"
+        );
+    }
+}
+
+async fn app(log: &Log) -> TestApp {
+    let log = Arc::clone(log);
+    TestApp::with_store_layer(jarvis_tests::all_routes(), &[], move |inner| {
+        Arc::new(Recording { inner, log })
+    })
+    .await
+}
+
+async fn send(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string());
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .expect("request");
+    let (status, answer) = app.send(request).await;
+    assert!(
+        status.is_success() || status == StatusCode::NOT_FOUND,
+        "{method} {uri}: {status} {answer}"
+    );
+    answer
+}
+
+#[tokio::test]
+async fn the_system_crdt_and_archive_functions_touch_only_what_their_policies_grant() {
+    for (resource, calls) in [
+        (
+            "SystemFunction",
+            vec![
+                (Method::GET, "/health", None),
+                (Method::GET, "/version", None),
+            ],
+        ),
+        (
+            "CrdtFunction",
+            vec![
+                (
+                    Method::POST,
+                    "/crdt/counters/c/increment",
+                    Some(json!({"by": 1})),
+                ),
+                (Method::GET, "/crdt/counters/c", None),
+                (Method::POST, "/crdt/sets/s", Some(json!({"add": ["a"]}))),
+                (Method::GET, "/crdt/sets/s", None),
+                (Method::PUT, "/crdt/registers/r", Some(json!({"value": 1}))),
+                (Method::GET, "/crdt/registers/r", None),
+                (Method::POST, "/crdt/orsets/o", Some(json!({"add": ["a"]}))),
+                (Method::GET, "/crdt/orsets/o", None),
+            ],
+        ),
+        (
+            "ArchiveFunction",
+            vec![
+                (
+                    Method::POST,
+                    "/archive",
+                    Some(json!({"kind": "note", "title": "t", "content": "c"})),
+                ),
+                (Method::GET, "/archive?tag=x", None),
+                (
+                    Method::GET,
+                    "/archive/0190a0c2-7a3e-7000-8000-000000000000",
+                    None,
+                ),
+            ],
+        ),
+    ] {
+        let log: Log = Arc::default();
+        let app = app(&log).await;
+        let admin = app.sign_up("admin@example.com").await;
+        log.lock().expect("log").clear();
+        for (method, uri, body) in calls {
+            send(&app, &admin.access_token, method, uri, body).await;
+        }
+        assert_granted(resource, &log);
+    }
+}
+
+#[tokio::test]
+async fn the_auth_function_touches_only_what_its_policy_grants() {
+    let log: Log = Arc::default();
+    let app = app(&log).await;
+    let anonymous = |method: Method, uri: &str, body: serde_json::Value| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        app.send(request)
+    };
+    let account = json!({"email": "admin@example.com", "password": PASSWORD});
+    anonymous(Method::POST, "/auth/register", account.clone()).await;
+    anonymous(
+        Method::POST,
+        "/auth/register",
+        json!({"email": "bob@example.com", "password": PASSWORD}),
+    )
+    .await;
+    anonymous(
+        Method::POST,
+        "/auth/login",
+        json!({"email": "admin@example.com", "password": "wrong password!"}),
+    )
+    .await;
+    let (_, pair) = anonymous(Method::POST, "/auth/login", account).await;
+    let (_, pair) = anonymous(
+        Method::POST,
+        "/auth/refresh",
+        json!({"refresh_token": pair["refresh_token"]}),
+    )
+    .await;
+    let token = pair["access_token"].as_str().expect("token").to_owned();
+    let (_, users) = app
+        .call_as(Some(&token), Method::GET, "/admin/users", None)
+        .await;
+    let bob = users["items"][1]["id"].as_str().expect("bob").to_owned();
+    send(&app, &token, Method::GET, "/auth/me", None).await;
+    send(&app, &token, Method::GET, "/auth/sessions", None).await;
+    let key = send(
+        &app,
+        &token,
+        Method::POST,
+        "/auth/api-keys",
+        Some(json!({"name": "k", "scopes": ["archive:read"]})),
+    )
+    .await;
+    send(&app, &token, Method::GET, "/auth/api-keys", None).await;
+    send(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/auth/api-keys/{}", key["id"].as_str().expect("id")),
+        None,
+    )
+    .await;
+    send(&app, &token, Method::POST, "/auth/2fa/enroll", None).await;
+    send(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/admin/users/{bob}"),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    send(&app, &token, Method::GET, "/audit?type=login.failed", None).await;
+    send(&app, &token, Method::GET, "/audit/verify", None).await;
+    send(&app, &token, Method::POST, "/auth/logout", None).await;
+    assert_granted("AuthFunction", &log);
+}
