@@ -408,3 +408,254 @@ async fn every_response_carries_security_headers_and_a_request_id() {
         }
     }
 }
+
+/// Copies every change of `from`'s feed into `to`, as a sync pull does.
+async fn pull(from: &TestApp, to: &TestApp) {
+    let changes = from.state.store.changes(0, 100_000).await.expect("feed");
+    for change in changes {
+        jarvis_shared::sync::merge_encoded(
+            to.state.store.as_ref(),
+            &change.key,
+            change.payload.bytes(),
+        )
+        .await
+        .expect("merge");
+    }
+}
+
+/// A deployment named `name`. Deployments that sync share one master key (README,
+/// "Secrets"), so each can verify the other's audit chain and decrypt its 2FA secrets.
+async fn replica(name: &str) -> TestApp {
+    let secrets = json!({"master_key": "one-master-key-shared-by-peered-deployments"}).to_string();
+    TestApp::with_env(
+        all_routes(),
+        &[
+            ("JARVIS_REPLICA_ID", name),
+            ("JARVIS_SECRETS", secrets.as_str()),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_same_email_registered_on_two_replicas_resolves_to_the_earliest_account_after_sync() {
+    let (east, west) = (replica("east").await, replica("west").await);
+    let first = east.sign_up("ada@example.com").await;
+    let second = west.sign_up("ada@example.com").await;
+    pull(&east, &west).await;
+    pull(&west, &east).await;
+    for app in [&east, &west] {
+        let (status, pair) = app
+            .call(
+                Method::POST,
+                "/auth/login",
+                Some(json!({"email": "ada@example.com", "password": jarvis_shared::testing::PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{pair}");
+        let (_, me) = as_user(
+            app,
+            pair["access_token"].as_str().expect("token"),
+            Method::GET,
+            "/auth/me",
+            None,
+        )
+        .await;
+        assert_eq!(
+            me["id"],
+            json!(first.user_id),
+            "the earlier registration owns the email everywhere"
+        );
+        let (_, users) = as_user(
+            app,
+            pair["access_token"].as_str().expect("token"),
+            Method::GET,
+            "/admin/users",
+            None,
+        )
+        .await;
+        let flagged: Vec<&Value> = users["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|u| u["email_conflict"] == true)
+            .collect();
+        assert_eq!(flagged.len(), 1, "{users}");
+        assert_eq!(flagged[0]["id"], json!(second.user_id));
+    }
+}
+
+#[tokio::test]
+async fn a_user_registered_on_one_replica_signs_in_on_another_after_sync() {
+    let (east, west) = (replica("east").await, replica("west").await);
+    let ada = east.sign_up("ada@example.com").await;
+    let login = json!({"email": "ada@example.com", "password": jarvis_shared::testing::PASSWORD});
+    assert_eq!(
+        west.call(Method::POST, "/auth/login", Some(login.clone()))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    pull(&east, &west).await;
+    let (status, pair) = west.call(Method::POST, "/auth/login", Some(login)).await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let (_, me) = as_user(
+        &west,
+        pair["access_token"].as_str().expect("token"),
+        Method::GET,
+        "/auth/me",
+        None,
+    )
+    .await;
+    assert_eq!(me["id"], json!(ada.user_id));
+    // 2FA turned on at east holds at west: the sealed secret opens there, and a code spent
+    // at west cannot be replayed at east once they sync.
+    let (_, enrollment) = as_user(
+        &east,
+        &ada.access_token,
+        Method::POST,
+        "/auth/2fa/enroll",
+        None,
+    )
+    .await;
+    let secret =
+        jarvis_shared::auth::totp::decode_base32(enrollment["secret"].as_str().expect("secret"))
+            .expect("base32");
+    let now = u64::try_from(jarvis_shared::store::now_secs()).unwrap_or(0);
+    let code = jarvis_shared::auth::totp::code_at(&secret, now);
+    let (status, _) = as_user(
+        &east,
+        &ada.access_token,
+        Method::POST,
+        "/auth/2fa/confirm",
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    pull(&east, &west).await;
+    let next =
+        jarvis_shared::auth::totp::code_at(&secret, now + jarvis_shared::auth::totp::STEP_SECS);
+    let with_code = json!({"email": "ada@example.com", "password": jarvis_shared::testing::PASSWORD, "totp": next});
+    assert_eq!(
+        west.call(Method::POST, "/auth/login", Some(with_code.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    pull(&west, &east).await;
+    assert_eq!(
+        east.call(Method::POST, "/auth/login", Some(with_code))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "the step spent at west is spent at east"
+    );
+    // The audit chains travel too, and verify on the other replica.
+    let (_, verified) = as_user(
+        &west,
+        pair["access_token"].as_str().expect("token"),
+        Method::GET,
+        "/audit/verify",
+        None,
+    )
+    .await;
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[tokio::test]
+async fn a_disabled_account_stays_disabled_when_a_stale_replica_syncs_back() {
+    let (east, west) = (replica("east").await, replica("west").await);
+    let admin = east.sign_up("admin@example.com").await;
+    let bob = east.sign_up("bob@example.com").await;
+    pull(&east, &west).await;
+    // East disables bob; west, not yet synced, changes bob's role meanwhile.
+    let (status, _) = as_user(
+        &east,
+        &admin.access_token,
+        Method::PATCH,
+        &format!("/admin/users/{}", bob.user_id),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let west_admin = {
+        let (_, pair) = west
+            .call(Method::POST, "/auth/login", Some(json!({"email": "admin@example.com", "password": jarvis_shared::testing::PASSWORD})))
+            .await;
+        pair["access_token"].as_str().expect("token").to_owned()
+    };
+    as_user(
+        &west,
+        &west_admin,
+        Method::PATCH,
+        &format!("/admin/users/{}", bob.user_id),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    pull(&west, &east).await;
+    pull(&east, &west).await;
+    for app in [&east, &west] {
+        let (status, _) = app
+            .call(Method::POST, "/auth/login", Some(json!({"email": "bob@example.com", "password": jarvis_shared::testing::PASSWORD})))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "bob stays disabled on every replica"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sign_in_refresh_and_revocation_work_on_dynamodb() {
+    let endpoint = std::env::var(jarvis_tests::backends::DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!("JARVIS_TEST_DYNAMODB_ENDPOINT is not set: run ./infra/test.sh, which starts DynamoDB Local")
+    });
+    let table = format!("jarvis-test-{}", uuid::Uuid::new_v4());
+    let app = TestApp::with_env(
+        all_routes(),
+        &[
+            ("JARVIS_STORE", "dynamodb"),
+            ("JARVIS_DYNAMODB_ENDPOINT", endpoint.as_str()),
+            ("JARVIS_DYNAMODB_TABLE", table.as_str()),
+        ],
+    )
+    .await;
+    let admin = app.sign_up("admin@example.com").await;
+    let bob = app.sign_up("bob@example.com").await;
+    let (status, entry) = as_user(
+        &app,
+        &bob.access_token,
+        Method::POST,
+        "/archive",
+        Some(json!({"kind": "note", "title": "t", "content": "c"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    let (status, pair) = app
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            Some(json!({"refresh_token": bob.refresh_token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let (status, reuse) = app
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            Some(json!({"refresh_token": bob.refresh_token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reuse["error"]["code"], "refresh_token_reused");
+    let (_, verified) = as_user(
+        &app,
+        &admin.access_token,
+        Method::GET,
+        "/audit/verify",
+        None,
+    )
+    .await;
+    assert_eq!(verified["ok"], true, "{verified}");
+}

@@ -39,13 +39,40 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_holds_across_two_jarvis_local_processes_sharing_one_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = [
+    two_processes_share_one_budget(&[dir.path(), dir.path()], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_across_two_processes_sharing_one_dynamodb_table() {
+    let endpoint = std::env::var(jarvis_tests::backends::DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!("JARVIS_TEST_DYNAMODB_ENDPOINT is not set: run ./infra/test.sh, which starts DynamoDB Local")
+    });
+    let table = format!("jarvis-test-{}", uuid::Uuid::new_v4());
+    // Separate data directories: only the table is shared, as between Lambda instances.
+    let (one, two) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    two_processes_share_one_budget(
+        &[one.path(), two.path()],
+        &[
+            ("JARVIS_STORE", "dynamodb"),
+            ("JARVIS_DYNAMODB_ENDPOINT", endpoint.as_str()),
+            ("JARVIS_DYNAMODB_TABLE", table.as_str()),
+        ],
+    )
+    .await;
+}
+
+async fn two_processes_share_one_budget(dirs: &[&std::path::Path; 2], store: &[(&str, &str)]) {
+    let mut env = vec![
         ("JARVIS_AUTH_RATE_LIMIT", "6"),
         // Keep the account lockout out of the way: this is about the address's budget.
         ("JARVIS_LOCKOUT_THRESHOLD", "100"),
     ];
-    let a = LocalNode::start(dir.path(), &env);
-    let b = LocalNode::start(dir.path(), &env);
+    env.extend_from_slice(store);
+    let a = LocalNode::start(dirs[0], &env);
+    let b = LocalNode::start(dirs[1], &env);
     let client = reqwest::Client::new();
     start_of_a_window().await;
     let attempt = json!({"email": "nobody@example.com", "password": "not the password"});

@@ -410,7 +410,7 @@ pub async fn verify(store: &dyn Store, secrets: &Secrets) -> Result<Verification
                     return Ok(broken(
                         &chain,
                         seq,
-                        "event was altered (MAC mismatch)",
+                        "MAC mismatch: the event was altered, or written under another master key",
                         checked,
                     ));
                 }
