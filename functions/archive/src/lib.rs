@@ -199,6 +199,8 @@ pub struct NewEntry {
     responses(
         (status = 201, description = "The entry, with its id", body = Entry),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -270,9 +272,11 @@ pub struct EntryPage {
     responses(
         (status = 200, description = "A page of entries", body = EntryPage),
         (status = 400, description = "Invalid filter, limit or cursor", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(state, caller))]
 async fn list_entries(
     State(state): State<AppState>,
     caller: Authorized<scope::ArchiveRead>,
@@ -351,6 +355,8 @@ async fn list_entries(
     responses(
         (status = 200, description = "The entry", body = Entry),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
 async fn get_entry(
@@ -388,9 +394,11 @@ pub struct EntryPatch {
         (status = 200, description = "The entry after the change", body = Entry),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 async fn patch_entry(
     State(state): State<AppState>,
     caller: Authorized<scope::ArchiveWrite>,
@@ -448,9 +456,11 @@ async fn patch_entry(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(state, caller))]
 async fn delete_entry(
     State(state): State<AppState>,
     caller: Authorized<scope::ArchiveWrite>,

@@ -11,7 +11,7 @@ use axum::extract::State;
 use jarvis_shared::AppState;
 use jarvis_shared::auth::{Authorized, scope};
 use jarvis_shared::crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
-use jarvis_shared::error::ApiError;
+use jarvis_shared::error::{ApiError, ErrorEnvelope};
 use jarvis_shared::http::{Json, Path, validate};
 use jarvis_shared::principal::Principal;
 use jarvis_shared::store::{Document, Key};
@@ -103,9 +103,11 @@ pub struct CounterView {
     responses(
         (status = 200, description = "The counter after the increment", body = CounterView),
         (status = 400, description = "Invalid name or amount", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 async fn increment_counter(
     State(state): State<AppState>,
     caller: Authorized<scope::CrdtWrite>,
@@ -138,6 +140,8 @@ async fn increment_counter(
     responses(
         (status = 200, description = "The counter", body = CounterView),
         (status = 404, description = "No such counter", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
 async fn get_counter(
@@ -180,9 +184,11 @@ pub struct SetView {
     responses(
         (status = 200, description = "The set after the additions", body = SetView),
         (status = 400, description = "Invalid name or element", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 async fn add_to_set(
     State(state): State<AppState>,
     caller: Authorized<scope::CrdtWrite>,
@@ -214,6 +220,8 @@ async fn add_to_set(
     responses(
         (status = 200, description = "The set", body = SetView),
         (status = 404, description = "No such set", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
 async fn get_set(
@@ -256,9 +264,11 @@ pub struct RegisterView {
     responses(
         (status = 200, description = "The register after the write", body = RegisterView),
         (status = 400, description = "Invalid name or value", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 async fn put_register(
     State(state): State<AppState>,
     caller: Authorized<scope::CrdtWrite>,
@@ -303,6 +313,8 @@ fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, A
     responses(
         (status = 200, description = "The register", body = RegisterView),
         (status = 404, description = "No such register", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
 async fn get_register(
@@ -341,9 +353,11 @@ pub struct OrSetChange {
     responses(
         (status = 200, description = "The set after the change", body = SetView),
         (status = 400, description = "Invalid name or element", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 async fn change_orset(
     State(state): State<AppState>,
     caller: Authorized<scope::CrdtWrite>,
@@ -394,6 +408,8 @@ fn sorted(set: &OrSet<String>) -> Vec<String> {
     responses(
         (status = 200, description = "The set", body = SetView),
         (status = 404, description = "No such set", body = jarvis_shared::error::ErrorEnvelope),
+        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
     )
 )]
 async fn get_orset(

@@ -19,6 +19,7 @@ use jarvis_shared::{AppState, Config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use utoipa::openapi::InfoBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 /// A function the gateway hosts: the name of its Lambda binary and its routes.
@@ -102,6 +103,26 @@ impl Gateway {
                 "Personal AI assistant platform: every function's HTTP routes.",
             ))
             .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .security_schemes
+            .extend([
+                (
+                    "access_token".to_owned(),
+                    SecurityScheme::Http(
+                        HttpBuilder::new()
+                            .scheme(HttpAuthScheme::Bearer)
+                            .bearer_format("JWT")
+                            .build(),
+                    )
+                    .into(),
+                ),
+                (
+                    "api_key".to_owned(),
+                    SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))).into(),
+                ),
+            ]);
         let routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
         let listener =
             TcpListener::bind(options.addr)
