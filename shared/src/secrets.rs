@@ -694,6 +694,37 @@ mod tests {
         }
     }
 
+    /// The derivations are a persisted format: TOTP secrets sealed, audit chains and
+    /// recovery codes hashed by one build must open and verify in every later one.
+    #[test]
+    fn derived_keys_are_stable_across_builds() {
+        let secrets = parse(serde_json::json!({ "master_key": MASTER })).expect("valid");
+        let signing: String = secrets
+            .signing_key()
+            .bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            signing,
+            "4497c9ba2eb5bbd109bc57a3181f63f8b4a0eb46d3623b9095acd8aa0c20b20a"
+        );
+        assert_eq!(
+            secrets.audit_mac(b"jarvis"),
+            "8af07c7968bfc5914907ea741a2cb1dc0d7970ac0ae69804f576649e1898f1c9"
+        );
+        assert_eq!(
+            secrets.peppered(b"jarvis"),
+            "a6b0b59174c80ab70a61ffcc1821891e5f67e5d079ed424e177bc596d8c6281b"
+        );
+        // Sealed by an earlier build.
+        let sealed = "bxJVt2pd6prSHCvw7NzbPNzvMLnTjahxpjDfTmhhBlKqk3MfTkOIqewNeeY=";
+        assert_eq!(
+            secrets.open("user-a", sealed).as_deref(),
+            Some(&b"JBSWY3DPEHPK3PXP"[..])
+        );
+    }
+
     #[test]
     fn the_local_file_is_created_once_with_owner_only_access() {
         let dir = tempfile::tempdir().expect("dir");

@@ -1019,3 +1019,65 @@ async fn an_idempotent_register_is_replayed_and_creates_one_account() {
     let different = send(json!({"email": "eve@example.com", "password": PASSWORD})).await;
     assert_eq!(different.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_forged_old_refresh_token_does_not_revoke_the_session() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    // Right account and session, an earlier generation, but not made from the session's seed.
+    let parts: Vec<&str> = ada.refresh_token.split('_').collect();
+    let forged = format!("jrt_{}_{}_0_{}", parts[1], parts[2], "ab".repeat(32));
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            Some(json!({"refresh_token": forged})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "invalid_refresh_token");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            Some(json!({"refresh_token": ada.refresh_token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the genuine token still works");
+}
+
+#[tokio::test]
+async fn a_session_stays_the_same_size_however_often_it_refreshes() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let key = Key::new(
+        format!("user#{}", ada.user_id),
+        format!("session#{}", session_of(&ada.refresh_token)),
+    )
+    .expect("key");
+    let size = || async {
+        app.state
+            .store
+            .get(&key)
+            .await
+            .expect("get")
+            .expect("session")
+            .bytes
+            .len()
+    };
+    let mut token = ada.refresh_token.clone();
+    let mut sizes = Vec::new();
+    for _ in 0..20 {
+        let (status, pair) = app
+            .call(
+                Method::POST,
+                "/auth/refresh",
+                Some(json!({"refresh_token": token})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{pair}");
+        token = pair["refresh_token"].as_str().expect("token").to_owned();
+        sizes.push(size().await);
+    }
+    assert_eq!(sizes.first(), sizes.last(), "{sizes:?}");
+}

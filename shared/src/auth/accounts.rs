@@ -4,12 +4,13 @@
 //! | --- | --- | --- |
 //! | account | `users` / `<id>` | fields `email`, `role`, `password` (argon2id PHC), `created_at`, `totp_secret` and `totp_pending` (AES-GCM sealed), `recovery_codes` (peppered hashes); levels `disabled` and `totp` (flags), `totp_step` (last accepted step); marks `recovery_used:<hash>`, `abandoned` |
 //! | email claim | `email#<address>` / `owner` | marks `claim:<stamp>:<id>` |
-//! | session | `user#<id>` / `session#<sid>` | fields `refresh` (hash of the live refresh token), `created_at`, `ip`; marks `rotated:<hash>`, `revoked` |
+//! | session | `user#<id>` / `session#<sid>` | fields `seed` (AES-GCM sealed), `created_at`, `ip`; level `generation` (of the live refresh token); mark `revoked` |
 //! | API key | `user#<id>` / `apikey#<kid>` | fields `name`, `scopes`, `hash`, `created_at`, `expires_at`; mark `revoked` |
 //! | first admin | `auth` / `bootstrap` | mark `admin:<id>` |
 //!
-//! What a sync must never undo is a level or a mark: revocations, rotated refresh tokens,
-//! spent recovery codes and the last accepted TOTP step only grow, and the `disabled` flag
+//! What a sync must never undo is a level or a mark: revocations, spent recovery codes, the
+//! generation of a session's refresh token (every earlier token is spent) and the last
+//! accepted TOTP step only grow, and the `disabled` flag
 //! only moves forward (each switch raises its level; see [`Entity::toggle`]), so no stale
 //! copy from another replica can bring a revoked token back or re-enable a code.
 //!
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::audit::{self, Event};
 use super::limits::Lockout;
 use super::password::{self, Email, Password};
-use super::token::{self, API_KEY_PREFIX, Opaque, REFRESH_PREFIX};
+use super::token::{self, API_KEY_PREFIX, Opaque, RefreshToken};
 use super::totp;
 use super::{Credential, Identity, Role, Scope};
 use crate::crdt::{Crdt, Entity};
@@ -195,8 +196,11 @@ pub struct Accounts<'a> {
 
 /// What a refresh found.
 enum Refresh {
-    Rotated,
+    /// The live token: the session moved to the next generation (its seed enclosed).
+    Rotated(Vec<u8>),
+    /// An earlier, authentic token: the session is now revoked.
     Reused,
+    /// Not a live session's authentic token.
     Dead,
 }
 
@@ -484,8 +488,8 @@ impl<'a> Accounts<'a> {
 
     async fn open_session(&self, user_id: &str) -> Result<TokenPair, ApiError> {
         let session_id = uuid::Uuid::new_v4().simple().to_string();
-        let refresh = Opaque::generate(user_id, &session_id);
-        let digest = refresh.digest();
+        let seed = crate::secrets::random_bytes::<32>();
+        let sealed = self.secrets.seal(&session_id, &seed)?;
         let now = now_secs();
         let clock = &self.state.clock;
         let ip = self.ip.clone();
@@ -494,11 +498,12 @@ impl<'a> Accounts<'a> {
                 &session_key(user_id, &session_id)?,
                 |session: &mut Entity| {
                     let stamp = clock.now();
-                    let mut delta = session.set("refresh", stamp, digest.as_str());
+                    let mut delta = session.set("seed", stamp, sealed.as_str());
                     delta.join(session.set("created_at", stamp, now.to_string()));
                     if let Some(ip) = &ip {
                         delta.join(session.set("ip", stamp, ip.as_str()));
                     }
+                    delta.join(session.raise("generation", 1));
                     delta
                 },
                 MergeOptions {
@@ -507,6 +512,7 @@ impl<'a> Accounts<'a> {
                 },
             )
             .await?;
+        let refresh = RefreshToken::derive(user_id, &session_id, &seed, 1);
         self.token_pair(user_id, &session_id, &refresh)
     }
 
@@ -514,7 +520,7 @@ impl<'a> Accounts<'a> {
         &self,
         user_id: &str,
         session_id: &str,
-        refresh: &Opaque,
+        refresh: &RefreshToken,
     ) -> Result<TokenPair, ApiError> {
         let now = u64::try_from(now_secs()).unwrap_or(0);
         Ok(TokenPair {
@@ -525,7 +531,7 @@ impl<'a> Accounts<'a> {
                 session_id,
                 now,
             )?,
-            refresh_token: refresh.render(REFRESH_PREFIX),
+            refresh_token: refresh.render(),
             token_type: "Bearer".into(),
             expires_in: token::ACCESS_TOKEN_SECS,
         })
@@ -534,31 +540,30 @@ impl<'a> Accounts<'a> {
     /// `POST /auth/refresh`: rotates the refresh token. A token that was already rotated
     /// is a sign of theft (RFC 9700 §4.14.2): the whole session is revoked and audited.
     pub async fn refresh(&self, raw: &str) -> Result<TokenPair, ApiError> {
-        let presented = Opaque::parse(REFRESH_PREFIX, raw.trim()).ok_or_else(invalid_refresh)?;
-        let (user_id, session_id) = (presented.user_id.clone(), presented.id.clone());
-        let next = Opaque::generate(&user_id, &session_id);
-        let (presented_digest, next_digest) = (presented.digest(), next.digest());
-        let rotated_mark = format!("rotated:{presented_digest}");
-        let clock = &self.state.clock;
+        let presented = RefreshToken::parse(raw.trim()).ok_or_else(invalid_refresh)?;
+        let (user_id, session_id) = (presented.user_id.clone(), presented.session_id.clone());
+        let secrets = Arc::clone(&self.secrets);
         let (_, outcome) = self
             .store()
             .transact(
                 &session_key(&user_id, &session_id)?,
                 MergeOptions::default(),
                 |session: &mut Entity| {
-                    if session.is_empty() || session.has_mark("revoked") {
+                    let seed = session
+                        .field("seed")
+                        .and_then(|sealed| secrets.open(&session_id, sealed));
+                    let authentic = seed.as_deref().is_some_and(|s| presented.is_authentic(s));
+                    if !authentic || session.has_mark("revoked") {
                         return (Entity::new(), Refresh::Dead);
                     }
-                    let live = session.field("refresh").unwrap_or_default();
-                    if token::digests_match(live, &presented_digest) {
-                        let mut delta = session.mark(rotated_mark.clone());
-                        let stamp = clock.stamp_after(session.stamp("refresh"));
-                        delta.join(session.set("refresh", stamp, next_digest.as_str()));
-                        (delta, Refresh::Rotated)
-                    } else if session.has_mark(&rotated_mark) {
-                        (session.mark("revoked"), Refresh::Reused)
-                    } else {
-                        (Entity::new(), Refresh::Dead)
+                    let live = session.level("generation");
+                    match presented.generation.cmp(&live) {
+                        std::cmp::Ordering::Equal => (
+                            session.raise("generation", live + 1),
+                            Refresh::Rotated(seed.unwrap_or_default()),
+                        ),
+                        std::cmp::Ordering::Less => (session.mark("revoked"), Refresh::Reused),
+                        std::cmp::Ordering::Greater => (Entity::new(), Refresh::Dead),
                     }
                 },
             )
@@ -578,7 +583,7 @@ impl<'a> Accounts<'a> {
                     message: "this refresh token was already used; the session is revoked",
                 })
             }
-            Refresh::Rotated => {
+            Refresh::Rotated(seed) => {
                 let live = self
                     .account(&user_id)
                     .await?
@@ -586,6 +591,8 @@ impl<'a> Accounts<'a> {
                 if !live {
                     return Err(invalid_refresh());
                 }
+                let next =
+                    RefreshToken::derive(&user_id, &session_id, &seed, presented.generation + 1);
                 self.token_pair(&user_id, &session_id, &next)
             }
         }

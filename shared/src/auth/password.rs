@@ -207,6 +207,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsed_emails_are_normalised_and_parse_again_unchanged(raw in "\\PC{0,80}") {
+            if let Ok(email) = Email::parse(&raw) {
+                proptest::prop_assert_eq!(email.as_str(), email.as_str().trim().to_lowercase());
+                proptest::prop_assert_eq!(Email::parse(email.as_str()).ok(), Some(email.clone()));
+            }
+        }
+    }
+
     #[test]
     fn passwords_never_print() {
         let p = Password::attempt("hunter2hunter2").expect("ok");

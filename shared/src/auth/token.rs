@@ -6,8 +6,14 @@
 //! again once before the token is refused, so a rotated key needs no redeploy; `iss`, `aud`,
 //! `exp`, `nbf` and `sub` are required and checked.
 //!
-//! Refresh tokens and API keys are opaque: a recognisable prefix, the ids that locate their
-//! document, and 256 random bits of which only a SHA-256 hash is stored.
+//! API keys are opaque: a recognisable prefix, the ids that locate their document, and 256
+//! random bits of which only a SHA-256 hash is stored.
+//!
+//! Refresh tokens ([`RefreshToken`]) carry their generation: the token of generation `g` of
+//! a session is an HMAC of `g` under the session's random seed, which the store keeps only
+//! encrypted under the master key. Tokens are never stored; a session holds its seed and its
+//! live generation (a level that only rises), so reuse of *any* earlier token is recognised
+//! and proven authentic with constant state, however often the session refreshes.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -187,6 +193,91 @@ impl Opaque {
     }
 }
 
+/// A refresh token: `jrt_<account>_<session>_<generation>_<mac>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// The account.
+    pub user_id: String,
+    /// The session.
+    pub session_id: String,
+    /// Which rotation of the session this token is (from 1).
+    pub generation: u64,
+    mac: String,
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshToken")
+            .field("user_id", &self.user_id)
+            .field("session_id", &self.session_id)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+fn generation_mac(seed: &[u8], session_id: &str, generation: u64) -> String {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, seed);
+    let tag = hmac::sign(
+        &key,
+        format!("jarvis-refresh-v1:{session_id}:{generation}").as_bytes(),
+    );
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl RefreshToken {
+    /// The token of `generation` of a session whose seed is `seed`.
+    pub fn derive(user_id: &str, session_id: &str, seed: &[u8], generation: u64) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            session_id: session_id.to_owned(),
+            generation,
+            mac: generation_mac(seed, session_id, generation),
+        }
+    }
+
+    /// Parses a token; `None` when it is not one of ours.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let rest = raw.strip_prefix(REFRESH_PREFIX)?.strip_prefix('_')?;
+        let mut parts = rest.split('_');
+        let (user_id, session_id, generation, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let generation_ok = (1..=16).contains(&generation.len())
+            && generation.bytes().all(|b| b.is_ascii_hexdigit());
+        let mac_ok = mac.len() == 64 && mac.bytes().all(|b| b.is_ascii_hexdigit());
+        if parts.next().is_some()
+            || !is_id(user_id)
+            || !is_id(session_id)
+            || !generation_ok
+            || !mac_ok
+        {
+            return None;
+        }
+        Some(Self {
+            user_id: user_id.to_owned(),
+            session_id: session_id.to_owned(),
+            generation: u64::from_str_radix(generation, 16).ok()?,
+            mac: mac.to_ascii_lowercase(),
+        })
+    }
+
+    /// Whether the token was made from `seed` (constant time).
+    pub fn is_authentic(&self, seed: &[u8]) -> bool {
+        digests_match(
+            &generation_mac(seed, &self.session_id, self.generation),
+            &self.mac,
+        )
+    }
+
+    /// The token as the client holds it.
+    pub fn render(&self) -> String {
+        format!(
+            "{REFRESH_PREFIX}_{}_{}_{:x}_{}",
+            self.user_id, self.session_id, self.generation, self.mac
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +297,70 @@ mod tests {
         assert!(Opaque::parse(API_KEY_PREFIX, &rendered[..rendered.len() - 1]).is_none());
         assert!(!format!("{parsed:?}").contains(&rendered[rendered.len() - 43..]));
     }
+
+    /// Issued credentials are a persisted format: keys handed out by one build must parse
+    /// in every later one.
+    #[test]
+    fn a_credential_issued_earlier_still_parses() {
+        let key = "jvk_0193a0c27a3e70008000000000000001_9f1c2b3a4d5e6f70_q8Zr0u_kM3xYw2nV5bT7sD1fG4hJ6lP9aQeRtUiOpAs";
+        let parsed = Opaque::parse(API_KEY_PREFIX, key).expect("parses");
+        assert_eq!(parsed.user_id, "0193a0c27a3e70008000000000000001");
+        assert_eq!(parsed.id, "9f1c2b3a4d5e6f70");
+        assert_eq!(parsed.render(API_KEY_PREFIX), key);
+        assert_eq!(
+            parsed.digest(),
+            digest("q8Zr0u_kM3xYw2nV5bT7sD1fG4hJ6lP9aQeRtUiOpAs")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_and_round_trips_what_it_accepts(raw in ".{0,160}") {
+            if let Some(parsed) = Opaque::parse(API_KEY_PREFIX, &raw) {
+                proptest::prop_assert_eq!(parsed.render(API_KEY_PREFIX), raw.clone());
+            }
+            if let Some(parsed) = RefreshToken::parse(&raw) {
+                proptest::prop_assert_eq!(parsed.render().to_ascii_lowercase(), raw.to_ascii_lowercase());
+            }
+        }
+    }
+
+    #[test]
+    fn refresh_tokens_are_bound_to_their_seed_session_and_generation() {
+        let seed = [7u8; 32];
+        let token = RefreshToken::derive(
+            "0193a0c27a3e70008000000000000001",
+            "fedcba9876543210fedcba9876543210",
+            &seed,
+            3,
+        );
+        let parsed = RefreshToken::parse(&token.render()).expect("parses");
+        assert_eq!(parsed, token);
+        assert!(parsed.is_authentic(&seed));
+        assert!(!parsed.is_authentic(&[8u8; 32]), "another seed");
+        let mut next = parsed.clone();
+        next.generation = 4;
+        assert!(
+            !next.is_authentic(&seed),
+            "a generation cannot be relabelled"
+        );
+        assert!(!format!("{token:?}").contains(&token.mac));
+    }
+
+    /// Refresh tokens are a persisted format: tokens held by clients must verify after an
+    /// upgrade.
+    #[test]
+    fn a_refresh_token_issued_earlier_still_verifies() {
+        let token = RefreshToken::derive(
+            "0193a0c27a3e70008000000000000001",
+            "fedcba9876543210fedcba9876543210",
+            &[7u8; 32],
+            3,
+        );
+        assert_eq!(token.render(), GOLDEN_REFRESH_TOKEN);
+    }
+
+    const GOLDEN_REFRESH_TOKEN: &str = "jrt_0193a0c27a3e70008000000000000001_fedcba9876543210fedcba9876543210_3_b45c5057e43e904409fb55a4b4da2a4217a052c00e802f934ad9e131de36d9a1";
 
     #[test]
     fn digests_compare_exactly() {
