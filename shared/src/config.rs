@@ -547,6 +547,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -638,6 +639,64 @@ mod tests {
             StoreConfig::Dynamodb { table, endpoint: Some(endpoint), region: None, env_credentials: false }
                 if table == "jarvis-documents" && endpoint == "http://127.0.0.1:8000"
         ));
+    }
+
+    #[test]
+    fn the_secret_source_follows_what_is_configured() {
+        let local = config(&[("JARVIS_DATA_DIR", "/data")]).expect("local");
+        assert!(matches!(&local.secrets, SecretsConfig::File(p) if p == Path::new("/data/secrets.json")));
+        let moved = local.with_data_dir("/elsewhere");
+        assert!(matches!(&moved.secrets, SecretsConfig::File(p) if p == Path::new("/elsewhere/secrets.json")));
+        let lambda = config(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")]).expect("lambda");
+        assert!(matches!(lambda.secrets, SecretsConfig::Missing), "never a file on Lambda");
+        let aws = config(&[
+            ("JARVIS_SECRET_ID", "jarvis/secrets"),
+            ("JARVIS_SECRETS_TTL", "60"),
+        ])
+        .expect("aws");
+        assert!(matches!(
+            aws.secrets,
+            SecretsConfig::AwsSecretsManager { ref secret_id, ttl, .. }
+                if secret_id == "jarvis/secrets" && ttl == Duration::from_secs(60)
+        ));
+        let document = r#"{"master_key":"inline-secret-value-0123456789abcdef"}"#;
+        let inline = config(&[("JARVIS_SECRETS", document)]).expect("inline");
+        assert!(matches!(inline.secrets, SecretsConfig::Inline(_)));
+        assert!(
+            !format!("{inline:?}").contains("inline-secret-value"),
+            "inline secrets never print"
+        );
+    }
+
+    #[test]
+    fn security_settings_are_read_and_checked() {
+        let c = config(&[
+            ("JARVIS_CORS_ORIGINS", "https://app.example.com, http://localhost:5173"),
+            ("JARVIS_RATE_LIMIT", "100"),
+            ("JARVIS_LOCKOUT_SECONDS", "60"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.security.cors_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        assert_eq!(c.security.rate_limit_per_minute, 100);
+        assert_eq!(c.security.lockout, Duration::from_secs(60));
+        for (name, value) in [
+            ("JARVIS_CORS_ORIGINS", "app.example.com"),
+            ("JARVIS_CORS_ORIGINS", "https://app.example.com/path"),
+            ("JARVIS_RATE_LIMIT", "0"),
+            ("JARVIS_AUTH_RATE_LIMIT", "many"),
+            ("JARVIS_TRUST_FORWARDED_FOR", "yes"),
+            ("JARVIS_SECRETS_ENDPOINT", "localhost:5000"),
+        ] {
+            let mut vars = vec![(name, value)];
+            if name == "JARVIS_SECRETS_ENDPOINT" {
+                vars.push(("JARVIS_SECRET_ID", "s"));
+            }
+            let err = config(&vars).expect_err(value);
+            assert_eq!(err.variable, name, "{err}");
+        }
     }
 
     #[test]

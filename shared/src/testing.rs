@@ -69,7 +69,7 @@ impl TestApp {
     }
 
     /// Sends a request (with a JSON body when given) and returns the status and JSON body
-    /// (`null` when empty).
+    /// (`null` when empty). On a [`signed_in`](Self::signed_in) app it acts as that account.
     pub async fn call(
         &self,
         method: Method,
