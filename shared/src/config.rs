@@ -644,11 +644,18 @@ mod tests {
     #[test]
     fn the_secret_source_follows_what_is_configured() {
         let local = config(&[("JARVIS_DATA_DIR", "/data")]).expect("local");
-        assert!(matches!(&local.secrets, SecretsConfig::File(p) if p == Path::new("/data/secrets.json")));
+        assert!(
+            matches!(&local.secrets, SecretsConfig::File(p) if p == Path::new("/data/secrets.json"))
+        );
         let moved = local.with_data_dir("/elsewhere");
-        assert!(matches!(&moved.secrets, SecretsConfig::File(p) if p == Path::new("/elsewhere/secrets.json")));
+        assert!(
+            matches!(&moved.secrets, SecretsConfig::File(p) if p == Path::new("/elsewhere/secrets.json"))
+        );
         let lambda = config(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")]).expect("lambda");
-        assert!(matches!(lambda.secrets, SecretsConfig::Missing), "never a file on Lambda");
+        assert!(
+            matches!(lambda.secrets, SecretsConfig::Missing),
+            "never a file on Lambda"
+        );
         let aws = config(&[
             ("JARVIS_SECRET_ID", "jarvis/secrets"),
             ("JARVIS_SECRETS_TTL", "60"),
@@ -671,7 +678,10 @@ mod tests {
     #[test]
     fn security_settings_are_read_and_checked() {
         let c = config(&[
-            ("JARVIS_CORS_ORIGINS", "https://app.example.com, http://localhost:5173"),
+            (
+                "JARVIS_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:5173",
+            ),
             ("JARVIS_RATE_LIMIT", "100"),
             ("JARVIS_LOCKOUT_SECONDS", "60"),
         ])

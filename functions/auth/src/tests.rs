@@ -1081,3 +1081,22 @@ async fn a_session_stays_the_same_size_however_often_it_refreshes() {
     }
     assert_eq!(sizes.first(), sizes.last(), "{sizes:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_sends_its_expired_token_everywhere_can_still_refresh() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let expired = sign(&app, &claims_for(&ada, now() - 120), None).await;
+    let (status, pair) = app
+        .call_as(
+            Some(&expired),
+            Method::POST,
+            "/auth/refresh",
+            Some(json!({"refresh_token": ada.refresh_token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let (status, body) = me(&app, &expired).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "invalid or expired access token");
+}

@@ -14,7 +14,7 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
 use super::idempotency::{self, Begin, Saved};
-use super::{Identity, accounts, limits};
+use super::{CredentialRejection, Identity, accounts, limits};
 use crate::config::SecurityConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -95,7 +95,8 @@ fn credential_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Records the client address and, when the request carries user credentials, resolves them
-/// to an [`Identity`] (401 when they are invalid).
+/// to an [`Identity`]. Refused credentials become a [`CredentialRejection`], which routes that
+/// need an identity answer with (401, or 503 when they could not be checked).
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -103,17 +104,24 @@ pub async fn authenticate(
 ) -> Response {
     let ip = client_ip(&request, &state.config.security);
     request.extensions_mut().insert(ClientIp(ip));
-    let credential = match credential_of(request.headers()) {
-        Ok(credential) => credential,
-        Err(err) => return err.into_response(),
+    let outcome = match credential_of(request.headers()) {
+        Ok(None) => None,
+        Ok(Some(credential)) => Some(accounts::authenticate(&state, &credential).await),
+        Err(err) => Some(Err(err)),
     };
-    if let Some(credential) = credential {
-        match accounts::authenticate(&state, &credential).await {
-            Ok(identity) => {
-                tracing::Span::current().record("user_id", identity.user_id.as_str());
-                request.extensions_mut().insert(identity);
+    match outcome {
+        None => {}
+        Some(Ok(identity)) => {
+            tracing::Span::current().record("user_id", identity.user_id.as_str());
+            request.extensions_mut().insert(identity);
+        }
+        Some(Err(err)) => {
+            if let ApiError::Unavailable(cause) | ApiError::Internal(cause) = &err {
+                tracing::warn!(error = %cause, "credentials could not be checked");
             }
-            Err(err) => return err.into_response(),
+            request
+                .extensions_mut()
+                .insert(CredentialRejection(std::sync::Arc::new(err)));
         }
     }
     next.run(request).await

@@ -189,20 +189,45 @@ impl Identity {
     }
 }
 
-/// Extracts the authenticated caller; 401 when the request carried no credentials.
+/// Why the credentials a request carried were not accepted. The authentication layer keeps
+/// it for the routes that need an [`Identity`]; routes that do not (sign-in, refresh) ignore
+/// it, so a client that sends an expired token everywhere can still refresh it.
+#[derive(Debug, Clone)]
+pub struct CredentialRejection(pub std::sync::Arc<ApiError>);
+
+impl CredentialRejection {
+    fn to_error(&self) -> ApiError {
+        match self.0.as_ref() {
+            ApiError::Unauthorized(message) => ApiError::Unauthorized(message.clone()),
+            ApiError::BadRequest { field, message } => ApiError::BadRequest {
+                field: field.clone(),
+                message: message.clone(),
+            },
+            ApiError::NotConfigured(message) => ApiError::NotConfigured(message.clone()),
+            // The cause was logged when it happened.
+            _ => ApiError::Unavailable("credentials could not be checked".into()),
+        }
+    }
+}
+
+/// Extracts the authenticated caller; 401 when the request carried no credentials or ones
+/// that were refused (saying which).
 impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Identity>()
-            .cloned()
-            .ok_or_else(|| ApiError::Unauthorized("authentication required".into()))
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(identity.clone());
+        }
+        Err(match parts.extensions.get::<CredentialRejection>() {
+            Some(rejection) => rejection.to_error(),
+            None => ApiError::Unauthorized("authentication required".into()),
+        })
     }
 }
 
-/// `Option<Identity>`: the caller when the request carried credentials, `None` otherwise.
+/// `Option<Identity>`: the caller when the request carried accepted credentials, `None`
+/// otherwise.
 impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Identity {
     type Rejection = std::convert::Infallible;
 
