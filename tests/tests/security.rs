@@ -3,6 +3,10 @@
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
 use jarvis_shared::testing::{SignedIn, TestApp};
 use jarvis_tests::all_routes;
 use serde_json::{Value, json};
@@ -658,4 +662,88 @@ async fn sign_in_refresh_and_revocation_work_on_dynamodb() {
     )
     .await;
     assert_eq!(verified["ok"], true, "{verified}");
+}
+
+/// A store whose writes to idempotency records fail after the first (the claim) succeeded.
+#[derive(Debug)]
+struct FailingAfterClaim {
+    inner: Arc<dyn Store>,
+    idempotency_writes: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for FailingAfterClaim {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn max_document_bytes(&self) -> usize {
+        self.inner.max_document_bytes()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
+        if key.partition().starts_with("~idem#")
+            && self.idempotency_writes.fetch_add(1, Ordering::SeqCst) >= 1
+        {
+            return Err(StoreError::Unavailable("injected fault".into()));
+        }
+        self.inner.put(key, write).await
+    }
+    async fn list(
+        &self,
+        partition: &str,
+        query: ListQuery<'_>,
+    ) -> Result<Vec<(Key, Stored)>, StoreError> {
+        self.inner.list(partition, query).await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.inner.changes(after, limit).await
+    }
+    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load_cursor(peer).await
+    }
+    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
+        self.inner.save_cursor(peer, cursor).await
+    }
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+}
+
+#[tokio::test]
+async fn a_response_that_cannot_be_kept_is_still_returned_and_a_retry_does_not_run_twice() {
+    let app = TestApp::with_store_layer(all_routes(), &[], |inner| {
+        Arc::new(FailingAfterClaim {
+            inner,
+            idempotency_writes: AtomicUsize::new(0),
+        })
+    })
+    .await;
+    let bob = app.sign_up("bob@example.com").await;
+    let first = app
+        .respond(create_entry("k-fault", &bob.access_token, "once"))
+        .await;
+    assert_eq!(
+        first.status(),
+        StatusCode::CREATED,
+        "the client gets its entry"
+    );
+    let retry = app
+        .respond(create_entry("k-fault", &bob.access_token, "once"))
+        .await;
+    assert_eq!(
+        retry.status(),
+        StatusCode::CONFLICT,
+        "the key stays claimed"
+    );
+    let (_, listing) = as_user(&app, &bob.access_token, Method::GET, "/archive", None).await;
+    assert_eq!(
+        listing["items"].as_array().map(Vec::len),
+        Some(1),
+        "one entry"
+    );
 }

@@ -7,6 +7,8 @@
 //! - the same key while the first request is still running is a 409 (after a lease of
 //!   [`LEASE_SECS`] an abandoned attempt, e.g. a crashed instance, can be taken over);
 //! - a 5xx response is not kept, so a retry runs again;
+//! - a response that cannot be kept (the store failing after the side effect) is still
+//!   returned, and the key stays claimed until its lease ends;
 //! - records expire after [`RECORD_SECS`].
 //!
 //! Keys are scoped to the caller (the account, or the client address when anonymous), and
@@ -91,13 +93,32 @@ fn record_key(scope: &str, key: &str) -> Result<Key, ApiError> {
 }
 
 enum Found {
-    Claimed,
+    Claimable,
     Mismatch,
     InFlight,
     Done(Entity),
 }
 
+/// What an existing record means for a request with `fingerprint` at `now`.
+fn assess(record: &Entity, now: i64, fingerprint: &str) -> Found {
+    let state = record.field("state").unwrap_or("");
+    let lease_over = record
+        .field("lease_until")
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_none_or(|until| until <= now);
+    if record.is_empty() || state == "failed" || (state == "running" && lease_over) {
+        Found::Claimable
+    } else if record.field("fingerprint") != Some(fingerprint) {
+        Found::Mismatch
+    } else if state == "done" {
+        Found::Done(record.clone())
+    } else {
+        Found::InFlight
+    }
+}
+
 /// Claims `key` for a request with `fingerprint`, or says what happened to it before.
+/// Looking costs one read; only a claim writes.
 pub async fn begin(
     store: &dyn Store,
     clock: &Clock,
@@ -106,38 +127,42 @@ pub async fn begin(
     fingerprint: &str,
 ) -> Result<Begin, ApiError> {
     let now = now_secs();
-    let options = MergeOptions {
-        expires_at: Some(now + RECORD_SECS),
-        ..MergeOptions::default()
+    let record_key = record_key(scope, key)?;
+    let seen = store
+        .read::<Entity>(&record_key)
+        .await?
+        .map(|doc| assess(&doc.state, now, fingerprint));
+    let found = match seen {
+        Some(found) if !matches!(found, Found::Claimable) => found,
+        // Absent or claimable: claim it, conditionally on what is there by then.
+        _ => {
+            let options = MergeOptions {
+                expires_at: Some(now + RECORD_SECS),
+                ..MergeOptions::default()
+            };
+            let (_, found) = store
+                .transact(&record_key, options, |record: &mut Entity| {
+                    match assess(record, now, fingerprint) {
+                        Found::Claimable => {
+                            let stamp = clock.stamp_after(record.stamp("state"));
+                            let mut delta = record.set("state", stamp, "running");
+                            delta.join(record.set("fingerprint", stamp, fingerprint));
+                            delta.join(record.set(
+                                "lease_until",
+                                stamp,
+                                (now + LEASE_SECS).to_string(),
+                            ));
+                            (delta, Found::Claimable)
+                        }
+                        other => (Entity::new(), other),
+                    }
+                })
+                .await?;
+            found
+        }
     };
-    let (_, found) = store
-        .transact(&record_key(scope, key)?, options, |record: &mut Entity| {
-            let state = record.field("state").unwrap_or("");
-            let lease_over = record
-                .field("lease_until")
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_none_or(|until| until <= now);
-            let claimable =
-                record.is_empty() || state == "failed" || (state == "running" && lease_over);
-            if !claimable && record.field("fingerprint") != Some(fingerprint) {
-                return (Entity::new(), Found::Mismatch);
-            }
-            if claimable {
-                let stamp = clock.stamp_after(record.stamp("state"));
-                let mut delta = record.set("state", stamp, "running");
-                delta.join(record.set("fingerprint", stamp, fingerprint));
-                delta.join(record.set("lease_until", stamp, (now + LEASE_SECS).to_string()));
-                return (delta, Found::Claimed);
-            }
-            if state == "done" {
-                (Entity::new(), Found::Done(record.clone()))
-            } else {
-                (Entity::new(), Found::InFlight)
-            }
-        })
-        .await?;
     match found {
-        Found::Claimed => Ok(Begin::Claimed),
+        Found::Claimable => Ok(Begin::Claimed),
         Found::Mismatch => Err(ApiError::Unprocessable {
             field: Some("Idempotency-Key".into()),
             message: "this key was already used with a different request".into(),

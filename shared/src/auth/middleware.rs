@@ -259,11 +259,12 @@ async fn run_idempotent(
             location: header_text(header::LOCATION),
             body: body.to_vec(),
         };
-        // The side effect happened: if its record cannot be kept, say so rather than let a
-        // retry run it twice.
-        idempotency::finish(store, clock, &scope, &key, &saved)
-            .await
-            .map_err(reject)?;
+        // The side effect happened, so the client gets its answer even if the record cannot
+        // be kept: an error would only invite the retry that runs it again. The key stays
+        // claimed (409 to a retry) until its lease ends.
+        if let Err(err) = idempotency::finish(store, clock, &scope, &key, &saved).await {
+            tracing::error!(error = %err, "could not keep an idempotent response for replay");
+        }
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
