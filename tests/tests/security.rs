@@ -1,11 +1,11 @@
 //! Request security across functions, in process: ownership, roles, scopes and
 //! idempotency on the archive and CRDT routes, over the same layers every host runs.
 
-use axum::body::{Body, to_bytes};
-use axum::http::{Method, Request, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use axum::body::{Body, to_bytes};
+use axum::http::{Method, Request, StatusCode};
 use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
 use jarvis_shared::testing::{SignedIn, TestApp};
 use jarvis_tests::all_routes;
