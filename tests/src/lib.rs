@@ -1,7 +1,9 @@
-//! Helpers shared by the workspace-level tests: where the workspace is, and a handle on a
-//! real `jarvis-local` process started on a free port.
+//! Helpers shared by the workspace-level tests: where the workspace is, a handle on a real
+//! `jarvis-local` process started on a free port, the store backends, and a store a test can
+//! watch or disturb.
 
 pub mod backends;
+pub mod hooked;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -7,73 +7,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
 use jarvis_shared::testing::{PASSWORD, TestApp};
+use jarvis_tests::hooked::{Hooked, Operation};
 use jarvis_tests::workspace_root;
 use serde_json::json;
 use serde_norway::Value as Yaml;
 
 type Log = Arc<Mutex<BTreeSet<(&'static str, String)>>>;
-
-/// A store that records `(DynamoDB action, partition)` of every call.
-#[derive(Debug)]
-struct Recording {
-    inner: Arc<dyn Store>,
-    log: Log,
-}
-
-impl Recording {
-    fn note(&self, action: &'static str, partition: &str) {
-        if let Ok(mut log) = self.log.lock() {
-            log.insert((action, partition.to_owned()));
-        }
-    }
-}
-
-#[async_trait]
-impl Store for Recording {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn max_document_bytes(&self) -> usize {
-        self.inner.max_document_bytes()
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.note("dynamodb:GetItem", "_health");
-        self.inner.ping().await
-    }
-    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
-        self.note("dynamodb:GetItem", key.partition());
-        self.inner.get(key).await
-    }
-    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
-        self.note("dynamodb:PutItem", key.partition());
-        self.inner.put(key, write).await
-    }
-    async fn list(
-        &self,
-        partition: &str,
-        query: ListQuery<'_>,
-    ) -> Result<Vec<(Key, Stored)>, StoreError> {
-        self.note("dynamodb:Query", partition);
-        self.inner.list(partition, query).await
-    }
-    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        self.inner.changes(after, limit).await
-    }
-    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load_cursor(peer).await
-    }
-    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
-        self.inner.save_cursor(peer, cursor).await
-    }
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.inner.purge_expired(now).await
-    }
-}
 
 /// `action -> partition patterns` granted to a template function.
 fn grants(resource: &str) -> BTreeMap<String, Vec<String>> {
@@ -136,7 +78,13 @@ fn assert_granted(resource: &str, log: &Log) {
 async fn app(log: &Log) -> TestApp {
     let log = Arc::clone(log);
     TestApp::with_store_layer(jarvis_tests::all_routes(), &[], move |inner| {
-        Arc::new(Recording { inner, log })
+        let hook = move |operation: Operation, partition: &str| {
+            if let Ok(mut log) = log.lock() {
+                log.insert((operation.action(), partition.to_owned()));
+            }
+            Ok(())
+        };
+        Arc::new(Hooked { inner, hook })
     })
     .await
 }

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
-use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
+use jarvis_shared::store::StoreError;
 use jarvis_shared::testing::{SignedIn, TestApp};
 use jarvis_tests::all_routes;
+use jarvis_tests::hooked::{Hooked, Operation};
 use serde_json::{Value, json};
 
 async fn app() -> (TestApp, SignedIn) {
@@ -664,63 +665,20 @@ async fn sign_in_refresh_and_revocation_work_on_dynamodb() {
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
-/// A store whose writes to idempotency records fail after the first (the claim) succeeded.
-#[derive(Debug)]
-struct FailingAfterClaim {
-    inner: Arc<dyn Store>,
-    idempotency_writes: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Store for FailingAfterClaim {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn max_document_bytes(&self) -> usize {
-        self.inner.max_document_bytes()
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
-        if key.partition().starts_with("~idem#")
-            && self.idempotency_writes.fetch_add(1, Ordering::SeqCst) >= 1
-        {
-            return Err(StoreError::Unavailable("injected fault".into()));
-        }
-        self.inner.put(key, write).await
-    }
-    async fn list(
-        &self,
-        partition: &str,
-        query: ListQuery<'_>,
-    ) -> Result<Vec<(Key, Stored)>, StoreError> {
-        self.inner.list(partition, query).await
-    }
-    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        self.inner.changes(after, limit).await
-    }
-    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
-        self.inner.load_cursor(peer).await
-    }
-    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
-        self.inner.save_cursor(peer, cursor).await
-    }
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.inner.purge_expired(now).await
-    }
-}
-
 #[tokio::test]
 async fn a_response_that_cannot_be_kept_is_still_returned_and_a_retry_does_not_run_twice() {
+    // Writes to idempotency records fail after the first (the claim) succeeded.
     let app = TestApp::with_store_layer(all_routes(), &[], |inner| {
-        Arc::new(FailingAfterClaim {
-            inner,
-            idempotency_writes: AtomicUsize::new(0),
-        })
+        let writes = AtomicUsize::new(0);
+        let hook = move |operation: Operation, partition: &str| {
+            let idempotency_write =
+                operation == Operation::PutItem && partition.starts_with("~idem#");
+            if idempotency_write && writes.fetch_add(1, Ordering::SeqCst) >= 1 {
+                return Err(StoreError::Unavailable("injected fault".into()));
+            }
+            Ok(())
+        };
+        Arc::new(Hooked { inner, hook })
     })
     .await;
     let bob = app.sign_up("bob@example.com").await;

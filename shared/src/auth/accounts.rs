@@ -626,43 +626,48 @@ impl<'a> Accounts<'a> {
         .await
     }
 
-    /// `GET /auth/sessions`: live sessions, newest last.
-    pub async fn sessions(&self, identity: &Identity) -> Result<Vec<SessionView>, ApiError> {
+    /// Every document of `user_id`'s partition whose sort key starts with `prefix`, with
+    /// the rest of the sort key (the id).
+    async fn owned(&self, user_id: &str, prefix: &str) -> Result<Vec<(String, Entity)>, ApiError> {
+        let partition = format!("user#{user_id}");
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
             let page: Page<Document<Entity>> = self
                 .store()
-                .list_documents(
-                    &format!("user#{}", identity.user_id),
-                    Some("session#"),
-                    cursor.as_deref(),
-                    200,
-                )
+                .list_documents(&partition, Some(prefix), cursor.as_deref(), 200)
                 .await?;
-            for doc in &page.items {
-                if doc.state.has_mark("revoked") {
-                    continue;
-                }
-                let id = doc.key.sort().trim_start_matches("session#").to_owned();
-                let created: i64 = doc
-                    .state
-                    .field("created_at")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                out.push(SessionView {
-                    current: identity.session_id() == Some(id.as_str()),
-                    id,
-                    created_at: rfc3339(created),
-                    ip: doc.state.field("ip").map(str::to_owned),
-                    expires_at: rfc3339(created + SESSION_SECS),
-                });
-            }
+            out.extend(page.items.into_iter().map(|doc| {
+                let id = doc.key.sort().trim_start_matches(prefix).to_owned();
+                (id, doc.state)
+            }));
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => return Ok(out),
             }
         }
+    }
+
+    /// `GET /auth/sessions`: live sessions, oldest first.
+    pub async fn sessions(&self, identity: &Identity) -> Result<Vec<SessionView>, ApiError> {
+        let sessions = self.owned(&identity.user_id, "session#").await?;
+        Ok(sessions
+            .into_iter()
+            .filter(|(_, session)| !session.has_mark("revoked"))
+            .map(|(id, session)| {
+                let created: i64 = session
+                    .field("created_at")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                SessionView {
+                    current: identity.session_id() == Some(id.as_str()),
+                    id,
+                    created_at: rfc3339(created),
+                    ip: session.field("ip").map(str::to_owned),
+                    expires_at: rfc3339(created + SESSION_SECS),
+                }
+            })
+            .collect())
     }
 
     /// `DELETE /auth/sessions/{id}`: revokes one of the caller's sessions.
@@ -935,28 +940,8 @@ impl<'a> Accounts<'a> {
 
     /// `GET /auth/api-keys`.
     pub async fn keys(&self, identity: &Identity) -> Result<Vec<KeyView>, ApiError> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page: Page<Document<Entity>> = self
-                .store()
-                .list_documents(
-                    &format!("user#{}", identity.user_id),
-                    Some("apikey#"),
-                    cursor.as_deref(),
-                    200,
-                )
-                .await?;
-            out.extend(
-                page.items
-                    .iter()
-                    .map(|doc| key_view(doc.key.sort().trim_start_matches("apikey#"), &doc.state)),
-            );
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(out),
-            }
-        }
+        let keys = self.owned(&identity.user_id, "apikey#").await?;
+        Ok(keys.iter().map(|(id, key)| key_view(id, key)).collect())
     }
 
     /// `DELETE /auth/api-keys/{id}`.

@@ -230,6 +230,22 @@ async fn advance_head(
     Ok(())
 }
 
+/// Up to `limit` stored events of a chain after the sort key `after`, in order.
+async fn events_after(
+    store: &dyn Store,
+    partition: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(Key, crate::store::Stored)>, StoreError> {
+    let query = crate::store::ListQuery {
+        prefix: Some(EVENT_PREFIX),
+        after,
+        limit,
+        now: now_secs(),
+    };
+    store.list(partition, query).await
+}
+
 async fn chains(store: &dyn Store) -> Result<Vec<String>, ApiError> {
     let registry = key(REGISTRY_PARTITION, REGISTRY_SORT)?;
     Ok(store
@@ -282,17 +298,7 @@ pub async fn list(
         chain_from = None;
         let partition = chain_partition(&chain);
         loop {
-            let rows = store
-                .list(
-                    &partition,
-                    crate::store::ListQuery {
-                        prefix: Some(EVENT_PREFIX),
-                        after: after.as_deref(),
-                        limit: 200,
-                        now: now_secs(),
-                    },
-                )
-                .await?;
+            let rows = events_after(store, &partition, after.as_deref(), 200).await?;
             if rows.is_empty() {
                 break;
             }
@@ -360,17 +366,7 @@ pub async fn verify(store: &dyn Store, secrets: &Secrets) -> Result<Verification
         let mut prev = GENESIS.to_owned();
         let mut after: Option<String> = None;
         loop {
-            let rows = store
-                .list(
-                    &partition,
-                    crate::store::ListQuery {
-                        prefix: Some(EVENT_PREFIX),
-                        after: after.as_deref(),
-                        limit: 500,
-                        now: now_secs(),
-                    },
-                )
-                .await?;
+            let rows = events_after(store, &partition, after.as_deref(), 500).await?;
             if rows.is_empty() {
                 break;
             }

@@ -1,0 +1,90 @@
+//! A store that lets a test watch or disturb what the application does with it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
+
+/// A document operation, as DynamoDB names it in IAM policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    /// `dynamodb:GetItem` (a read, or the health probe).
+    GetItem,
+    /// `dynamodb:PutItem` (a conditional write).
+    PutItem,
+    /// `dynamodb:Query` (a partition listing).
+    Query,
+}
+
+impl Operation {
+    /// The IAM action.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::GetItem => "dynamodb:GetItem",
+            Self::PutItem => "dynamodb:PutItem",
+            Self::Query => "dynamodb:Query",
+        }
+    }
+}
+
+/// Delegates to `inner`, calling `hook` with the operation and partition before every read,
+/// write and listing; an error from the hook fails the call instead.
+pub struct Hooked<F> {
+    /// The real store.
+    pub inner: Arc<dyn Store>,
+    /// Called before each operation.
+    pub hook: F,
+}
+
+impl<F> std::fmt::Debug for Hooked<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<F> Store for Hooked<F>
+where
+    F: Fn(Operation, &str) -> Result<(), StoreError> + Send + Sync,
+{
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn max_document_bytes(&self) -> usize {
+        self.inner.max_document_bytes()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        (self.hook)(Operation::GetItem, "_health")?;
+        self.inner.ping().await
+    }
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        (self.hook)(Operation::GetItem, key.partition())?;
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, write: Write<'_>) -> Result<u64, StoreError> {
+        (self.hook)(Operation::PutItem, key.partition())?;
+        self.inner.put(key, write).await
+    }
+    async fn list(
+        &self,
+        partition: &str,
+        query: ListQuery<'_>,
+    ) -> Result<Vec<(Key, Stored)>, StoreError> {
+        (self.hook)(Operation::Query, partition)?;
+        self.inner.list(partition, query).await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.inner.changes(after, limit).await
+    }
+    async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
+        self.inner.load_cursor(peer).await
+    }
+    async fn save_cursor(&self, peer: &str, cursor: &str) -> Result<(), StoreError> {
+        self.inner.save_cursor(peer, cursor).await
+    }
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+}
