@@ -329,14 +329,8 @@ impl<'a> Accounts<'a> {
                 .await?
                 .ok_or_else(|| ApiError::internal("account vanished after creation"))?
         };
-        self.audit(Event {
-            kind: "user.registered",
-            actor: Some(user_id.clone()),
-            subject: Some(user_id.clone()),
-            detail: Some(role_of(&doc.state).as_str().to_owned()),
-            ..Event::default()
-        })
-        .await?;
+        self.audit(Event::own("user.registered", &user_id).detail(role_of(&doc.state).as_str()))
+            .await?;
         Ok(account_view(&user_id, &doc.state))
     }
 
@@ -475,13 +469,8 @@ impl<'a> Accounts<'a> {
             )
             .await?;
         if spent {
-            self.audit(Event {
-                kind: "recovery_code.used",
-                actor: Some(user_id.to_owned()),
-                subject: Some(user_id.to_owned()),
-                ..Event::default()
-            })
-            .await?;
+            self.audit(Event::own("recovery_code.used", user_id))
+                .await?;
         }
         Ok(spent)
     }
@@ -616,14 +605,8 @@ impl<'a> Accounts<'a> {
         })?;
         self.revoke_session_doc(&identity.user_id, session_id)
             .await?;
-        self.audit(Event {
-            kind: "logout",
-            actor: Some(identity.user_id.clone()),
-            subject: Some(identity.user_id.clone()),
-            detail: Some(format!("session {session_id}")),
-            ..Event::default()
-        })
-        .await
+        self.audit(Event::own("logout", &identity.user_id).detail(format!("session {session_id}")))
+            .await
     }
 
     /// Every document of `user_id`'s partition whose sort key starts with `prefix`, with
@@ -685,13 +668,10 @@ impl<'a> Accounts<'a> {
         {
             return Err(ApiError::NotFound("no such session".into()));
         }
-        self.audit(Event {
-            kind: "session.revoked",
-            actor: Some(identity.user_id.clone()),
-            subject: Some(identity.user_id.clone()),
-            detail: Some(format!("session {session_id}")),
-            ..Event::default()
-        })
+        self.audit(
+            Event::own("session.revoked", &identity.user_id)
+                .detail(format!("session {session_id}")),
+        )
         .await
     }
 
@@ -799,13 +779,7 @@ impl<'a> Accounts<'a> {
             }
             Err(message) => return Err(ApiError::Conflict(message.into())),
         }
-        self.audit(Event {
-            kind: "totp.enabled",
-            actor: Some(user_id.to_owned()),
-            subject: Some(user_id.to_owned()),
-            ..Event::default()
-        })
-        .await?;
+        self.audit(Event::own("totp.enabled", user_id)).await?;
         Ok(codes)
     }
 
@@ -833,13 +807,7 @@ impl<'a> Accounts<'a> {
                 delta
             })
             .await?;
-        self.audit(Event {
-            kind: "totp.disabled",
-            actor: Some(user_id.to_owned()),
-            subject: Some(user_id.to_owned()),
-            ..Event::default()
-        })
-        .await
+        self.audit(Event::own("totp.disabled", user_id)).await
     }
 
     /// `POST /auth/api-keys`: a key limited to `scopes` (each granted by the caller's role);
@@ -927,13 +895,10 @@ impl<'a> Accounts<'a> {
                 delta
             })
             .await?;
-        self.audit(Event {
-            kind: "apikey.created",
-            actor: Some(user_id.to_owned()),
-            subject: Some(user_id.to_owned()),
-            detail: Some(format!("key {key_id} scopes {scope_names}")),
-            ..Event::default()
-        })
+        self.audit(
+            Event::own("apikey.created", user_id)
+                .detail(format!("key {key_id} scopes {scope_names}")),
+        )
         .await?;
         Ok((key_view(&key_id, &doc.state), rendered))
     }
@@ -958,14 +923,8 @@ impl<'a> Accounts<'a> {
         self.store()
             .update(&key, |k: &mut Entity| k.mark("revoked"))
             .await?;
-        self.audit(Event {
-            kind: "apikey.revoked",
-            actor: Some(identity.user_id.clone()),
-            subject: Some(identity.user_id.clone()),
-            detail: Some(format!("key {key_id}")),
-            ..Event::default()
-        })
-        .await
+        self.audit(Event::own("apikey.revoked", &identity.user_id).detail(format!("key {key_id}")))
+            .await
     }
 
     /// `GET /admin/users`: accounts in id (creation) order, a page at a time.

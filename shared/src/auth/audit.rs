@@ -43,6 +43,24 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
+impl Event {
+    /// An event an account caused about itself.
+    pub fn own(kind: &'static str, user_id: &str) -> Self {
+        Self {
+            kind,
+            actor: Some(user_id.to_owned()),
+            subject: Some(user_id.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// The event with a detail.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
 /// A recorded event, as `GET /audit` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Record {
