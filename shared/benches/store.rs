@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
+use jarvis_shared::config::AwsTarget;
 use jarvis_shared::crdt::{Codec, GCounter, OrSet, ReplicaId};
 use jarvis_shared::store::dynamo::{DynamoConfig, DynamoStore};
 use jarvis_shared::store::libsql::LibsqlStore;
@@ -119,9 +120,7 @@ async fn dynamodb_figures() {
         return;
     };
     let mut config = DynamoConfig::new(format!("jarvis-bench-{}", uuid::Uuid::new_v4()));
-    config.endpoint = Some(endpoint);
-    config.region = Some("us-east-1".into());
-    config.static_credentials = Some(("local".into(), "local".into()));
+    config.aws = AwsTarget::local(endpoint);
     let dynamo = DynamoStore::connect(config).await;
     dynamo.create_table_if_missing().await.expect("table");
     let dynamo = Arc::new(dynamo);

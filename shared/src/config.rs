@@ -71,15 +71,33 @@ pub enum StoreConfig {
     Dynamodb {
         /// Table name (`JARVIS_DYNAMODB_TABLE`).
         table: String,
-        /// Endpoint override for local engines (`JARVIS_DYNAMODB_ENDPOINT`). With an
-        /// override the table is created when missing, the region defaults to `us-east-1`
-        /// and, without AWS credentials in the environment, fixed local ones are used.
-        endpoint: Option<String>,
-        /// `AWS_REGION`, when set.
-        region: Option<String>,
-        /// Whether AWS credentials are in the environment (`AWS_ACCESS_KEY_ID`).
-        env_credentials: bool,
+        /// Where DynamoDB is; the endpoint override is `JARVIS_DYNAMODB_ENDPOINT`, with
+        /// which the table is also created when missing.
+        aws: AwsTarget,
     },
+}
+
+/// Where an AWS client connects, and with which credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsTarget {
+    /// An endpoint override for a local engine (DynamoDB Local, moto). With one, the region
+    /// defaults to `us-east-1` and, without AWS credentials in the environment, fixed local
+    /// ones are used.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, when set; otherwise the SDK's default chain.
+    pub region: Option<String>,
+    /// Whether AWS credentials are in the environment (`AWS_ACCESS_KEY_ID`).
+    pub env_credentials: bool,
+}
+
+impl AwsTarget {
+    /// A local engine at `endpoint`, with fixed local credentials.
+    pub fn local(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: Some(endpoint.into()),
+            ..Self::default()
+        }
+    }
 }
 
 impl fmt::Display for StoreConfig {
@@ -87,16 +105,10 @@ impl fmt::Display for StoreConfig {
         match self {
             Self::Libsql { path } => write!(f, "libsql file {}", path.display()),
             Self::LibsqlRemote { url, .. } => write!(f, "remote libsql {url}"),
-            Self::Dynamodb {
-                table,
-                endpoint: None,
-                ..
-            } => write!(f, "dynamodb table {table}"),
-            Self::Dynamodb {
-                table,
-                endpoint: Some(endpoint),
-                ..
-            } => write!(f, "dynamodb table {table} at {endpoint}"),
+            Self::Dynamodb { table, aws } => match &aws.endpoint {
+                None => write!(f, "dynamodb table {table}"),
+                Some(endpoint) => write!(f, "dynamodb table {table} at {endpoint}"),
+            },
         }
     }
 }
@@ -135,12 +147,9 @@ pub enum SecretsConfig {
     AwsSecretsManager {
         /// Name or ARN of the secret.
         secret_id: String,
-        /// A local endpoint (`JARVIS_SECRETS_ENDPOINT`), e.g. a moto server.
-        endpoint: Option<String>,
-        /// `AWS_REGION`, when set.
-        region: Option<String>,
-        /// Whether AWS credentials are in the environment (`AWS_ACCESS_KEY_ID`).
-        env_credentials: bool,
+        /// Where Secrets Manager is; the endpoint override (`JARVIS_SECRETS_ENDPOINT`) is
+        /// for a local stand-in such as a moto server.
+        aws: AwsTarget,
         /// How long a fetched secret is used before it is fetched again.
         ttl: Duration,
     },
@@ -271,6 +280,24 @@ impl Config {
             None => PathBuf::from(".jarvis"),
         };
 
+        // An AWS client's target: an optional endpoint override read from `endpoint_var`.
+        let aws_target = |endpoint_var: &'static str| -> Result<AwsTarget, ConfigError> {
+            let endpoint = get(endpoint_var)?.map(str::to_owned);
+            if let Some(url) = &endpoint
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::new(
+                    endpoint_var,
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            Ok(AwsTarget {
+                endpoint,
+                region: get("AWS_REGION")?.map(str::to_owned),
+                env_credentials: get("AWS_ACCESS_KEY_ID")?.is_some(),
+            })
+        };
+
         let store = match get("JARVIS_STORE")?.unwrap_or("libsql") {
             "libsql" => match get("JARVIS_LIBSQL_URL")? {
                 None => StoreConfig::Libsql {
@@ -315,20 +342,9 @@ impl Config {
                         "expected 3 to 255 characters of A-Z, a-z, 0-9, '_', '-', '.'",
                     ));
                 }
-                let endpoint = get("JARVIS_DYNAMODB_ENDPOINT")?.map(str::to_owned);
-                if let Some(url) = &endpoint
-                    && !(url.starts_with("http://") || url.starts_with("https://"))
-                {
-                    return Err(ConfigError::new(
-                        "JARVIS_DYNAMODB_ENDPOINT",
-                        "expected an http:// or https:// URL",
-                    ));
-                }
                 StoreConfig::Dynamodb {
                     table: table.to_owned(),
-                    endpoint,
-                    region: get("AWS_REGION")?.map(str::to_owned),
-                    env_credentials: get("AWS_ACCESS_KEY_ID")?.is_some(),
+                    aws: aws_target("JARVIS_DYNAMODB_ENDPOINT")?,
                 }
             }
             _ => {
@@ -437,20 +453,9 @@ impl Config {
             };
 
         let secrets = if let Some(secret_id) = get("JARVIS_SECRET_ID")? {
-            let endpoint = get("JARVIS_SECRETS_ENDPOINT")?.map(str::to_owned);
-            if let Some(url) = &endpoint
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(ConfigError::new(
-                    "JARVIS_SECRETS_ENDPOINT",
-                    "expected an http:// or https:// URL",
-                ));
-            }
             SecretsConfig::AwsSecretsManager {
                 secret_id: secret_id.to_owned(),
-                endpoint,
-                region: get("AWS_REGION")?.map(str::to_owned),
-                env_credentials: get("AWS_ACCESS_KEY_ID")?.is_some(),
+                aws: aws_target("JARVIS_SECRETS_ENDPOINT")?,
                 ttl: Duration::from_secs(number(
                     "JARVIS_SECRETS_TTL",
                     DEFAULT_SECRETS_TTL.as_secs(),
@@ -636,8 +641,8 @@ mod tests {
         .expect("valid");
         assert!(matches!(
             c.store,
-            StoreConfig::Dynamodb { table, endpoint: Some(endpoint), region: None, env_credentials: false }
-                if table == "jarvis-documents" && endpoint == "http://127.0.0.1:8000"
+            StoreConfig::Dynamodb { table, aws }
+                if table == "jarvis-documents" && aws == AwsTarget::local("http://127.0.0.1:8000")
         ));
     }
 

@@ -168,6 +168,18 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
+/// The answers every route behind authentication may give besides its own, for the OpenAPI
+/// document: `responses((status = 200, …), AuthRejections)`.
+#[derive(utoipa::IntoResponses)]
+pub enum AuthRejections {
+    /// No or invalid credentials.
+    #[response(status = 401)]
+    Unauthenticated(ErrorEnvelope),
+    /// The credential lacks the scope this route needs.
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+}
+
 /// The inside of [`ErrorEnvelope`].
 #[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {

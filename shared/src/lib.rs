@@ -4,12 +4,13 @@
 //! ([`telemetry`]), the error type and its single mapping to HTTP ([`error`]), the HTTP
 //! plumbing shared by every host ([`http`]), component health ([`health`]), the state store
 //! ([`store`]), the conflict-free replicated data types the store merges ([`crdt`]), this
-//! replica's clock ([`clock`]), secrets ([`secrets`]), identity and request security
+//! replica's clock ([`clock`]), AWS client configuration ([`aws`]), secrets ([`secrets`]), identity and request security
 //! ([`auth`]), who owns a document ([`principal`]), what a handler receives ([`state`]) and
 //! the Lambda entry point ([`lambda`]).
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod crdt;

@@ -37,9 +37,10 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::config::SecretsConfig;
+use crate::config::{AwsTarget, SecretsConfig};
 use crate::error::{ApiError, BoxError};
 use crate::health::{Finding, HealthCheck};
+use aws_config::retry::RetryConfig;
 
 /// Key id of the signing key derived from the master key.
 pub const MASTER_KID: &str = "master";
@@ -405,9 +406,7 @@ impl<F: Fetch> SecretSource for Cached<F> {
 #[derive(Debug)]
 struct SecretsManager {
     secret_id: String,
-    endpoint: Option<String>,
-    region: Option<String>,
-    static_credentials: bool,
+    aws: AwsTarget,
     client: tokio::sync::OnceCell<aws_sdk_secretsmanager::Client>,
 }
 
@@ -415,32 +414,11 @@ impl SecretsManager {
     async fn client(&self) -> &aws_sdk_secretsmanager::Client {
         self.client
             .get_or_init(|| async {
-                use aws_config::{BehaviorVersion, Region};
-                let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-                    aws_config::timeout::TimeoutConfig::builder()
-                        .operation_timeout(Duration::from_secs(5))
-                        .build(),
-                );
-                if let Some(endpoint) = &self.endpoint {
-                    loader = loader.endpoint_url(endpoint);
-                }
-                if let Some(region) = &self.region {
-                    loader = loader.region(Region::new(region.clone()));
-                } else if self.endpoint.is_some() {
-                    loader = loader.region(Region::new("us-east-1"));
-                }
-                if self.static_credentials {
-                    loader = loader.credentials_provider(
-                        aws_sdk_secretsmanager::config::Credentials::new(
-                            "local",
-                            "local",
-                            None,
-                            None,
-                            "jarvis-static",
-                        ),
-                    );
-                }
-                aws_sdk_secretsmanager::Client::new(&loader.load().await)
+                let timeout = aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(5))
+                    .build();
+                let sdk = crate::aws::sdk_config(&self.aws, RetryConfig::standard(), timeout).await;
+                aws_sdk_secretsmanager::Client::new(&sdk)
             })
             .await
     }
@@ -530,16 +508,12 @@ pub fn source(config: &SecretsConfig) -> Arc<dyn SecretSource> {
     match config {
         SecretsConfig::AwsSecretsManager {
             secret_id,
-            endpoint,
-            region,
-            env_credentials,
+            aws,
             ttl,
         } => Arc::new(Cached::new(
             SecretsManager {
                 secret_id: secret_id.clone(),
-                endpoint: endpoint.clone(),
-                region: region.clone(),
-                static_credentials: endpoint.is_some() && !env_credentials,
+                aws: aws.clone(),
                 client: tokio::sync::OnceCell::new(),
             },
             *ttl,

@@ -323,11 +323,7 @@ impl Syncer {
             for change in &page.changes {
                 match self.apply(change).await {
                     Ok(()) => result.merged += 1,
-                    Err(PullError::Store(StoreError::Corrupt(err))) => {
-                        tracing::warn!(peer, seq = change.seq, error = %err, "refused a change");
-                        result.rejected += 1;
-                    }
-                    Err(PullError::Page(err)) => {
+                    Err(err @ (PullError::Store(StoreError::Corrupt(_)) | PullError::Page(_))) => {
                         tracing::warn!(peer, seq = change.seq, error = %err, "refused a change");
                         result.rejected += 1;
                     }
@@ -361,7 +357,9 @@ impl Syncer {
         self: Arc<Self>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        if self.settings.peers.is_empty() || self.settings.token.is_none() {
+        // The token may come from the secret document, which is read each round: a missing
+        // one shows in every round's results rather than silently stopping sync.
+        if self.settings.peers.is_empty() {
             return;
         }
         let mut ticker = tokio::time::interval(self.settings.interval);
@@ -462,6 +460,67 @@ mod tests {
             "{:?}",
             results[0]
         );
+    }
+
+    /// With the peer token only in the secret document, the periodic loop still pulls,
+    /// presenting that token.
+    #[tokio::test]
+    async fn the_periodic_pull_runs_with_the_token_from_the_secret_document() {
+        let (seen, mut heard) = tokio::sync::mpsc::channel::<String>(4);
+        let peer = axum::Router::new().route(
+            "/sync/changes",
+            axum::routing::get(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let auth = headers
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = seen.send(auth).await;
+                    axum::Json(serde_json::json!({
+                        "replica_id": "peer", "changes": [], "next_cursor": "0"
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, peer).await });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::libsql::LibsqlStore::open(&dir.path().join("j.db"))
+                .await
+                .expect("open"),
+        );
+        let document = serde_json::json!({
+            "master_key": "a-master-key-of-at-least-32-characters",
+            "sync_token": "secret-peer-token-0123456789"
+        });
+        let syncer = Arc::new(Syncer::new(
+            store,
+            SyncConfig {
+                token: None,
+                peers: vec![format!("http://{addr}")],
+                interval: Duration::from_millis(20),
+            },
+            crate::secrets::source(&crate::config::SecretsConfig::Inline(SecretString::from(
+                document.to_string(),
+            ))),
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(Arc::clone(&syncer).run_periodically(async {
+            let _ = stopped.await;
+        }));
+        let presented = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("the loop pulled")
+            .expect("a request");
+        assert_eq!(presented, "Bearer secret-peer-token-0123456789");
+        let _ = stop.send(());
+        running.await.expect("loop stopped");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use jarvis_shared::config::AwsTarget;
 use jarvis_shared::store::Store;
 use jarvis_shared::store::dynamo::{DynamoConfig, DynamoStore};
 use jarvis_shared::store::libsql::LibsqlStore;
@@ -48,9 +49,7 @@ pub async fn dynamodb() -> Backend {
 /// A store on `table` (created if missing) at a local endpoint, with no feed lag.
 pub async fn dynamodb_store(endpoint: &str, table: &str) -> DynamoStore {
     let mut config = DynamoConfig::new(table);
-    config.endpoint = Some(endpoint.to_owned());
-    config.region = Some("us-east-1".to_owned());
-    config.static_credentials = Some(("local".to_owned(), "local".to_owned()));
+    config.aws = AwsTarget::local(endpoint);
     config.feed_lag = std::time::Duration::ZERO;
     let store = DynamoStore::connect(config).await;
     store.create_table_if_missing().await.expect("create table");

@@ -10,7 +10,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use axum::http::{Method, StatusCode};
 use jarvis_shared::Config;
 use jarvis_shared::auth::token;
-use jarvis_shared::config::{SecretsConfig, SecurityConfig};
+use jarvis_shared::config::{AwsTarget, SecretsConfig, SecurityConfig};
 use jarvis_shared::secrets::{self, MIN_REFRESH_INTERVAL, Secrets};
 use jarvis_shared::testing::TestApp;
 use serde_json::json;
@@ -61,9 +61,7 @@ async fn put(name: &str, document: &serde_json::Value) {
 fn aws_source(name: &str, ttl: Duration) -> std::sync::Arc<dyn secrets::SecretSource> {
     secrets::source(&SecretsConfig::AwsSecretsManager {
         secret_id: name.to_owned(),
-        endpoint: Some(endpoint()),
-        region: Some("us-east-1".to_owned()),
-        env_credentials: false,
+        aws: AwsTarget::local(endpoint()),
         ttl,
     })
 }

@@ -12,10 +12,10 @@ use axum::response::IntoResponse;
 use jarvis_shared::AppState;
 use jarvis_shared::auth::{Authorized, scope};
 use jarvis_shared::crdt::Record;
-use jarvis_shared::error::{ApiError, ErrorEnvelope};
-use jarvis_shared::http::{Json, Path, Query, validate};
+use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
+use jarvis_shared::http::{Json, Paged, Path, Query, validate};
 use jarvis_shared::principal::Principal;
-use jarvis_shared::store::{Document, Key, StoreError, encode_cursor};
+use jarvis_shared::store::{Document, Key, encode_cursor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -152,22 +152,25 @@ fn check_content(content: &str) -> Result<String, ApiError> {
     Ok(content.to_owned())
 }
 
+const TAG_RULE: &str = "tags are 1 to 64 characters of a-z, 0-9, '_', '-', ':' or '.'";
+
+/// A tag trimmed and lowercased, when it is a valid one.
+fn normal_tag(tag: &str) -> Option<String> {
+    let tag = tag.trim().to_lowercase();
+    let ok = (1..=64).contains(&tag.len())
+        && tag.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | ':' | '.')
+        });
+    ok.then_some(tag)
+}
+
 /// Tags normalised (trimmed, lowercase), deduplicated and sorted, as JSON text.
 fn check_tags(tags: &[String]) -> Result<String, ApiError> {
     validate::count("tags", tags.len(), MAX_TAGS)?;
     let mut normalised = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
-        let tag = tag.trim().to_lowercase();
-        let ok = (1..=64).contains(&tag.len())
-            && tag.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | ':' | '.')
-            });
-        if !ok {
-            return Err(ApiError::invalid_field(
-                format!("tags[{i}]"),
-                "tags are 1 to 64 characters of a-z, 0-9, '_', '-', ':' or '.'",
-            ));
-        }
+        let tag = normal_tag(tag)
+            .ok_or_else(|| ApiError::invalid_field(format!("tags[{i}]"), TAG_RULE))?;
         normalised.push(tag);
     }
     normalised.sort_unstable();
@@ -199,8 +202,7 @@ pub struct NewEntry {
     responses(
         (status = 201, description = "The entry, with its id", body = Entry),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -253,16 +255,6 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-/// A page of entries.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EntryPage {
-    /// The entries, oldest first.
-    pub items: Vec<Entry>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 /// Lists entries, oldest first, optionally by tag and kind.
 #[utoipa::path(
     get,
@@ -270,10 +262,9 @@ pub struct EntryPage {
     tag = "archive",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of entries", body = EntryPage),
+        (status = 200, description = "A page of entries", body = Paged<Entry>),
         (status = 400, description = "Invalid filter, limit or cursor", body = ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller))]
@@ -281,26 +272,17 @@ async fn list_entries(
     State(state): State<AppState>,
     caller: Authorized<scope::ArchiveRead>,
     Query(params): Query<ListParams>,
-) -> Result<Json<EntryPage>, ApiError> {
+) -> Result<Json<Paged<Entry>>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid_field("limit", "must be 1 to 100"));
     }
     let kind = params.kind.as_deref().map(check_kind).transpose()?;
-    let tag = match params.tag.as_deref() {
-        Some(tag) => {
-            let json = check_tags(&[tag.to_owned()]).map_err(|_| {
-                ApiError::invalid_field(
-                    "tag",
-                    "must be 1 to 64 characters of a-z, 0-9, '_', '-', ':' or '.'",
-                )
-            })?;
-            serde_json::from_str::<Vec<String>>(&json)
-                .map_err(ApiError::internal)?
-                .pop()
-        }
-        None => None,
-    };
+    let tag = params
+        .tag
+        .as_deref()
+        .map(|tag| normal_tag(tag).ok_or_else(|| ApiError::invalid_field("tag", TAG_RULE)))
+        .transpose()?;
     let partition = partition(&caller.principal());
     let mut items = Vec::new();
     let mut cursor = params.cursor;
@@ -310,13 +292,7 @@ async fn list_entries(
         let page = state
             .store
             .list_documents::<Record>(&partition, Some(SORT_PREFIX), cursor.as_deref(), limit)
-            .await
-            .map_err(|err| match err {
-                StoreError::InvalidKey("cursor") => {
-                    ApiError::invalid_field("cursor", "is not a cursor this API returned")
-                }
-                other => other.into(),
-            })?;
+            .await?;
         let count = page.items.len();
         for (i, doc) in page.items.into_iter().enumerate() {
             let id = doc.key.sort().trim_start_matches(SORT_PREFIX);
@@ -331,13 +307,13 @@ async fn list_entries(
             if items.len() == limit {
                 let last_of_all = page.next_cursor.is_none() && i + 1 == count;
                 let next_cursor = (!last_of_all).then(|| encode_cursor(doc.key.sort()));
-                return Ok(Json(EntryPage { items, next_cursor }));
+                return Ok(Json(Paged { items, next_cursor }));
             }
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => {
-                return Ok(Json(EntryPage {
+                return Ok(Json(Paged {
                     items,
                     next_cursor: None,
                 }));
@@ -355,8 +331,7 @@ async fn list_entries(
     responses(
         (status = 200, description = "The entry", body = Entry),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 async fn get_entry(
@@ -394,8 +369,7 @@ pub struct EntryPatch {
         (status = 200, description = "The entry after the change", body = Entry),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller, body))]
@@ -456,8 +430,7 @@ async fn patch_entry(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller))]

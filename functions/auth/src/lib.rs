@@ -15,7 +15,7 @@ use jarvis_shared::auth::audit::{self, Filter, Record, Verification};
 use jarvis_shared::auth::middleware::ClientIp;
 use jarvis_shared::auth::{Authorized, Identity, Role, scope};
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
-use jarvis_shared::http::{Json, Path, Query};
+use jarvis_shared::http::{Json, Paged, Path, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -452,16 +452,6 @@ pub struct PageParams {
     pub cursor: Option<String>,
 }
 
-/// A page of accounts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserPage {
-    /// The accounts.
-    pub items: Vec<AccountView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 /// Every account (admins only).
 #[utoipa::path(
     get,
@@ -469,7 +459,7 @@ pub struct UserPage {
     tag = "admin",
     params(PageParams),
     responses(
-        (status = 200, description = "A page of accounts", body = UserPage),
+        (status = 200, description = "A page of accounts", body = Paged<AccountView>),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
     )
 )]
@@ -478,12 +468,12 @@ async fn list_users(
     State(state): State<AppState>,
     _admin: Authorized<scope::Admin>,
     Query(params): Query<PageParams>,
-) -> Result<Json<UserPage>, ApiError> {
+) -> Result<Json<Paged<AccountView>>, ApiError> {
     let (items, next_cursor) = Accounts::new(&state, None)
         .await?
         .users(params.cursor.as_deref(), page_size(params.limit)?)
         .await?;
-    Ok(Json(UserPage { items, next_cursor }))
+    Ok(Json(Paged { items, next_cursor }))
 }
 
 /// `PATCH /admin/users/{id}`.
@@ -542,16 +532,6 @@ pub struct AuditParams {
     pub cursor: Option<String>,
 }
 
-/// A page of audit events.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    /// The events, oldest first within each replica's chain.
-    pub items: Vec<Record>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 /// The audit trail (admins only).
 #[utoipa::path(
     get,
@@ -559,7 +539,7 @@ pub struct AuditPage {
     tag = "admin",
     params(AuditParams),
     responses(
-        (status = 200, description = "A page of events", body = AuditPage),
+        (status = 200, description = "A page of events", body = Paged<Record>),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
     )
 )]
@@ -568,7 +548,7 @@ async fn list_audit(
     State(state): State<AppState>,
     _admin: Authorized<scope::Admin>,
     Query(params): Query<AuditParams>,
-) -> Result<Json<AuditPage>, ApiError> {
+) -> Result<Json<Paged<Record>>, ApiError> {
     let filter = Filter {
         kind: params.kind,
         user: params.user,
@@ -580,7 +560,7 @@ async fn list_audit(
         page_size(params.limit)?,
     )
     .await?;
-    Ok(Json(AuditPage { items, next_cursor }))
+    Ok(Json(Paged { items, next_cursor }))
 }
 
 /// Recomputes every link of the audit chains (admins only).

@@ -11,7 +11,7 @@ use axum::extract::State;
 use jarvis_shared::AppState;
 use jarvis_shared::auth::{Authorized, scope};
 use jarvis_shared::crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
-use jarvis_shared::error::{ApiError, ErrorEnvelope};
+use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_shared::http::{Json, Path, validate};
 use jarvis_shared::principal::Principal;
 use jarvis_shared::store::{Document, Key};
@@ -102,9 +102,8 @@ pub struct CounterView {
     request_body = Increment,
     responses(
         (status = 200, description = "The counter after the increment", body = CounterView),
-        (status = 400, description = "Invalid name or amount", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 400, description = "Invalid name or amount", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller, body))]
@@ -139,9 +138,8 @@ async fn increment_counter(
     params(("name" = String, Path, description = "Counter name")),
     responses(
         (status = 200, description = "The counter", body = CounterView),
-        (status = 404, description = "No such counter", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 404, description = "No such counter", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 async fn get_counter(
@@ -183,9 +181,8 @@ pub struct SetView {
     request_body = SetAdd,
     responses(
         (status = 200, description = "The set after the additions", body = SetView),
-        (status = 400, description = "Invalid name or element", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 400, description = "Invalid name or element", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller, body))]
@@ -219,9 +216,8 @@ async fn add_to_set(
     params(("name" = String, Path, description = "Set name")),
     responses(
         (status = 200, description = "The set", body = SetView),
-        (status = 404, description = "No such set", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 404, description = "No such set", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 async fn get_set(
@@ -263,9 +259,8 @@ pub struct RegisterView {
     request_body = RegisterPut,
     responses(
         (status = 200, description = "The register after the write", body = RegisterView),
-        (status = 400, description = "Invalid name or value", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 400, description = "Invalid name or value", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller, body))]
@@ -312,9 +307,8 @@ fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, A
     params(("name" = String, Path, description = "Register name")),
     responses(
         (status = 200, description = "The register", body = RegisterView),
-        (status = 404, description = "No such register", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 404, description = "No such register", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 async fn get_register(
@@ -352,9 +346,8 @@ pub struct OrSetChange {
     request_body = OrSetChange,
     responses(
         (status = 200, description = "The set after the change", body = SetView),
-        (status = 400, description = "Invalid name or element", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 400, description = "Invalid name or element", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 #[tracing::instrument(skip(state, caller, body))]
@@ -407,9 +400,8 @@ fn sorted(set: &OrSet<String>) -> Vec<String> {
     params(("name" = String, Path, description = "Set name")),
     responses(
         (status = 200, description = "The set", body = SetView),
-        (status = 404, description = "No such set", body = jarvis_shared::error::ErrorEnvelope),
-        (status = 401, description = "No or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "The credential lacks the scope this route needs", body = ErrorEnvelope),
+        (status = 404, description = "No such set", body = ErrorEnvelope),
+        AuthRejections,
     )
 )]
 async fn get_orset(

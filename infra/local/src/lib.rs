@@ -15,6 +15,7 @@ use jarvis_shared::config::SecretsConfig;
 use jarvis_shared::http::{Json, app};
 use jarvis_shared::secrets::ensure_local_file;
 use jarvis_shared::state::StartupError;
+use jarvis_shared::store;
 use jarvis_shared::{AppState, Config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -149,8 +150,8 @@ impl Gateway {
         &self.config
     }
 
-    /// Serves HTTP and runs the sync pull loop until `shutdown` resolves, then lets
-    /// in-flight requests and the current sync round finish.
+    /// Serves HTTP and runs the sync pull loop and the purge of expired documents until
+    /// `shutdown` resolves, then lets in-flight requests and the current sync round finish.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -159,6 +160,11 @@ impl Gateway {
         let sync = tokio::spawn(
             Arc::clone(&self.state.sync).run_periodically(wait_until_set(stopped.clone())),
         );
+        let purge = tokio::spawn(store::purge_periodically(
+            Arc::clone(&self.state.store),
+            store::PURGE_INTERVAL,
+            wait_until_set(stopped.clone()),
+        ));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -168,8 +174,8 @@ impl Gateway {
                 let _ = stop.send(true);
             })
             .await;
-        // The sender is gone once the server stops, whichever way: the loop ends too.
-        let _ = sync.await;
+        // The sender is gone once the server stops, whichever way: the loops end too.
+        let _ = tokio::join!(sync, purge);
         served.map_err(GatewayError::Serve)
     }
 }

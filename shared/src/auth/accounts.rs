@@ -936,13 +936,7 @@ impl<'a> Accounts<'a> {
         let page: Page<Document<Entity>> = self
             .store()
             .list_documents(USERS, None, cursor, limit)
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::InvalidKey(_) => {
-                    ApiError::invalid_field("cursor", "not a cursor from this listing")
-                }
-                other => other.into(),
-            })?;
+            .await?;
         let mut out = Vec::with_capacity(page.items.len());
         for doc in page.items.iter().filter(|d| !d.state.has_mark("abandoned")) {
             let mut view = account_view(doc.key.sort(), &doc.state);

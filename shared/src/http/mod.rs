@@ -76,6 +76,16 @@ where
     }
 }
 
+/// One page of a listing, as every listing route answers it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Paged<T> {
+    /// The items of this page, in the listing's order.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 /// A path-parameter extractor whose rejections are [`ApiError`]s (400 in the envelope).
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]

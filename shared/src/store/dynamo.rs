@@ -24,9 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, GlobalSecondaryIndex,
@@ -34,6 +32,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification,
 };
 
+use crate::config::AwsTarget;
 use crate::crdt::hlc::system_time_ms;
 
 use super::{Change, Key, ListQuery, Payload, Store, StoreError, Stored, Write};
@@ -62,12 +61,8 @@ pub const DEFAULT_FEED_LAG: Duration = Duration::from_secs(5);
 pub struct DynamoConfig {
     /// Table name.
     pub table: String,
-    /// Endpoint override, for DynamoDB Local or another compatible engine.
-    pub endpoint: Option<String>,
-    /// Region; the SDK's default chain (`AWS_REGION`…) when `None`.
-    pub region: Option<String>,
-    /// Fixed credentials (for local engines); the SDK's default chain when `None`.
-    pub static_credentials: Option<(String, String)>,
+    /// Where DynamoDB is (AWS, or a local engine such as DynamoDB Local).
+    pub aws: AwsTarget,
     /// How old a change must be before the feed serves it.
     pub feed_lag: Duration,
 }
@@ -77,9 +72,7 @@ impl DynamoConfig {
     pub fn new(table: impl Into<String>) -> Self {
         Self {
             table: table.into(),
-            endpoint: None,
-            region: None,
-            static_credentials: None,
+            aws: AwsTarget::default(),
             feed_lag: DEFAULT_FEED_LAG,
         }
     }
@@ -211,35 +204,15 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
 impl DynamoStore {
     /// Builds the client. Makes no network call: the first request does.
     pub async fn connect(config: DynamoConfig) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(5)
-                    .with_initial_backoff(Duration::from_millis(25))
-                    .with_max_backoff(Duration::from_secs(1)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(2))
-                    .operation_timeout(Duration::from_secs(4))
-                    .build(),
-            );
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some((id, secret)) = &config.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                id.clone(),
-                secret.clone(),
-                None,
-                None,
-                "jarvis-static",
-            ));
-        }
-        let sdk = loader.load().await;
+        let retry = RetryConfig::standard()
+            .with_max_attempts(5)
+            .with_initial_backoff(Duration::from_millis(25))
+            .with_max_backoff(Duration::from_secs(1));
+        let timeout = TimeoutConfig::builder()
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(4))
+            .build();
+        let sdk = crate::aws::sdk_config(&config.aws, retry, timeout).await;
         Self {
             client: Client::new(&sdk),
             table: config.table,

@@ -208,6 +208,10 @@ impl From<StoreError> for ApiError {
             },
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::TooLarge { .. } => ApiError::PayloadTooLarge,
+            // A listing cursor the client passed back: name the query field.
+            StoreError::InvalidKey("cursor") => {
+                ApiError::invalid_field("cursor", "is not a cursor this API returned")
+            }
             StoreError::InvalidKey(part) => ApiError::bad_request(format!("invalid {part} key")),
             StoreError::Corrupt(_) => ApiError::Internal(Box::new(err)),
             StoreError::Unavailable(_) | StoreError::Open { .. } => {
@@ -536,28 +540,41 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
         StoreConfig::LibsqlRemote { url, token } => Ok(Arc::new(
             libsql::LibsqlStore::open_remote(url, token).await?,
         )),
-        StoreConfig::Dynamodb {
-            table,
-            endpoint,
-            region,
-            env_credentials,
-        } => {
+        StoreConfig::Dynamodb { table, aws } => {
             let mut dynamo = dynamo::DynamoConfig::new(table.clone());
-            dynamo.endpoint = endpoint.clone();
-            dynamo.region = region.clone();
-            let local = endpoint.is_some();
-            if local {
-                dynamo.region = dynamo.region.or_else(|| Some("us-east-1".to_owned()));
-                if !env_credentials {
-                    dynamo.static_credentials = Some(("local".to_owned(), "local".to_owned()));
-                }
-            }
+            dynamo.aws = aws.clone();
             let store = dynamo::DynamoStore::connect(dynamo).await;
             // A local engine starts empty; on AWS the template owns the table.
-            if local {
+            if aws.endpoint.is_some() {
                 store.create_table_if_missing().await?;
             }
             Ok(Arc::new(store))
+        }
+    }
+}
+
+/// How often a long-running host reclaims expired documents.
+pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Physically deletes expired documents every `interval` until `shutdown` resolves. Reads
+/// already skip them; this keeps a backend without its own expiry (libSQL) from growing with
+/// rate-limit windows, idempotency records and ended sessions. DynamoDB's TTL does the same
+/// on AWS, so Lambda functions need no loop.
+pub async fn purge_periodically(
+    store: Arc<dyn Store>,
+    interval: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticker.tick() => match store.purge_expired(now_secs()).await {
+                Ok(purged) => tracing::debug!(purged, "expired documents purged"),
+                Err(err) => tracing::warn!(error = %err, "purging expired documents failed"),
+            },
         }
     }
 }
@@ -601,6 +618,44 @@ impl HealthCheck for StoreHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_purge_loop_reclaims_expired_documents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            libsql::LibsqlStore::open(&dir.path().join("j.db"))
+                .await
+                .expect("open"),
+        );
+        let key = Key::new("~rate#test", "w#0").expect("key");
+        let bytes = crate::crdt::GCounter::new().encode().expect("encode");
+        let write = Write {
+            expected_version: 0,
+            state: &bytes,
+            delta: &bytes,
+            expires_at: Some(now_secs() - 1),
+        };
+        store.put(&key, write).await.expect("put");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(purge_periodically(
+            Arc::clone(&store),
+            std::time::Duration::from_millis(10),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut purged = false;
+        for _ in 0..200 {
+            if store.get(&key).await.expect("get").is_none() {
+                purged = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        running.await.expect("loop stopped");
+        assert!(purged, "the expired document is still stored");
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
