@@ -35,7 +35,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
 
 use crate::config::{AwsTarget, SecretsConfig};
 use crate::error::{ApiError, BoxError};
@@ -339,11 +339,23 @@ trait Fetch: Send + Sync + fmt::Debug {
 }
 
 /// A [`Fetch`] with a cache: fresh for `ttl`, kept (and logged) when a later fetch fails.
+///
+/// Requests read the cache under a shared lock; one fetch at a time refreshes it. After a
+/// failed fetch the last good copy is served without another attempt for a retry interval,
+/// so an outage of the source does not make every request wait on it.
 #[derive(Debug)]
 struct Cached<F> {
     fetch: F,
     ttl: Duration,
-    state: Mutex<Option<(Arc<Secrets>, Instant)>>,
+    state: RwLock<Option<Cache>>,
+    fetching: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Cache {
+    secrets: Arc<Secrets>,
+    fetched: Instant,
+    failed: Option<Instant>,
 }
 
 impl<F: Fetch> Cached<F> {
@@ -351,37 +363,58 @@ impl<F: Fetch> Cached<F> {
         Self {
             fetch,
             ttl,
-            state: Mutex::new(None),
+            state: RwLock::new(None),
+            fetching: Mutex::new(()),
         }
     }
 
+    /// Shortest time between two fetches.
+    fn retry_interval(&self) -> Duration {
+        MIN_REFRESH_INTERVAL.min(self.ttl)
+    }
+
+    async fn cached(&self, max_age: Duration) -> Option<Arc<Secrets>> {
+        let state = self.state.read().await;
+        let cache = state.as_ref()?;
+        let recent_failure = cache
+            .failed
+            .is_some_and(|at| at.elapsed() < self.retry_interval());
+        (cache.fetched.elapsed() < max_age || recent_failure).then(|| Arc::clone(&cache.secrets))
+    }
+
     async fn load(&self, max_age: Duration) -> Result<Arc<Secrets>, SecretError> {
-        let mut state = self.state.lock().await;
-        if let Some((secrets, at)) = state.as_ref()
-            && at.elapsed() < max_age
-        {
-            return Ok(Arc::clone(secrets));
+        if let Some(secrets) = self.cached(max_age).await {
+            return Ok(secrets);
+        }
+        let _one_fetch = self.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some(secrets) = self.cached(max_age).await {
+            return Ok(secrets);
         }
         let fetched = self
             .fetch
             .fetch()
             .await
             .and_then(|raw| Secrets::parse(raw.expose_secret()));
-        match fetched {
-            Ok(secrets) => {
+        let mut state = self.state.write().await;
+        match (fetched, state.as_mut()) {
+            (Ok(secrets), _) => {
                 let secrets = Arc::new(secrets);
-                *state = Some((Arc::clone(&secrets), Instant::now()));
+                *state = Some(Cache {
+                    secrets: Arc::clone(&secrets),
+                    fetched: Instant::now(),
+                    failed: None,
+                });
                 Ok(secrets)
             }
-            Err(err) => match state.as_ref() {
-                // Serving the last good secrets beats failing every request while the source
-                // is briefly unreachable.
-                Some((secrets, _)) => {
-                    tracing::warn!(error = %err, source = self.fetch.name(), "secret refresh failed; keeping the cached secrets");
-                    Ok(Arc::clone(secrets))
-                }
-                None => Err(err),
-            },
+            // Serving the last good secrets beats failing every request while the source
+            // is briefly unreachable.
+            (Err(err), Some(cache)) => {
+                tracing::warn!(error = %err, source = self.fetch.name(), "secret refresh failed; keeping the cached secrets");
+                cache.failed = Some(Instant::now());
+                Ok(Arc::clone(&cache.secrets))
+            }
+            (Err(err), None) => Err(err),
         }
     }
 }
@@ -397,7 +430,7 @@ impl<F: Fetch> SecretSource for Cached<F> {
     }
 
     async fn refresh(&self) -> Result<Arc<Secrets>, SecretError> {
-        self.load(MIN_REFRESH_INTERVAL.min(self.ttl)).await
+        self.load(self.retry_interval()).await
     }
 }
 
@@ -666,6 +699,63 @@ mod tests {
         for secret in [MASTER, &"s".repeat(40), "sync-token-value-123"] {
             assert!(!printed.contains(secret), "{printed}");
         }
+    }
+
+    /// Counts fetches; answers with `document` until `fail` is set.
+    #[derive(Debug)]
+    struct Flaky {
+        fetches: std::sync::atomic::AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Fetch for Flaky {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        async fn fetch(&self) -> Result<SecretString, SecretError> {
+            use std::sync::atomic::Ordering;
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(SecretError::Unreachable {
+                    source_name: "test",
+                    cause: "down".into(),
+                });
+            }
+            Ok(SecretString::from(
+                serde_json::json!({ "master_key": MASTER }).to_string(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_source_serves_the_last_copy_without_retrying_every_request() {
+        use std::sync::atomic::Ordering;
+        let cached = Cached::new(
+            Flaky {
+                fetches: Default::default(),
+                fail: Default::default(),
+            },
+            Duration::from_millis(200),
+        );
+        cached.current().await.expect("first fetch");
+        cached.fetch.fail.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for _ in 0..5 {
+            cached.current().await.expect("the last good copy");
+        }
+        assert_eq!(
+            cached.fetch.fetches.load(Ordering::SeqCst),
+            2,
+            "one failed retry"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        cached.current().await.expect("still the last good copy");
+        assert_eq!(
+            cached.fetch.fetches.load(Ordering::SeqCst),
+            3,
+            "retried after the interval"
+        );
     }
 
     /// The derivations are a persisted format: TOTP secrets sealed, audit chains and

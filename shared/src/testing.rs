@@ -106,7 +106,7 @@ impl TestApp {
     /// Registers an account with [`PASSWORD`] and signs it in, through the account domain
     /// (no route needed). The first account of an app is its admin.
     pub async fn sign_up(&self, email: &str) -> SignedIn {
-        let accounts = crate::auth::accounts::Accounts::new(&self.state, None)
+        let accounts = crate::auth::accounts::Accounts::new(self.state.clone(), None)
             .await
             .unwrap_or_else(|e| panic!("secrets: {e}"));
         let account = accounts

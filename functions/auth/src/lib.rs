@@ -12,7 +12,6 @@ use jarvis_shared::auth::accounts::{
     AccountView, Accounts, Enrollment, KeyView, SessionView, TokenPair,
 };
 use jarvis_shared::auth::audit::{self, Filter, Record, Verification};
-use jarvis_shared::auth::middleware::ClientIp;
 use jarvis_shared::auth::{Authorized, Identity, Role, scope};
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
 use jarvis_shared::http::{Json, Paged, Path, Query};
@@ -85,14 +84,10 @@ pub struct Credentials {
 )]
 #[tracing::instrument(skip_all)]
 async fn register(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let account = Accounts::new(&state, ip)
-        .await?
-        .register(&body.email, &body.password)
-        .await?;
+    let account = accounts.register(&body.email, &body.password).await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
 
@@ -122,13 +117,8 @@ pub struct Login {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn login(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Json(body): Json<Login>,
-) -> Result<Json<TokenPair>, ApiError> {
-    let pair = Accounts::new(&state, ip)
-        .await?
+async fn login(accounts: Accounts, Json(body): Json<Login>) -> Result<Json<TokenPair>, ApiError> {
+    let pair = accounts
         .login(&body.email, &body.password, body.totp.as_deref())
         .await?;
     Ok(Json(pair))
@@ -156,14 +146,10 @@ pub struct RefreshRequest {
 )]
 #[tracing::instrument(skip_all)]
 async fn refresh(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     Json(body): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let pair = Accounts::new(&state, ip)
-        .await?
-        .refresh(&body.refresh_token)
-        .await?;
+    let pair = accounts.refresh(&body.refresh_token).await?;
     Ok(Json(pair))
 }
 
@@ -178,12 +164,8 @@ async fn refresh(
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
-async fn logout(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    identity: Identity,
-) -> Result<StatusCode, ApiError> {
-    Accounts::new(&state, ip).await?.logout(&identity).await?;
+async fn logout(accounts: Accounts, identity: Identity) -> Result<StatusCode, ApiError> {
+    accounts.logout(&identity).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -198,13 +180,8 @@ async fn logout(
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
-async fn me(
-    State(state): State<AppState>,
-    identity: Identity,
-) -> Result<Json<AccountView>, ApiError> {
-    Ok(Json(
-        Accounts::new(&state, None).await?.me(&identity).await?,
-    ))
+async fn me(accounts: Accounts, identity: Identity) -> Result<Json<AccountView>, ApiError> {
+    Ok(Json(accounts.me(&identity).await?))
 }
 
 /// The caller's live sessions.
@@ -219,15 +196,10 @@ async fn me(
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn sessions(
-    State(state): State<AppState>,
+    accounts: Accounts,
     identity: Identity,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    Ok(Json(
-        Accounts::new(&state, None)
-            .await?
-            .sessions(&identity)
-            .await?,
-    ))
+    Ok(Json(accounts.sessions(&identity).await?))
 }
 
 /// Revokes one of the caller's sessions.
@@ -243,15 +215,11 @@ async fn sessions(
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn revoke_session(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     identity: Identity,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    Accounts::new(&state, ip)
-        .await?
-        .revoke_session(&identity, &id)
-        .await?;
+    accounts.revoke_session(&identity, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -266,16 +234,8 @@ async fn revoke_session(
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
-async fn enroll_totp(
-    State(state): State<AppState>,
-    identity: Identity,
-) -> Result<Json<Enrollment>, ApiError> {
-    Ok(Json(
-        Accounts::new(&state, None)
-            .await?
-            .enroll_totp(&identity)
-            .await?,
-    ))
+async fn enroll_totp(accounts: Accounts, identity: Identity) -> Result<Json<Enrollment>, ApiError> {
+    Ok(Json(accounts.enroll_totp(&identity).await?))
 }
 
 /// A one-time code.
@@ -307,15 +267,11 @@ pub struct RecoveryCodes {
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn confirm_totp(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     identity: Identity,
     Json(body): Json<Code>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    let recovery_codes = Accounts::new(&state, ip)
-        .await?
-        .confirm_totp(&identity, &body.code)
-        .await?;
+    let recovery_codes = accounts.confirm_totp(&identity, &body.code).await?;
     Ok(Json(RecoveryCodes { recovery_codes }))
 }
 
@@ -333,15 +289,11 @@ async fn confirm_totp(
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn disable_totp(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     identity: Identity,
     Json(body): Json<Code>,
 ) -> Result<StatusCode, ApiError> {
-    Accounts::new(&state, ip)
-        .await?
-        .disable_totp(&identity, &body.code)
-        .await?;
+    accounts.disable_totp(&identity, &body.code).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -382,13 +334,11 @@ pub struct CreatedApiKey {
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn create_api_key(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     identity: Identity,
     Json(body): Json<NewApiKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (view, key) = Accounts::new(&state, ip)
-        .await?
+    let (view, key) = accounts
         .create_key(
             &identity,
             &body.name,
@@ -408,12 +358,10 @@ async fn create_api_key(
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn list_api_keys(
-    State(state): State<AppState>,
+    accounts: Accounts,
     identity: Identity,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
-    Ok(Json(
-        Accounts::new(&state, None).await?.keys(&identity).await?,
-    ))
+    Ok(Json(accounts.keys(&identity).await?))
 }
 
 /// Revokes an API key: it stops working at once.
@@ -429,15 +377,11 @@ async fn list_api_keys(
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn revoke_api_key(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     identity: Identity,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    Accounts::new(&state, ip)
-        .await?
-        .revoke_key(&identity, &id)
-        .await?;
+    accounts.revoke_key(&identity, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -465,12 +409,11 @@ pub struct PageParams {
 )]
 #[tracing::instrument(skip_all)]
 async fn list_users(
-    State(state): State<AppState>,
+    accounts: Accounts,
     _admin: Authorized<scope::Admin>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<AccountView>>, ApiError> {
-    let (items, next_cursor) = Accounts::new(&state, None)
-        .await?
+    let (items, next_cursor) = accounts
         .users(params.cursor.as_deref(), page_size(params.limit)?)
         .await?;
     Ok(Json(Paged { items, next_cursor }))
@@ -503,14 +446,12 @@ pub struct UserUpdate {
 )]
 #[tracing::instrument(skip_all, fields(target = %id))]
 async fn update_user(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    accounts: Accounts,
     admin: Authorized<scope::Admin>,
     Path(id): Path<String>,
     Json(body): Json<UserUpdate>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let account = Accounts::new(&state, ip)
-        .await?
+    let account = accounts
         .update_user(&admin.identity, &id, body.role, body.disabled)
         .await?;
     Ok(Json(account))

@@ -188,8 +188,8 @@ pub struct Enrollment {
 }
 
 /// The account operations, over one request's state and secrets.
-pub struct Accounts<'a> {
-    state: &'a AppState,
+pub struct Accounts {
+    state: AppState,
     secrets: Arc<Secrets>,
     ip: Option<String>,
 }
@@ -204,9 +204,9 @@ enum Refresh {
     Dead,
 }
 
-impl<'a> Accounts<'a> {
+impl Accounts {
     /// Loads the secrets; `ip` is the client address, for the audit trail.
-    pub async fn new(state: &'a AppState, ip: Option<String>) -> Result<Self, ApiError> {
+    pub async fn new(state: AppState, ip: Option<String>) -> Result<Self, ApiError> {
         let secrets = state.secrets.current().await?;
         Ok(Self { state, secrets, ip })
     }
@@ -1058,6 +1058,22 @@ fn recovery_code() -> String {
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect();
     format!("{}-{}", &chars[..5], &chars[5..])
+}
+
+/// A handler's account operations, over the request's state, secrets and client address.
+impl axum::extract::FromRequestParts<AppState> for Accounts {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<super::middleware::ClientIp>()
+            .and_then(|c| c.0.clone());
+        Self::new(state.clone(), ip).await
+    }
 }
 
 /// Resolves a bearer credential (an access token or an API key) to the caller, checking the

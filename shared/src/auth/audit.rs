@@ -155,10 +155,6 @@ pub async fn append(
 ) -> Result<u64, ApiError> {
     let partition = chain_partition(chain);
     let head_key = key(&partition, HEAD_SORT)?;
-    let registry = key(REGISTRY_PARTITION, REGISTRY_SORT)?;
-    store
-        .update(&registry, |e: &mut Entity| e.mark(chain))
-        .await?;
     let request_id = crate::http::request_id::current();
     loop {
         let head = store
@@ -167,6 +163,13 @@ pub async fn append(
             .map(|d| d.state)
             .unwrap_or_default();
         let seq = head.level("seq") + 1;
+        if seq == 1 {
+            // A new chain: list it before its first event, so `verify` never misses one.
+            let registry = key(REGISTRY_PARTITION, REGISTRY_SORT)?;
+            store
+                .update(&registry, |e: &mut Entity| e.mark(chain))
+                .await?;
+        }
         let mut record = Record {
             chain: chain.to_owned(),
             seq,
