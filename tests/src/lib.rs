@@ -198,11 +198,5 @@ pub fn free_port() -> u16 {
 
 /// Every function's routes, as the local gateway serves them, for in-process tests.
 pub fn all_routes() -> axum::Router<jarvis_shared::AppState> {
-    jarvis_local::functions()
-        .into_iter()
-        .fold(
-            utoipa_axum::router::OpenApiRouter::new(),
-            |all, function| all.merge(function.api),
-        )
-        .into()
+    jarvis_local::routes_and_openapi().0
 }

@@ -260,3 +260,28 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
         );
     }
 }
+
+/// The OpenAPI document only names security schemes it declares.
+#[test]
+fn every_security_requirement_names_a_declared_scheme() {
+    let (_, openapi) = jarvis_local::routes_and_openapi();
+    let doc = serde_json::to_value(&openapi).expect("openapi JSON");
+    let declared = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("security schemes");
+    let mut named = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            for requirement in operation["security"].as_array().into_iter().flatten() {
+                for scheme in requirement.as_object().expect("requirement").keys() {
+                    named += 1;
+                    assert!(
+                        declared.contains_key(scheme),
+                        "{method} {path} names the undeclared scheme {scheme}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(named > 0, "the sync routes name the peer token");
+}

@@ -19,8 +19,8 @@ use jarvis_shared::store;
 use jarvis_shared::{AppState, Config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use utoipa::openapi::InfoBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 /// A function the gateway hosts: the name of its Lambda binary and its routes.
@@ -57,6 +57,43 @@ pub fn functions() -> Vec<Function> {
     ]
 }
 
+/// Every function's routes on one router, and the OpenAPI document describing them all.
+pub fn routes_and_openapi() -> (axum::Router<AppState>, OpenApi) {
+    let merged = functions()
+        .into_iter()
+        .fold(OpenApiRouter::new(), |all, function| {
+            all.merge(function.api)
+        });
+    let (routes, mut openapi) = merged.split_for_parts();
+    openapi.info = InfoBuilder::new()
+        .title("Jarvis")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Personal AI assistant platform: every function's HTTP routes.",
+        ))
+        .build();
+    let bearer = |format: Option<&str>| {
+        let mut scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer);
+        if let Some(format) = format {
+            scheme = scheme.bearer_format(format);
+        }
+        SecurityScheme::Http(scheme.build()).into()
+    };
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .security_schemes
+        .extend([
+            ("access_token".to_owned(), bearer(Some("JWT"))),
+            ("peer_token".to_owned(), bearer(None)),
+            (
+                "api_key".to_owned(),
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))).into(),
+            ),
+        ]);
+    (routes, openapi)
+}
+
 /// The gateway's own route serving the merged OpenAPI document (local only: on AWS each
 /// function is deployed on its own).
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -91,39 +128,7 @@ impl Gateway {
             tracing::info!(path = %path.display(), "generated a local secrets file with random keys");
         }
         let state = AppState::from_config(config.clone()).await?;
-        let merged = functions()
-            .into_iter()
-            .fold(OpenApiRouter::new(), |all, function| {
-                all.merge(function.api)
-            });
-        let (routes, mut openapi) = merged.split_for_parts();
-        openapi.info = InfoBuilder::new()
-            .title("Jarvis")
-            .version(env!("CARGO_PKG_VERSION"))
-            .description(Some(
-                "Personal AI assistant platform: every function's HTTP routes.",
-            ))
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .security_schemes
-            .extend([
-                (
-                    "access_token".to_owned(),
-                    SecurityScheme::Http(
-                        HttpBuilder::new()
-                            .scheme(HttpAuthScheme::Bearer)
-                            .bearer_format("JWT")
-                            .build(),
-                    )
-                    .into(),
-                ),
-                (
-                    "api_key".to_owned(),
-                    SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))).into(),
-                ),
-            ]);
+        let (routes, openapi) = routes_and_openapi();
         let routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
         let listener =
             TcpListener::bind(options.addr)

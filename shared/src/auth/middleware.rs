@@ -127,21 +127,31 @@ pub async fn authenticate(
     next.run(request).await
 }
 
+/// The client address recorded by [`authenticate`], or `unknown`.
+fn address_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<ClientIp>()
+        .and_then(|c| c.0.clone())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Whom a request's budget and idempotency keys belong to: the account, or the address of
+/// an anonymous caller.
+fn caller_of(request: &Request) -> String {
+    match request.extensions().get::<Identity>() {
+        Some(identity) => format!("user:{}", identity.user_id),
+        None => format!("ip:{}", address_of(request)),
+    }
+}
+
 /// Counts the request against the caller's budget (per account, or per address when
 /// anonymous) and, on `/auth/` routes, against the address's sign-in budget too.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let security = &state.config.security;
-    let ip = request
-        .extensions()
-        .get::<ClientIp>()
-        .and_then(|c| c.0.clone())
-        .unwrap_or_else(|| "unknown".to_owned());
     let store = state.store.as_ref();
     let sign_in = request.uri().path().starts_with("/auth/");
-    let bucket = match request.extensions().get::<Identity>() {
-        Some(identity) => format!("user:{}", identity.user_id),
-        None => format!("ip:{ip}"),
-    };
+    let (ip, bucket) = (address_of(&request), caller_of(&request));
     let outcome = async {
         if sign_in {
             limits::hit(
@@ -198,17 +208,7 @@ async fn run_idempotent(
         .map_err(|_| ApiError::invalid_field("Idempotency-Key", "must be visible ASCII"))
         .and_then(|k| idempotency::parse_key(k).map(str::to_owned))
         .map_err(reject)?;
-    let scope = match request.extensions().get::<Identity>() {
-        Some(identity) => format!("user:{}", identity.user_id),
-        None => format!(
-            "ip:{}",
-            request
-                .extensions()
-                .get::<ClientIp>()
-                .and_then(|c| c.0.clone())
-                .unwrap_or_else(|| "unknown".to_owned())
-        ),
-    };
+    let scope = caller_of(&request);
     let (parts, body) = request.into_parts();
     let bytes: Bytes = to_bytes(body, state.config.max_body_bytes)
         .await
