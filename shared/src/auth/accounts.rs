@@ -379,8 +379,9 @@ impl Accounts {
             .as_ref()
             .and_then(|(_, a)| a.field("password").map(str::to_owned));
         let verified = password::verify(attempt, stored_hash).await;
+        let known = account.as_ref().map(|(user_id, _)| user_id.clone());
         let Some((user_id, account)) = account.filter(|_| verified) else {
-            self.failed_login(&email, None).await?;
+            self.failed_login(&email, known).await?;
             return Err(invalid_credentials());
         };
         if account.flag("totp") {
@@ -407,20 +408,14 @@ impl Accounts {
         }
         self.lockout().clear(self.store(), email.as_str()).await?;
         let pair = self.open_session(&user_id).await?;
-        self.audit(Event {
-            kind: "login.succeeded",
-            actor: Some(user_id.clone()),
-            subject: Some(user_id),
-            ..Event::default()
-        })
-        .await?;
+        self.audit(Event::own("login.succeeded", &user_id)).await?;
         Ok(pair)
     }
 
     /// Checks a TOTP code (refusing any step not above the last accepted one) or spends a
     /// recovery code.
     async fn second_factor(&self, user_id: &str, code: &str) -> Result<bool, ApiError> {
-        let secrets = Arc::clone(&self.secrets);
+        let secrets = &self.secrets;
         let now = u64::try_from(now_secs()).unwrap_or(0);
         if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
             let (_, accepted) = self
@@ -444,12 +439,7 @@ impl Accounts {
                 .await?;
             return Ok(accepted);
         }
-        let normalised: String = code
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let hash = secrets.peppered(format!("{user_id}:{normalised}").as_bytes());
+        let hash = recovery_hash(secrets, user_id, code);
         let used = format!("recovery_used:{hash}");
         let (_, spent) = self
             .store()
@@ -531,7 +521,7 @@ impl Accounts {
     pub async fn refresh(&self, raw: &str) -> Result<TokenPair, ApiError> {
         let presented = RefreshToken::parse(raw.trim()).ok_or_else(invalid_refresh)?;
         let (user_id, session_id) = (presented.user_id.clone(), presented.session_id.clone());
-        let secrets = Arc::clone(&self.secrets);
+        let secrets = &self.secrets;
         let (_, outcome) = self
             .store()
             .transact(
@@ -728,14 +718,10 @@ impl Accounts {
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let hashes: Vec<String> = codes
             .iter()
-            .map(|c| {
-                let normalised: String = c.chars().filter(char::is_ascii_alphanumeric).collect();
-                self.secrets
-                    .peppered(format!("{user_id}:{normalised}").as_bytes())
-            })
+            .map(|code| recovery_hash(&self.secrets, user_id, code))
             .collect();
         let hashes = hashes.join(" ");
-        let secrets = Arc::clone(&self.secrets);
+        let secrets = &self.secrets;
         let clock = &self.state.clock;
         let now = u64::try_from(now_secs()).unwrap_or(0);
         let (_, confirmed) = self
@@ -745,10 +731,16 @@ impl Accounts {
                 MergeOptions::default(),
                 |account: &mut Entity| {
                     if account.flag("totp") {
-                        return (Entity::new(), Err("2FA is already on"));
+                        return (
+                            Entity::new(),
+                            Err(ApiError::Conflict("2FA is already on".into())),
+                        );
                     }
                     let Some(pending) = account.field("totp_pending").map(str::to_owned) else {
-                        return (Entity::new(), Err("enroll first"));
+                        return (
+                            Entity::new(),
+                            Err(ApiError::Conflict("enroll first".into())),
+                        );
                     };
                     let step = secrets
                         .open(user_id, &pending)
@@ -767,18 +759,15 @@ impl Accounts {
                             delta.join(account.toggle("totp", true));
                             (delta, Ok(()))
                         }
-                        _ => (Entity::new(), Err("code")),
+                        _ => (
+                            Entity::new(),
+                            Err(ApiError::invalid_field("code", "the code is not correct")),
+                        ),
                     }
                 },
             )
             .await?;
-        match confirmed {
-            Ok(()) => {}
-            Err("code") => {
-                return Err(ApiError::invalid_field("code", "the code is not correct"));
-            }
-            Err(message) => return Err(ApiError::Conflict(message.into())),
-        }
+        confirmed?;
         self.audit(Event::own("totp.enabled", user_id)).await?;
         Ok(codes)
     }
@@ -1047,6 +1036,16 @@ fn key_view(id: &str, k: &Entity) -> KeyView {
         expires_at: secs("expires_at").map(rfc3339),
         revoked: k.has_mark("revoked"),
     }
+}
+
+/// What the account keeps of a recovery code: a keyed hash of it without case or dashes.
+fn recovery_hash(secrets: &Secrets, user_id: &str, code: &str) -> String {
+    let normalised: String = code
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    secrets.peppered(format!("{user_id}:{normalised}").as_bytes())
 }
 
 /// A recovery code: ten base32 characters (50 bits), shown as `xxxxx-xxxxx`.
