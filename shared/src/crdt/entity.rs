@@ -47,7 +47,7 @@ impl Entity {
 
     /// A field's value.
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(&name.to_owned()).map(String::as_str)
+        self.fields.get(name).map(String::as_str)
     }
 
     /// Every present field, by name.
@@ -98,7 +98,7 @@ impl Entity {
 
     /// Whether a mark is present.
     pub fn has_mark(&self, mark: &str) -> bool {
-        self.marks.contains(&mark.to_owned())
+        self.marks.contains(mark)
     }
 
     /// Every mark, ascending.
@@ -113,7 +113,7 @@ impl Entity {
 
     /// The timestamp of a field's latest write, when any.
     pub fn stamp(&self, name: &str) -> Option<Timestamp> {
-        self.fields.stamp(&name.to_owned())
+        self.fields.stamp(name)
     }
 
     /// Every level, by name.

@@ -35,7 +35,11 @@ impl<E: Ord + Clone> GSet<E> {
     }
 
     /// Whether `element` is in the set.
-    pub fn contains(&self, element: &E) -> bool {
+    pub fn contains<Q>(&self, element: &Q) -> bool
+    where
+        E: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.elements.contains(element)
     }
 

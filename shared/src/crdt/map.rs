@@ -1,5 +1,6 @@
 //! [`LwwMap`]: a record whose fields merge independently, the last writer winning per field.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -52,7 +53,11 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
     }
 
     /// The value of `key`, unless absent or removed.
-    pub fn get(&self, key: &K) -> Option<&V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.fields
             .get(key)
             .and_then(|r| r.get())
@@ -60,7 +65,11 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
     }
 
     /// When `key` was last written (set or removed).
-    pub fn stamp(&self, key: &K) -> Option<Timestamp> {
+    pub fn stamp<Q>(&self, key: &Q) -> Option<Timestamp>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.fields.get(key).and_then(LwwRegister::stamp)
     }
 

@@ -69,12 +69,12 @@ impl Record {
 
     /// A field's value.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.get(&name.to_owned()).map(String::as_str)
+        self.fields.get(name).map(String::as_str)
     }
 
     /// When a field was last written.
     pub fn stamp(&self, name: &str) -> Option<Timestamp> {
-        self.fields.stamp(&name.to_owned())
+        self.fields.stamp(name)
     }
 
     /// The fields.
