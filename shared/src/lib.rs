@@ -4,7 +4,7 @@
 //! ([`telemetry`]), the error type and its single mapping to HTTP ([`error`]), the HTTP
 //! plumbing shared by every host ([`http`]), component health ([`health`]), the state store
 //! ([`store`]), the conflict-free replicated data types the store merges ([`crdt`]), this
-//! replica's clock ([`clock`]), AWS client configuration ([`aws`]), secrets ([`secrets`]), identity and request security
+//! replica's clock ([`clock`]), the local data directory ([`datadir`]), AWS client configuration ([`aws`]), secrets ([`secrets`]), identity and request security
 //! ([`auth`]), who owns a document ([`principal`]), what a handler receives ([`state`]) and
 //! the Lambda entry point ([`lambda`]).
 #![deny(missing_docs)]
@@ -14,6 +14,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod crdt;
+pub mod datadir;
 pub mod error;
 pub mod health;
 pub mod http;

@@ -108,6 +108,7 @@ pub struct Secrets {
     data_key: SecretBox<[u8; 32]>,
     audit_key: SecretBox<[u8; 32]>,
     pepper: SecretBox<[u8; 32]>,
+    replay_key: SecretBox<[u8; 32]>,
     sync_token: Option<SecretString>,
 }
 
@@ -216,6 +217,7 @@ impl Secrets {
             data_key: SecretBox::new(Box::new(derive(master, "data encryption"))),
             audit_key: SecretBox::new(Box::new(derive(master, "audit chain"))),
             pepper: SecretBox::new(Box::new(derive(master, "one-time code pepper"))),
+            replay_key: SecretBox::new(Box::new(derive(master, "idempotent responses"))),
             sync_token: doc.sync_token.map(SecretString::from),
         })
     }
@@ -245,39 +247,43 @@ impl Secrets {
     /// owning user's id, so a ciphertext cannot be moved to another account). Returns
     /// base64 of nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, SecretError> {
-        let key = self.aead_key()?;
-        let mut nonce = [0u8; aead::NONCE_LEN];
-        rand::fill(&mut nonce).map_err(|_| SecretError::Invalid("no randomness".into()))?;
-        let mut in_out = plaintext.to_vec();
-        key.seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(context.as_bytes()),
-            &mut in_out,
-        )
-        .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&in_out);
-        Ok(STANDARD.encode(out))
+        seal_under(self.data_key.expose_secret(), context, plaintext)
     }
 
     /// Decrypts what [`seal`](Self::seal) produced for the same `context`; `None` when it was
     /// tampered with, moved to another context or sealed under another master key.
     pub fn open(&self, context: &str, sealed: &str) -> Option<Vec<u8>> {
-        let key = self.aead_key().ok()?;
-        let bytes = STANDARD.decode(sealed).ok()?;
-        let (nonce, ciphertext) = bytes.split_at_checked(aead::NONCE_LEN)?;
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut in_out = ciphertext.to_vec();
-        let plain = key
-            .open_in_place(nonce, aead::Aad::from(context.as_bytes()), &mut in_out)
-            .ok()?;
-        Some(plain.to_vec())
+        open_under(self.data_key.expose_secret(), context, sealed)
     }
 
-    fn aead_key(&self) -> Result<aead::LessSafeKey, SecretError> {
-        aead::UnboundKey::new(&aead::AES_256_GCM, self.data_key.expose_secret())
-            .map(aead::LessSafeKey::new)
-            .map_err(|_| SecretError::Invalid("data key".into()))
+    /// Encrypts a response kept for idempotent replay under a key derived from the master key
+    /// *and* `request_key` (the caller's scope and the raw `Idempotency-Key`, which the store
+    /// only keeps hashed): neither a copy of the table nor the master key alone opens it.
+    pub fn seal_replay(&self, request_key: &[u8], plaintext: &[u8]) -> Result<String, SecretError> {
+        seal_under(
+            &self.replay_key_for(request_key),
+            "idempotent response",
+            plaintext,
+        )
+    }
+
+    /// Opens what [`seal_replay`](Self::seal_replay) produced for the same `request_key`.
+    pub fn open_replay(&self, request_key: &[u8], sealed: &str) -> Option<Vec<u8>> {
+        open_under(
+            &self.replay_key_for(request_key),
+            "idempotent response",
+            sealed,
+        )
+    }
+
+    fn replay_key_for(&self, request_key: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, self.replay_key.expose_secret()),
+            request_key,
+        );
+        let mut key = [0u8; 32];
+        key.copy_from_slice(tag.as_ref());
+        key
     }
 
     /// HMAC-SHA256 of `data` under the audit-chain key, hex-encoded.
@@ -290,6 +296,41 @@ impl Secrets {
     pub fn peppered(&self, data: &[u8]) -> String {
         mac_hex(self.pepper.expose_secret(), data)
     }
+}
+
+fn aead_key(key: &[u8]) -> Result<aead::LessSafeKey, SecretError> {
+    aead::UnboundKey::new(&aead::AES_256_GCM, key)
+        .map(aead::LessSafeKey::new)
+        .map_err(|_| SecretError::Invalid("data key".into()))
+}
+
+/// AES-256-GCM under `key`, bound to `context`: base64 of nonce ‖ ciphertext ‖ tag.
+fn seal_under(key: &[u8], context: &str, plaintext: &[u8]) -> Result<String, SecretError> {
+    let key = aead_key(key)?;
+    let mut nonce = [0u8; aead::NONCE_LEN];
+    rand::fill(&mut nonce).map_err(|_| SecretError::Invalid("no randomness".into()))?;
+    let mut in_out = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(nonce),
+        aead::Aad::from(context.as_bytes()),
+        &mut in_out,
+    )
+    .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&in_out);
+    Ok(STANDARD.encode(out))
+}
+
+fn open_under(key: &[u8], context: &str, sealed: &str) -> Option<Vec<u8>> {
+    let key = aead_key(key).ok()?;
+    let bytes = STANDARD.decode(sealed).ok()?;
+    let (nonce, ciphertext) = bytes.split_at_checked(aead::NONCE_LEN)?;
+    let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut in_out = ciphertext.to_vec();
+    let plain = key
+        .open_in_place(nonce, aead::Aad::from(context.as_bytes()), &mut in_out)
+        .ok()?;
+    Some(plain.to_vec())
 }
 
 fn mac_hex(key: &[u8], data: &[u8]) -> String {
@@ -565,8 +606,8 @@ pub fn source(config: &SecretsConfig) -> Arc<dyn SecretSource> {
 /// returns whether it was created. Warns when an existing file is readable by others.
 pub fn ensure_local_file(path: &Path) -> std::io::Result<bool> {
     use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::datadir::create_private(parent)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

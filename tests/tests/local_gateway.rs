@@ -58,6 +58,15 @@ async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
         data_dir.path().join("data/jarvis.db").exists(),
         "the data dir and database are created"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.path().join("data"))
+            .expect("data dir")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the data dir is private to its owner");
+    }
     assert!(
         node.wait_for_log(&request_id),
         "log lines carry the request id"

@@ -295,9 +295,11 @@ async fn a_key_whose_first_request_is_still_running_is_a_conflict() {
     let bob = app.sign_up("bob@example.com").await;
     // Another instance has claimed the key and not finished.
     let body = json!({"kind": "note", "title": "slow", "content": "c"}).to_string();
+    let secrets = app.state.secrets.current().await.expect("secrets");
     let claimed = begin(
         app.state.store.as_ref(),
         &app.state.clock,
+        &secrets,
         &format!("user:{}", bob.user_id),
         "k-slow",
         &fingerprint("POST", "/archive", body.as_bytes()),
@@ -704,4 +706,63 @@ async fn a_response_that_cannot_be_kept_is_still_returned_and_a_retry_does_not_r
         Some(1),
         "one entry"
     );
+}
+
+fn login_request(key: &str, email: &str, password: &str) -> Request<Body> {
+    Request::post("/auth/login")
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(
+            json!({"email": email, "password": password}).to_string(),
+        ))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_transient_refusal_is_not_replayed_so_a_correct_retry_succeeds() {
+    let app = TestApp::with_env(
+        all_routes(),
+        &[
+            ("JARVIS_LOCKOUT_THRESHOLD", "2"),
+            ("JARVIS_LOCKOUT_SECONDS", "1"),
+        ],
+    )
+    .await;
+    app.sign_up("carol@example.com").await;
+    for _ in 0..2 {
+        let (status, _) = app
+            .send(login_request(
+                "wrong",
+                "carol@example.com",
+                "not the password",
+            ))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let password = jarvis_shared::testing::PASSWORD;
+    let locked = app
+        .respond(login_request("k-retry", "carol@example.com", password))
+        .await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let retried = app
+        .respond(login_request("k-retry", "carol@example.com", password))
+        .await;
+    assert_eq!(retried.status(), StatusCode::OK, "the lockout is over");
+    assert!(
+        retried.headers().get("idempotent-replayed").is_none(),
+        "the 429 was not kept"
+    );
+}
+
+#[test]
+fn only_final_answers_are_kept_for_replay() {
+    use jarvis_shared::auth::idempotency::is_final;
+    for kept in [200, 201, 204, 400, 401, 403, 404, 413, 422] {
+        assert!(is_final(kept), "{kept}");
+    }
+    for released in [408, 409, 423, 425, 429, 500, 502, 503] {
+        assert!(!is_final(released), "{released}");
+    }
 }

@@ -14,7 +14,7 @@ use jarvis_shared::crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
 use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_shared::http::{Json, Path, validate};
 use jarvis_shared::principal::Principal;
-use jarvis_shared::store::{Document, Key};
+use jarvis_shared::store::{Document, Key, MergeOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,6 +26,8 @@ pub const MAX_ELEMENT_BYTES: usize = 1024;
 pub const MAX_ELEMENTS_PER_REQUEST: usize = 1000;
 /// Largest register value, as JSON text.
 pub const MAX_REGISTER_BYTES: usize = 64 * 1024;
+/// Largest single increment: the largest integer every JSON client reads exactly (2^53 - 1).
+pub const MAX_INCREMENT: u64 = (1 << 53) - 1;
 
 /// The function's routes with their OpenAPI description.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -80,7 +82,8 @@ fn check_elements(field: &'static str, elements: &[String]) -> Result<(), ApiErr
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Increment {
-    /// How much to add; at least 1.
+    /// How much to add: 1 to 2^53 - 1.
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_u64)]
     pub by: u64,
 }
 
@@ -103,6 +106,7 @@ pub struct CounterView {
     responses(
         (status = 200, description = "The counter after the increment", body = CounterView),
         (status = 400, description = "Invalid name or amount", body = ErrorEnvelope),
+        (status = 422, description = "The counter would pass 2^64 - 1; nothing changed", body = ErrorEnvelope),
         AuthRejections,
     )
 )]
@@ -114,16 +118,29 @@ async fn increment_counter(
     Json(body): Json<Increment>,
 ) -> Result<Json<CounterView>, ApiError> {
     let key = key(&caller.principal(), "counter", &name)?;
-    if body.by == 0 {
-        return Err(ApiError::invalid_field("by", "must be at least 1"));
+    if !(1..=MAX_INCREMENT).contains(&body.by) {
+        return Err(ApiError::invalid_field(
+            "by",
+            "must be 1 to 9007199254740991 (2^53 - 1)",
+        ));
     }
     let replica = state.replica;
-    let doc = state
+    let (doc, fits) = state
         .store
-        .update(&key, |counter: &mut GCounter| {
-            counter.increment(replica, body.by)
+        .transact(&key, MergeOptions::default(), |counter: &mut GCounter| {
+            // The value saturates, so a counter at the maximum has no room for anything.
+            if counter.value().checked_add(body.by).is_none() {
+                return (GCounter::new(), false);
+            }
+            (counter.increment(replica, body.by), true)
         })
         .await?;
+    if !fits {
+        return Err(ApiError::Unprocessable {
+            field: Some("by".into()),
+            message: "the counter would pass its maximum (2^64 - 1); nothing changed".into(),
+        });
+    }
     Ok(Json(CounterView {
         name,
         value: doc.state.value(),

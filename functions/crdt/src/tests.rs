@@ -206,3 +206,68 @@ async fn a_body_over_the_limit_is_a_413_envelope_and_changes_nothing() {
     let (status, _) = app.call(Method::GET, "/crdt/sets/s", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_increment_beyond_the_json_safe_range_is_a_400_naming_the_field() {
+    let app = app().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/counters/c/increment",
+            Some(json!({"by": 18_446_744_073_709_551_615_u64})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "by");
+    let (status, _) = app.call(Method::GET, "/crdt/counters/c", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+}
+
+#[tokio::test]
+async fn an_increment_that_would_overflow_is_a_422_and_changes_nothing() {
+    use jarvis_shared::crdt::{GCounter, ReplicaId};
+    use jarvis_shared::principal::Principal;
+    use jarvis_shared::store::Key;
+
+    let app = TestApp::new(super::routes()).await;
+    let owner = app.sign_up("owner@example.com").await;
+    let key = Key::new(
+        format!("crdt#{}", Principal::user(&owner.user_id).id()),
+        "counter#big",
+    )
+    .expect("key");
+    // Another replica brought the counter close to the top.
+    let mut elsewhere = GCounter::new();
+    let delta = elsewhere.increment(ReplicaId::from_u64(77), u64::MAX - 5);
+    app.state.store.merge(&key, delta).await.expect("seed");
+    let token = Some(owner.access_token.as_str());
+
+    for _ in 0..3 {
+        let (status, body) = app
+            .call_as(
+                token,
+                Method::POST,
+                "/crdt/counters/big/increment",
+                Some(json!({"by": 9})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "by");
+    }
+    let (status, body) = app
+        .call_as(token, Method::GET, "/crdt/counters/big", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"], json!(u64::MAX - 5), "nothing was added");
+
+    let (status, body) = app
+        .call_as(
+            token,
+            Method::POST,
+            "/crdt/counters/big/increment",
+            Some(json!({"by": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "exactly to the maximum still fits");
+    assert_eq!(body["value"], json!(u64::MAX));
+}

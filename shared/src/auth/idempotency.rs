@@ -6,13 +6,23 @@
 //! - the same key with a different request is a 422;
 //! - the same key while the first request is still running is a 409 (after a lease of
 //!   [`LEASE_SECS`] an abandoned attempt, e.g. a crashed instance, can be taken over);
-//! - a 5xx response is not kept, so a retry runs again;
+//! - only final answers are kept: a 5xx, and the refusals that a correct retry can get past
+//!   (408 timeout, 409 conflict or contention, 423 locked, 425 too early, 429 rate limited
+//!   or locked out) release the key, so a retry runs again;
 //! - a response that cannot be kept (the store failing after the side effect) is still
 //!   returned, and the key stays claimed until its lease ends;
 //! - records expire after [`RECORD_SECS`].
 //!
 //! Keys are scoped to the caller (the account, or the client address when anonymous), and
 //! records live in replica-local partitions.
+//!
+//! **No credential is kept readable.** Sign-in, refresh, API-key creation and 2FA answers
+//! carry tokens, keys, secrets and recovery codes, and those routes are exactly where a
+//! client most needs a safe retry, so they keep idempotency rather than refusing it. A kept
+//! body is sealed (AES-256-GCM) under a key derived from the master key and the raw
+//! `Idempotency-Key`, which the record only holds hashed: a copy of the table, or of the
+//! table and the master key, reveals nothing; the client that holds the key gets its
+//! answer back.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -21,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::crdt::{Crdt, Entity};
 use crate::error::ApiError;
+use crate::secrets::Secrets;
 use crate::store::{Key, MergeOptions, Store, now_secs};
 
 /// The request header.
@@ -62,6 +73,12 @@ pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
         .collect()
 }
 
+/// Whether an answer with `status` is final, and so kept for replay. A transient refusal is
+/// not: replaying a 409 or 429 for a day would punish a client that retries correctly.
+pub fn is_final(status: u16) -> bool {
+    !(status >= 500 || matches!(status, 408 | 409 | 423 | 425 | 429))
+}
+
 /// A response kept for replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saved {
@@ -82,6 +99,11 @@ pub enum Begin {
     Claimed,
     /// The first request finished: replay this.
     Replay(Saved),
+}
+
+/// What the sealing key of a record is derived from, besides the master key.
+fn sealing_input(scope: &str, key: &str) -> Vec<u8> {
+    [scope.as_bytes(), &[0], key.as_bytes()].concat()
 }
 
 fn record_key(scope: &str, key: &str) -> Result<Key, ApiError> {
@@ -122,6 +144,7 @@ fn assess(record: &Entity, now: i64, fingerprint: &str) -> Found {
 pub async fn begin(
     store: &dyn Store,
     clock: &Clock,
+    secrets: &Secrets,
     scope: &str,
     key: &str,
     fingerprint: &str,
@@ -171,9 +194,15 @@ pub async fn begin(
             "a request with this Idempotency-Key is still in progress".into(),
         )),
         Found::Done(record) => {
-            let body = STANDARD
-                .decode(record.field("body").unwrap_or_default())
-                .map_err(ApiError::internal)?;
+            let body = match record.field("sealed") {
+                Some(sealed) => secrets
+                    .open_replay(&sealing_input(scope, key), sealed)
+                    .ok_or_else(|| ApiError::internal("a kept response does not open"))?,
+                // Kept by an earlier build, before responses were sealed.
+                None => STANDARD
+                    .decode(record.field("body").unwrap_or_default())
+                    .map_err(ApiError::internal)?,
+            };
             Ok(Begin::Replay(Saved {
                 status: record
                     .field("status")
@@ -191,17 +220,18 @@ pub async fn begin(
 pub async fn finish(
     store: &dyn Store,
     clock: &Clock,
+    secrets: &Secrets,
     scope: &str,
     key: &str,
     saved: &Saved,
 ) -> Result<(), ApiError> {
-    let body = STANDARD.encode(&saved.body);
+    let sealed = secrets.seal_replay(&sealing_input(scope, key), &saved.body)?;
     store
         .update(&record_key(scope, key)?, |record: &mut Entity| {
             let stamp = clock.stamp_after(record.stamp("state"));
             let mut delta = record.set("state", stamp, "done");
             delta.join(record.set("status", stamp, saved.status.to_string()));
-            delta.join(record.set("body", stamp, body.as_str()));
+            delta.join(record.set("sealed", stamp, sealed.as_str()));
             if let Some(ct) = &saved.content_type {
                 delta.join(record.set("content_type", stamp, ct.as_str()));
             }
@@ -214,7 +244,8 @@ pub async fn finish(
     Ok(())
 }
 
-/// Releases a claimed key after a failure (5xx), so a retry runs the request again.
+/// Releases a claimed key after an answer that is not [final](is_final), so a retry runs the
+/// request again.
 pub async fn abandon(
     store: &dyn Store,
     clock: &Clock,

@@ -220,7 +220,12 @@ async fn run_idempotent(
     let fingerprint = idempotency::fingerprint(parts.method.as_str(), &path, &bytes);
     let store = state.store.as_ref();
     let clock = &state.clock;
-    match idempotency::begin(store, clock, &scope, &key, &fingerprint)
+    let secrets = state
+        .secrets
+        .current()
+        .await
+        .map_err(|err| reject(err.into()))?;
+    match idempotency::begin(store, clock, &secrets, &scope, &key, &fingerprint)
         .await
         .map_err(reject)?
     {
@@ -241,7 +246,7 @@ async fn run_idempotent(
             )));
         }
     };
-    if parts.status.is_server_error() {
+    if !idempotency::is_final(parts.status.as_u16()) {
         if let Err(err) = idempotency::abandon(store, clock, &scope, &key).await {
             tracing::warn!(error = %err, "could not release an idempotency key");
         }
@@ -262,7 +267,7 @@ async fn run_idempotent(
         // The side effect happened, so the client gets its answer even if the record cannot
         // be kept: an error would only invite the retry that runs it again. The key stays
         // claimed (409 to a retry) until its lease ends.
-        if let Err(err) = idempotency::finish(store, clock, &scope, &key, &saved).await {
+        if let Err(err) = idempotency::finish(store, clock, &secrets, &scope, &key, &saved).await {
             tracing::error!(error = %err, "could not keep an idempotent response for replay");
         }
     }

@@ -161,7 +161,7 @@ impl LibsqlStore {
     /// the schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir)
+            crate::datadir::create_private(dir)
                 .map_err(|e| open_error(format!("creating {}", dir.display()), e))?;
         }
         let db = Builder::new_local(path)
@@ -345,15 +345,6 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
         tx.commit().await.map_err(|e| open_error(context(), e))?;
     }
     Ok(())
-}
-
-/// Creates `dir` (and parents) readable by the owner only: it will hold secrets.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 fn column_u64(row: &libsql::Row, index: i32) -> Result<u64, StoreError> {
