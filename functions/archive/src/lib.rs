@@ -199,6 +199,7 @@ pub struct NewEntry {
     path = "/archive",
     tag = "archive",
     request_body = NewEntry,
+    security(("access_token" = ["archive:write"]), ("api_key" = ["archive:write"])),
     responses(
         (status = 201, description = "The entry, with its id", body = Entry),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
@@ -261,6 +262,7 @@ pub struct ListParams {
     path = "/archive",
     tag = "archive",
     params(ListParams),
+    security(("access_token" = ["archive:read"]), ("api_key" = ["archive:read"])),
     responses(
         (status = 200, description = "A page of entries", body = Paged<Entry>),
         (status = 400, description = "Invalid filter, limit or cursor", body = ErrorEnvelope),
@@ -328,6 +330,7 @@ async fn list_entries(
     path = "/archive/{id}",
     tag = "archive",
     params(("id" = String, Path, description = "Entry id")),
+    security(("access_token" = ["archive:read"]), ("api_key" = ["archive:read"])),
     responses(
         (status = 200, description = "The entry", body = Entry),
         (status = 404, description = "No such entry", body = ErrorEnvelope),
@@ -365,6 +368,7 @@ pub struct EntryPatch {
     tag = "archive",
     params(("id" = String, Path, description = "Entry id")),
     request_body = EntryPatch,
+    security(("access_token" = ["archive:write"]), ("api_key" = ["archive:write"])),
     responses(
         (status = 200, description = "The entry after the change", body = Entry),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
@@ -427,6 +431,7 @@ async fn patch_entry(
     path = "/archive/{id}",
     tag = "archive",
     params(("id" = String, Path, description = "Entry id")),
+    security(("access_token" = ["archive:write"]), ("api_key" = ["archive:write"])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such entry", body = ErrorEnvelope),

@@ -12,7 +12,7 @@ use jarvis_shared::auth::accounts::{
     AccountView, Accounts, Enrollment, KeyView, SessionView, TokenPair,
 };
 use jarvis_shared::auth::audit::{self, Filter, Record, Verification};
-use jarvis_shared::auth::{Authorized, Identity, Role, scope};
+use jarvis_shared::auth::{Authorized, Identity, Role, SignedIn, scope};
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
 use jarvis_shared::http::{Json, Paged, Path, Query};
 use serde::{Deserialize, Serialize};
@@ -158,13 +158,14 @@ async fn refresh(
     post,
     path = "/auth/logout",
     tag = "auth",
+    security(("access_token" = [])),
     responses(
         (status = 204, description = "Signed out"),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
-async fn logout(accounts: Accounts, identity: Identity) -> Result<StatusCode, ApiError> {
+async fn logout(accounts: Accounts, SignedIn(identity): SignedIn) -> Result<StatusCode, ApiError> {
     accounts.logout(&identity).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -174,6 +175,7 @@ async fn logout(accounts: Accounts, identity: Identity) -> Result<StatusCode, Ap
     get,
     path = "/auth/me",
     tag = "auth",
+    security(("access_token" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The account", body = AccountView),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
@@ -189,6 +191,7 @@ async fn me(accounts: Accounts, identity: Identity) -> Result<Json<AccountView>,
     get,
     path = "/auth/sessions",
     tag = "auth",
+    security(("access_token" = [])),
     responses(
         (status = 200, description = "Live sessions", body = [SessionView]),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
@@ -197,7 +200,7 @@ async fn me(accounts: Accounts, identity: Identity) -> Result<Json<AccountView>,
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn sessions(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     Ok(Json(accounts.sessions(&identity).await?))
 }
@@ -208,6 +211,7 @@ async fn sessions(
     path = "/auth/sessions/{id}",
     tag = "auth",
     params(("id" = String, Path, description = "Session id")),
+    security(("access_token" = [])),
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such session of the caller's", body = ErrorEnvelope),
@@ -216,7 +220,7 @@ async fn sessions(
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn revoke_session(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     accounts.revoke_session(&identity, &id).await?;
@@ -228,13 +232,17 @@ async fn revoke_session(
     post,
     path = "/auth/2fa/enroll",
     tag = "auth",
+    security(("access_token" = [])),
     responses(
         (status = 200, description = "The secret and its otpauth URI", body = Enrollment),
         (status = 409, description = "2FA is already on", body = ErrorEnvelope),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
-async fn enroll_totp(accounts: Accounts, identity: Identity) -> Result<Json<Enrollment>, ApiError> {
+async fn enroll_totp(
+    accounts: Accounts,
+    SignedIn(identity): SignedIn,
+) -> Result<Json<Enrollment>, ApiError> {
     Ok(Json(accounts.enroll_totp(&identity).await?))
 }
 
@@ -259,6 +267,7 @@ pub struct RecoveryCodes {
     path = "/auth/2fa/confirm",
     tag = "auth",
     request_body = Code,
+    security(("access_token" = [])),
     responses(
         (status = 200, description = "2FA is on", body = RecoveryCodes),
         (status = 400, description = "Wrong code", body = ErrorEnvelope),
@@ -268,7 +277,7 @@ pub struct RecoveryCodes {
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn confirm_totp(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
     Json(body): Json<Code>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let recovery_codes = accounts.confirm_totp(&identity, &body.code).await?;
@@ -281,6 +290,7 @@ async fn confirm_totp(
     path = "/auth/2fa/disable",
     tag = "auth",
     request_body = Code,
+    security(("access_token" = [])),
     responses(
         (status = 204, description = "2FA is off"),
         (status = 400, description = "Wrong or reused code", body = ErrorEnvelope),
@@ -290,7 +300,7 @@ async fn confirm_totp(
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn disable_totp(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
     Json(body): Json<Code>,
 ) -> Result<StatusCode, ApiError> {
     accounts.disable_totp(&identity, &body.code).await?;
@@ -326,6 +336,7 @@ pub struct CreatedApiKey {
     path = "/auth/api-keys",
     tag = "auth",
     request_body = NewApiKey,
+    security(("access_token" = [])),
     responses(
         (status = 201, description = "The key, shown once", body = CreatedApiKey),
         (status = 400, description = "Invalid name, scope or date", body = ErrorEnvelope),
@@ -335,7 +346,7 @@ pub struct CreatedApiKey {
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn create_api_key(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
     Json(body): Json<NewApiKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (view, key) = accounts
@@ -354,12 +365,13 @@ async fn create_api_key(
     get,
     path = "/auth/api-keys",
     tag = "auth",
+    security(("access_token" = [])),
     responses((status = 200, description = "The keys", body = [KeyView]))
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn list_api_keys(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
     Ok(Json(accounts.keys(&identity).await?))
 }
@@ -370,6 +382,7 @@ async fn list_api_keys(
     path = "/auth/api-keys/{id}",
     tag = "auth",
     params(("id" = String, Path, description = "Key id")),
+    security(("access_token" = [])),
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such key of the caller's", body = ErrorEnvelope),
@@ -378,7 +391,7 @@ async fn list_api_keys(
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn revoke_api_key(
     accounts: Accounts,
-    identity: Identity,
+    SignedIn(identity): SignedIn,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     accounts.revoke_key(&identity, &id).await?;
@@ -402,6 +415,7 @@ pub struct PageParams {
     path = "/admin/users",
     tag = "admin",
     params(PageParams),
+    security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of accounts", body = Paged<AccountView>),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
@@ -437,6 +451,7 @@ pub struct UserUpdate {
     tag = "admin",
     params(("id" = String, Path, description = "Account id")),
     request_body = UserUpdate,
+    security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The account", body = AccountView),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
@@ -479,6 +494,7 @@ pub struct AuditParams {
     path = "/audit",
     tag = "admin",
     params(AuditParams),
+    security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of events", body = Paged<Record>),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
@@ -509,6 +525,7 @@ async fn list_audit(
     get,
     path = "/audit/verify",
     tag = "admin",
+    security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "`ok` with the count checked, or the first broken link", body = Verification),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),

@@ -495,7 +495,7 @@ async fn disabling_2fa_needs_a_fresh_code() {
     let ada = app.sign_up("ada@example.com").await;
     let (secret, _) = enable_totp(&app, &ada).await;
     let spent = totp::code_at(&secret, now());
-    let (status, _) = app
+    let (status, body) = app
         .call_as(
             Some(&ada.access_token),
             Method::POST,
@@ -505,9 +505,10 @@ async fn disabling_2fa_needs_a_fresh_code() {
         .await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "the confirming code is spent"
     );
+    assert_eq!(body["error"]["code"], "invalid_code");
     let fresh = totp::code_at(&secret, now() + totp::STEP_SECS);
     let (status, _) = app
         .call_as(
@@ -1099,4 +1100,108 @@ async fn a_client_that_sends_its_expired_token_everywhere_can_still_refresh() {
     let (status, body) = me(&app, &expired).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["message"], "invalid or expired access token");
+}
+
+#[tokio::test]
+async fn wrong_codes_on_2fa_disable_are_audited_and_lock_2fa_changes() {
+    let app = TestApp::with_env(super::routes(), &[("JARVIS_LOCKOUT_THRESHOLD", "3")]).await;
+    let ada = app.sign_up("ada@example.com").await;
+    let (secret, _) = enable_totp(&app, &ada).await;
+    let disable = |code: String| {
+        let token = ada.access_token.clone();
+        let app = &app;
+        async move {
+            app.call_as(
+                Some(&token),
+                Method::POST,
+                "/auth/2fa/disable",
+                Some(json!({ "code": code })),
+            )
+            .await
+        }
+    };
+    for wrong in ["000000", "111111", "222222"] {
+        let (status, body) = disable(wrong.to_owned()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_code");
+    }
+    // Locked now: even the right code is refused until the lockout ends.
+    let fresh = totp::code_at(&secret, now() + totp::STEP_SECS);
+    let (status, body) = disable(fresh).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "locked_out");
+    let (_, me) = me(&app, &ada.access_token).await;
+    assert_eq!(me["totp_enabled"], true, "2FA stayed on");
+
+    let (_, events) = app
+        .call_as(
+            Some(&ada.access_token),
+            Method::GET,
+            "/audit?type=totp.failed",
+            None,
+        )
+        .await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(3),
+        "{events}"
+    );
+    let (_, locked) = app
+        .call_as(
+            Some(&ada.access_token),
+            Method::GET,
+            "/audit?type=totp.locked",
+            None,
+        )
+        .await;
+    assert_eq!(
+        locked["items"].as_array().map(Vec::len),
+        Some(1),
+        "{locked}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_past_its_own_expiry_is_refused_even_while_its_document_lives() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let key = Key::new(
+        format!("user#{}", ada.user_id),
+        format!("session#{}", session_of(&ada.refresh_token)),
+    )
+    .expect("key");
+    // As a copy merged in from a peer: the store keeps the document (no TTL ends it), but
+    // the session's own expiry has passed.
+    let clock = &app.state.clock;
+    app.state
+        .store
+        .update(&key, |session: &mut Entity| {
+            let stamp = clock.stamp_after(session.stamp("expires_at"));
+            session.set("expires_at", stamp, (now_secs() - 1).to_string())
+        })
+        .await
+        .expect("expire");
+    assert!(
+        app.state
+            .store
+            .read::<Entity>(&key)
+            .await
+            .expect("read")
+            .is_some()
+    );
+
+    assert_eq!(
+        me(&app, &ada.access_token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = app
+        .call_as(
+            None,
+            Method::POST,
+            "/auth/refresh",
+            Some(json!({"refresh_token": ada.refresh_token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "invalid_refresh_token");
 }

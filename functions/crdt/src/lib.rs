@@ -103,6 +103,7 @@ pub struct CounterView {
     tag = "crdt",
     params(("name" = String, Path, description = "Counter name")),
     request_body = Increment,
+    security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
         (status = 200, description = "The counter after the increment", body = CounterView),
         (status = 400, description = "Invalid name or amount", body = ErrorEnvelope),
@@ -153,6 +154,7 @@ async fn increment_counter(
     path = "/crdt/counters/{name}",
     tag = "crdt",
     params(("name" = String, Path, description = "Counter name")),
+    security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The counter", body = CounterView),
         (status = 404, description = "No such counter", body = ErrorEnvelope),
@@ -196,6 +198,7 @@ pub struct SetView {
     tag = "crdt",
     params(("name" = String, Path, description = "Set name")),
     request_body = SetAdd,
+    security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
         (status = 200, description = "The set after the additions", body = SetView),
         (status = 400, description = "Invalid name or element", body = ErrorEnvelope),
@@ -231,6 +234,7 @@ async fn add_to_set(
     path = "/crdt/sets/{name}",
     tag = "crdt",
     params(("name" = String, Path, description = "Set name")),
+    security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The set", body = SetView),
         (status = 404, description = "No such set", body = ErrorEnvelope),
@@ -274,6 +278,7 @@ pub struct RegisterView {
     tag = "crdt",
     params(("name" = String, Path, description = "Register name")),
     request_body = RegisterPut,
+    security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
         (status = 200, description = "The register after the write", body = RegisterView),
         (status = 400, description = "Invalid name or value", body = ErrorEnvelope),
@@ -322,6 +327,7 @@ fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, A
     path = "/crdt/registers/{name}",
     tag = "crdt",
     params(("name" = String, Path, description = "Register name")),
+    security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The register", body = RegisterView),
         (status = 404, description = "No such register", body = ErrorEnvelope),
@@ -361,6 +367,7 @@ pub struct OrSetChange {
     tag = "crdt",
     params(("name" = String, Path, description = "Set name")),
     request_body = OrSetChange,
+    security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
         (status = 200, description = "The set after the change", body = SetView),
         (status = 400, description = "Invalid name or element", body = ErrorEnvelope),
@@ -415,6 +422,7 @@ fn sorted(set: &OrSet<String>) -> Vec<String> {
     path = "/crdt/orsets/{name}",
     tag = "crdt",
     params(("name" = String, Path, description = "Set name")),
+    security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The set", body = SetView),
         (status = 404, description = "No such set", body = ErrorEnvelope),

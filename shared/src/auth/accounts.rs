@@ -2,17 +2,21 @@
 //!
 //! | document | key | kinds of state |
 //! | --- | --- | --- |
-//! | account | `users` / `<id>` | fields `email`, `role`, `password` (argon2id PHC), `created_at`, `totp_secret` and `totp_pending` (AES-GCM sealed), `recovery_codes` (peppered hashes); levels `disabled` and `totp` (flags), `totp_step` (last accepted step); marks `recovery_used:<hash>`, `abandoned` |
+//! | account | `users` / `<id>` | fields `email`, `role`, `password` (argon2id PHC), `created_at`, `totp_secret` and `totp_pending` (AES-GCM sealed), `recovery_codes` (peppered hashes); levels `totp` (flag), `totp_step` (last accepted step), `disabled` (a flag of earlier builds, only ever lowered by an enable); marks `disable:<stamp>` and `enable:<stamp>` (see [`is_disabled`]), `recovery_used:<hash>`, `abandoned` |
 //! | email claim | `email#<address>` / `owner` | marks `claim:<stamp>:<id>` |
-//! | session | `user#<id>` / `session#<sid>` | fields `seed` (AES-GCM sealed), `created_at`, `ip`; level `generation` (of the live refresh token); mark `revoked` |
+//! | session | `user#<id>` / `session#<sid>` | fields `seed` (AES-GCM sealed), `created_at`, `expires_at`, `ip`; level `generation` (of the live refresh token); mark `revoked` |
 //! | API key | `user#<id>` / `apikey#<kid>` | fields `name`, `scopes`, `hash`, `created_at`, `expires_at`; mark `revoked` |
 //! | first admin | `auth` / `bootstrap` | mark `admin:<id>` |
 //!
 //! What a sync must never undo is a level or a mark: revocations, spent recovery codes, the
 //! generation of a session's refresh token (every earlier token is spent) and the last
-//! accepted TOTP step only grow, and the `disabled` flag
-//! only moves forward (each switch raises its level; see [`Entity::toggle`]), so no stale
-//! copy from another replica can bring a revoked token back or re-enable a code.
+//! accepted TOTP step only grow, and disabling resolves toward the safe side (a disable
+//! that an enable has not seen wins; see [`is_disabled`]), so no stale copy from another
+//! replica can bring a revoked token back, re-enable a code or undo a disable.
+//!
+//! A session's expiry is part of the session (`expires_at`), checked on every use on every
+//! replica: the store's expiry of the document is only housekeeping, and a copy merged in by
+//! sync carries none.
 //!
 //! **The same email registered on two replicas before they sync**: each replica accepts it
 //! (a replica can only serialise its own writers). After sync the email document holds both
@@ -78,6 +82,13 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
+fn invalid_code() -> ApiError {
+    ApiError::SignInFailed {
+        code: "invalid_code",
+        message: "the one-time code or recovery code is not correct",
+    }
+}
+
 fn invalid_refresh() -> ApiError {
     ApiError::SignInFailed {
         code: "invalid_refresh_token",
@@ -111,7 +122,7 @@ fn account_view(id: &str, account: &Entity) -> AccountView {
         id: id.to_owned(),
         email: account.field("email").unwrap_or_default().to_owned(),
         role: role_of(account),
-        disabled: account.flag("disabled"),
+        disabled: is_disabled(account),
         totp_enabled: account.flag("totp"),
         created_at: rfc3339(
             account
@@ -121,6 +132,52 @@ fn account_view(id: &str, account: &Entity) -> AccountView {
         ),
         email_conflict: false,
     }
+}
+
+/// Whether the account is disabled. Each disable adds a mark named by its stamp; an enable
+/// covers the disable marks it has seen. A disable no enable has seen — one made concurrently
+/// on another replica — keeps the account disabled after sync, so security state resolves
+/// toward the safe side and an administrator re-enables it knowingly. (Earlier builds kept
+/// the flag as the parity of the `disabled` level, which an enable also lowers.)
+pub fn is_disabled(account: &Entity) -> bool {
+    account.flag("disabled") || uncovered_disables(account).next().is_some()
+}
+
+fn uncovered_disables(account: &Entity) -> impl Iterator<Item = &str> {
+    account
+        .marks()
+        .filter_map(|m| m.strip_prefix("disable:"))
+        .filter(|d| !account.has_mark(&format!("enable:{d}")))
+}
+
+/// Disables or enables the account; returns the delta (empty when nothing changes).
+pub fn set_disabled(account: &mut Entity, stamp: crate::crdt::Timestamp, disabled: bool) -> Entity {
+    if disabled {
+        if is_disabled(account) {
+            return Entity::new();
+        }
+        return account.mark(format!("disable:{stamp:?}"));
+    }
+    let seen: Vec<String> = uncovered_disables(account).map(str::to_owned).collect();
+    let mut delta = account.toggle("disabled", false);
+    for disable in seen {
+        delta.join(account.mark(format!("enable:{disable}")));
+    }
+    delta
+}
+
+/// When a session ends: its own `expires_at` (sessions of earlier builds: `created_at` plus
+/// [`SESSION_SECS`]).
+fn session_expiry(session: &Entity) -> i64 {
+    let secs = |name: &str| session.field(name).and_then(|v| v.parse::<i64>().ok());
+    secs("expires_at")
+        .or_else(|| secs("created_at").map(|at| at + SESSION_SECS))
+        .unwrap_or(0)
+}
+
+/// Whether a session may be used at `now`: not revoked and not past its expiry.
+fn session_live(session: &Entity, now: i64) -> bool {
+    !session.has_mark("revoked") && session_expiry(session) > now
 }
 
 fn role_of(account: &Entity) -> Role {
@@ -396,7 +453,7 @@ impl Accounts {
                 return Err(invalid_credentials());
             }
         }
-        if account.flag("disabled") {
+        if is_disabled(&account) {
             self.audit(Event {
                 kind: "login.refused",
                 subject: Some(user_id),
@@ -479,6 +536,7 @@ impl Accounts {
                     let stamp = clock.now();
                     let mut delta = session.set("seed", stamp, sealed.as_str());
                     delta.join(session.set("created_at", stamp, now.to_string()));
+                    delta.join(session.set("expires_at", stamp, (now + SESSION_SECS).to_string()));
                     if let Some(ip) = &ip {
                         delta.join(session.set("ip", stamp, ip.as_str()));
                     }
@@ -522,6 +580,7 @@ impl Accounts {
         let presented = RefreshToken::parse(raw.trim()).ok_or_else(invalid_refresh)?;
         let (user_id, session_id) = (presented.user_id.clone(), presented.session_id.clone());
         let secrets = &self.secrets;
+        let now = now_secs();
         let (_, outcome) = self
             .store()
             .transact(
@@ -532,7 +591,7 @@ impl Accounts {
                         .field("seed")
                         .and_then(|sealed| secrets.open(&session_id, sealed));
                     let authentic = seed.as_deref().is_some_and(|s| presented.is_authentic(s));
-                    if !authentic || session.has_mark("revoked") {
+                    if !authentic || !session_live(session, now) {
                         return (Entity::new(), Refresh::Dead);
                     }
                     let live = session.level("generation");
@@ -566,7 +625,7 @@ impl Accounts {
                 let live = self
                     .account(&user_id)
                     .await?
-                    .is_some_and(|a| !a.state.flag("disabled") && !a.state.has_mark("abandoned"));
+                    .is_some_and(|a| !is_disabled(&a.state) && !a.state.has_mark("abandoned"));
                 if !live {
                     return Err(invalid_refresh());
                 }
@@ -624,9 +683,10 @@ impl Accounts {
     /// `GET /auth/sessions`: live sessions, oldest first.
     pub async fn sessions(&self, identity: &Identity) -> Result<Vec<SessionView>, ApiError> {
         let sessions = self.owned(&identity.user_id, "session#").await?;
+        let now = now_secs();
         Ok(sessions
             .into_iter()
-            .filter(|(_, session)| !session.has_mark("revoked"))
+            .filter(|(_, session)| session_live(session, now))
             .map(|(id, session)| {
                 let created: i64 = session
                     .field("created_at")
@@ -637,7 +697,7 @@ impl Accounts {
                     id,
                     created_at: rfc3339(created),
                     ip: session.field("ip").map(str::to_owned),
-                    expires_at: rfc3339(created + SESSION_SECS),
+                    expires_at: rfc3339(session_expiry(&session)),
                 }
             })
             .collect())
@@ -783,9 +843,23 @@ impl Accounts {
         if !current.state.flag("totp") {
             return Err(ApiError::Conflict("2FA is not on".into()));
         }
+        // A stolen session must not be able to guess its way past the second factor: wrong
+        // codes count toward a lockout of 2FA changes and are audited like failed sign-ins.
+        let subject = format!("2fa:{user_id}");
+        self.lockout().check(self.store(), &subject).await?;
         if !self.second_factor(user_id, code.trim()).await? {
-            return Err(ApiError::invalid_field("code", "the code is not correct"));
+            let locked = self
+                .lockout()
+                .record_failure(self.store(), self.state.replica, &subject)
+                .await?;
+            self.audit(Event::own("totp.failed", user_id).detail("2fa disable"))
+                .await?;
+            if locked {
+                self.audit(Event::own("totp.locked", user_id)).await?;
+            }
+            return Err(invalid_code());
         }
+        self.lockout().clear(self.store(), &subject).await?;
         let clock = &self.state.clock;
         self.store()
             .update(&user_key(user_id)?, |account: &mut Entity| {
@@ -972,7 +1046,8 @@ impl Accounts {
                     delta.join(account.set("role", stamp, role.as_str()));
                 }
                 if let Some(disabled) = disabled {
-                    delta.join(account.toggle("disabled", disabled));
+                    let stamp = clock.now();
+                    delta.join(set_disabled(account, stamp, disabled));
                 }
                 delta
             })
@@ -993,8 +1068,8 @@ impl Accounts {
             })
             .await?;
         }
-        if before.state.flag("disabled") != doc.state.flag("disabled") {
-            let kind = if doc.state.flag("disabled") {
+        if is_disabled(&before.state) != is_disabled(&doc.state) {
+            let kind = if is_disabled(&doc.state) {
                 "user.disabled"
             } else {
                 "user.enabled"
@@ -1094,9 +1169,9 @@ pub async fn authenticate(state: &AppState, credential: &str) -> Result<Identity
         store.read::<Entity>(&account_key),
         store.read::<Entity>(&session_key),
     )?;
-    let session_live = session.is_some_and(|s| !s.state.has_mark("revoked"));
+    let session_live = session.is_some_and(|s| session_live(&s.state, now_secs()));
     let account = account.ok_or_else(refused)?.state;
-    if !session_live || account.flag("disabled") || account.has_mark("abandoned") {
+    if !session_live || is_disabled(&account) || account.has_mark("abandoned") {
         return Err(refused());
     }
     Ok(Identity {
@@ -1129,7 +1204,7 @@ async fn authenticate_key(state: &AppState, raw: &str) -> Result<Identity, ApiEr
     if !hash_ok
         || expired
         || key.has_mark("revoked")
-        || account.flag("disabled")
+        || is_disabled(&account)
         || account.has_mark("abandoned")
     {
         return Err(refused());
@@ -1154,6 +1229,70 @@ async fn authenticate_key(state: &AppState, raw: &str) -> Result<Identity, ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::crdt::{ReplicaId, Timestamp};
+
+    const A: ReplicaId = ReplicaId::from_u64(1);
+    const B: ReplicaId = ReplicaId::from_u64(2);
+
+    #[test]
+    fn a_concurrent_disable_survives_an_enable_that_did_not_see_it() {
+        let mut a = Entity::new();
+        let mut b = Entity::new();
+        // Replica A disables and re-enables; replica B, not yet synced, disables.
+        let mut deltas = vec![set_disabled(&mut a, Timestamp::new(10, 0, A), true)];
+        deltas.push(set_disabled(&mut a, Timestamp::new(20, 0, A), false));
+        assert!(!is_disabled(&a));
+        let from_b = set_disabled(&mut b, Timestamp::new(15, 0, B), true);
+        assert!(is_disabled(&b));
+        // After sync, both ways and in any order: disabled.
+        let mut synced_a = a.clone();
+        synced_a.join(from_b.clone());
+        let mut synced_b = b.clone();
+        for delta in deltas {
+            synced_b.join(delta);
+        }
+        assert!(is_disabled(&synced_a) && is_disabled(&synced_b));
+        assert_eq!(synced_a, synced_b);
+    }
+
+    #[test]
+    fn an_enable_that_saw_the_disable_re_enables_on_every_replica() {
+        let mut a = Entity::new();
+        let disable = set_disabled(&mut a, Timestamp::new(10, 0, A), true);
+        let mut b = Entity::new();
+        b.join(disable.clone());
+        let enable = set_disabled(&mut b, Timestamp::new(20, 0, B), false);
+        assert!(!is_disabled(&b));
+        a.join(enable);
+        assert!(!is_disabled(&a));
+        // A stale copy of the disable arriving again changes nothing.
+        a.join(disable);
+        assert!(!is_disabled(&a));
+    }
+
+    #[test]
+    fn an_account_disabled_by_an_earlier_build_is_disabled_until_enabled() {
+        let mut account = Entity::new();
+        account.toggle("disabled", true);
+        assert!(is_disabled(&account));
+        set_disabled(&mut account, Timestamp::new(5, 0, A), false);
+        assert!(!is_disabled(&account));
+    }
+
+    #[test]
+    fn a_session_ends_at_its_own_expiry_whatever_the_store_does() {
+        let stamp = Timestamp::new(1, 0, A);
+        let mut session = Entity::new();
+        session.set("created_at", stamp, "1000");
+        session.set("expires_at", stamp, "2000");
+        assert!(session_live(&session, 1999));
+        assert!(!session_live(&session, 2000));
+        let mut legacy = Entity::new();
+        legacy.set("created_at", stamp, "1000");
+        assert!(session_live(&legacy, 1000 + SESSION_SECS - 1));
+        assert!(!session_live(&legacy, 1000 + SESSION_SECS));
+    }
 
     #[test]
     fn recovery_codes_have_the_documented_shape() {

@@ -239,6 +239,27 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Identity {
     }
 }
 
+/// The authenticated caller, signed in with a session rather than an API key: 401 without
+/// credentials, 403 for an API key of any scope. Account management (sessions, API keys,
+/// 2FA, signing out) takes this, so a key handed to a script can never manage the account
+/// it belongs to, list its sessions or mint and revoke keys.
+#[derive(Debug, Clone)]
+pub struct SignedIn(pub Identity);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let identity = Identity::from_request_parts(parts, state).await?;
+        match identity.credential {
+            Credential::Session { .. } => Ok(Self(identity)),
+            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
+                "this needs a signed-in session, not an API key".into(),
+            )),
+        }
+    }
+}
+
 /// A scope a route requires, as a type, so the requirement shows in the handler's signature.
 pub trait RequiredScope: Send + Sync + 'static {
     /// The scope.
