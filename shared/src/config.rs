@@ -131,6 +131,10 @@ pub struct Config {
     /// This deployment's replica name (`JARVIS_REPLICA_ID`): the actor of every CRDT change
     /// made here, and the name peers know it by.
     pub replica_id: String,
+    /// Whether no replica id was configured on a host with a data directory: the host then
+    /// uses the one generated for its data directory ([`crate::datadir::replica_id`]), so
+    /// two laptops never share the default.
+    pub replica_id_from_data_dir: bool,
     /// Sync between deployments.
     pub sync: SyncConfig,
     /// Where secrets (signing keys, the master key) come from.
@@ -185,9 +189,11 @@ pub struct SecurityConfig {
     pub lockout: Duration,
     /// Origins allowed by CORS (`JARVIS_CORS_ORIGINS`, comma-separated); none by default.
     pub cors_origins: Vec<String>,
-    /// Whether the client address is taken from `X-Forwarded-For` (`JARVIS_TRUST_FORWARDED_FOR`);
-    /// only behind a proxy that sets it.
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front of this process append to `X-Forwarded-For`
+    /// (`JARVIS_TRUSTED_PROXY_HOPS`, 0 to 10, default 0: the header is ignored). The client
+    /// address is the entry the outermost trusted proxy added; entries left of it are the
+    /// client's own words and are never used.
+    pub trusted_proxy_hops: usize,
 }
 
 /// How this deployment syncs with its peers.
@@ -386,6 +392,7 @@ impl Config {
             },
         };
 
+        let replica_id_from_data_dir = get("JARVIS_REPLICA_ID")?.is_none() && host != Host::Lambda;
         let replica_id = match get("JARVIS_REPLICA_ID")? {
             Some(id) => id.to_owned(),
             // One deployment per region on AWS; a laptop is "local".
@@ -504,16 +511,9 @@ impl Config {
             lockout_threshold: number("JARVIS_LOCKOUT_THRESHOLD", 5, 1..=1_000)?,
             lockout: Duration::from_secs(number("JARVIS_LOCKOUT_SECONDS", 900, 1..=86_400)?),
             cors_origins,
-            trust_forwarded_for: match get("JARVIS_TRUST_FORWARDED_FOR")? {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(_) => {
-                    return Err(ConfigError::new(
-                        "JARVIS_TRUST_FORWARDED_FOR",
-                        "expected \"true\" or \"false\"",
-                    ));
-                }
-            },
+            // At most 10, so the value always fits in a usize.
+            trusted_proxy_hops: usize::try_from(number("JARVIS_TRUSTED_PROXY_HOPS", 0, 0..=10)?)
+                .unwrap_or(0),
         };
 
         Ok(Self {
@@ -524,6 +524,7 @@ impl Config {
             log_filter,
             max_body_bytes,
             replica_id,
+            replica_id_from_data_dir,
             sync: SyncConfig {
                 token,
                 peers,
@@ -702,7 +703,7 @@ mod tests {
             ("JARVIS_CORS_ORIGINS", "https://app.example.com/path"),
             ("JARVIS_RATE_LIMIT", "0"),
             ("JARVIS_AUTH_RATE_LIMIT", "many"),
-            ("JARVIS_TRUST_FORWARDED_FOR", "yes"),
+            ("JARVIS_TRUSTED_PROXY_HOPS", "11"),
             ("JARVIS_SECRETS_ENDPOINT", "localhost:5000"),
         ] {
             let mut vars = vec![(name, value)];

@@ -23,10 +23,51 @@ pub fn create_private(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The file in the data directory holding its replica id.
+pub const REPLICA_ID_FILE: &str = "replica-id";
+
+/// This data directory's replica id: generated once (`local-` and 12 random hex digits) and
+/// kept in [`REPLICA_ID_FILE`], so two deployments left at the default never mint the same
+/// dots or share an audit chain, and a restart keeps its identity.
+pub fn replica_id(dir: &Path) -> std::io::Result<String> {
+    use std::io::Write;
+    create_private(dir)?;
+    let path = dir.join(REPLICA_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let bytes = crate::secrets::random_bytes::<6>();
+    let id = format!("local-{}", hex(&bytes));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    file.write_all(id.as_bytes())?;
+    file.sync_all()?;
+    Ok(id)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_data_directory_keeps_the_replica_id_it_generated_and_others_differ() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let first = replica_id(&root.path().join("a")).expect("id");
+        assert!(first.starts_with("local-") && first.len() == 18, "{first}");
+        assert_eq!(replica_id(&root.path().join("a")).expect("again"), first);
+        assert_ne!(replica_id(&root.path().join("b")).expect("other"), first);
+    }
 
     #[test]
     fn a_new_data_directory_and_its_missing_parents_are_private() {

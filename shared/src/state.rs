@@ -59,6 +59,7 @@ impl AppState {
         health.register(Arc::new(SecretHealth(Arc::clone(&secrets))));
         let replica = ReplicaId::from_name(&config.replica_id);
         let sync = Arc::new(Syncer::new(
+            config.replica_id.clone(),
             Arc::clone(&store),
             config.sync.clone(),
             Arc::clone(&secrets),

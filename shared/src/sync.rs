@@ -196,6 +196,7 @@ pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result
 
 /// Pulls peers' feeds into this replica's store.
 pub struct Syncer {
+    replica_id: String,
     store: Arc<dyn Store>,
     settings: SyncConfig,
     secrets: Arc<dyn SecretSource>,
@@ -221,18 +222,25 @@ enum PullError {
     Status(reqwest::StatusCode),
     #[error("peer sent an invalid page: {0}")]
     Page(String),
+    #[error(
+        "the peer's replica id is {0:?}, the same as this deployment's: two deployments with one id mint the same dots and share an audit chain; give each its own JARVIS_REPLICA_ID"
+    )]
+    SameReplica(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl Syncer {
-    /// A syncer for this replica. The HTTP client is built on the first pull, not at start.
+    /// A syncer for replica `replica_id`. The HTTP client is built on the first pull, not at
+    /// start.
     pub fn new(
+        replica_id: impl Into<String>,
         store: Arc<dyn Store>,
         settings: SyncConfig,
         secrets: Arc<dyn SecretSource>,
     ) -> Self {
         Self {
+            replica_id: replica_id.into(),
             store,
             settings,
             secrets,
@@ -311,6 +319,9 @@ impl Syncer {
                 return Err(PullError::Status(response.status()));
             }
             let page: ChangesPage = response.json().await?;
+            if page.replica_id == self.replica_id {
+                return Err(PullError::SameReplica(page.replica_id));
+            }
             let (Ok(next), Ok(current)) = (page.next_cursor.parse::<u64>(), cursor.parse::<u64>())
             else {
                 return Err(PullError::Page("cursor is not a position".into()));
@@ -441,6 +452,7 @@ mod tests {
                 .expect("open"),
         );
         let syncer = Syncer::new(
+            "here",
             store,
             SyncConfig {
                 token: Some(SecretString::from("peer-token-0123456789".to_owned())),
@@ -500,6 +512,7 @@ mod tests {
             "sync_token": "secret-peer-token-0123456789"
         });
         let syncer = Arc::new(Syncer::new(
+            "here",
             store,
             SyncConfig {
                 token: None,
@@ -521,6 +534,89 @@ mod tests {
         assert_eq!(presented, "Bearer secret-peer-token-0123456789");
         let _ = stop.send(());
         running.await.expect("loop stopped");
+    }
+
+    /// A peer serving `page` once, then an empty page at its cursor.
+    async fn stub_peer(page: serde_json::Value) -> String {
+        let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let peer = axum::Router::new().route(
+            "/sync/changes",
+            axum::routing::get(move || {
+                let page = page.clone();
+                let served = Arc::clone(&served);
+                async move {
+                    if served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        axum::Json(serde_json::json!({
+                            "replica_id": page["replica_id"],
+                            "changes": [],
+                            "next_cursor": page["next_cursor"],
+                        }))
+                    } else {
+                        axum::Json(page)
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, peer).await });
+        format!("http://{addr}")
+    }
+
+    /// A syncer of replica `here` on a fresh store, pulling `peer`.
+    async fn syncer_of(peer: String) -> (Syncer, Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::libsql::LibsqlStore::open(&dir.path().join("j.db"))
+                .await
+                .expect("open"),
+        );
+        let syncer = Syncer::new(
+            "here",
+            Arc::clone(&store),
+            SyncConfig {
+                token: Some(SecretString::from("peer-token-0123456789".to_owned())),
+                peers: vec![peer],
+                interval: Duration::from_secs(60),
+            },
+            crate::secrets::source(&crate::config::SecretsConfig::Missing),
+        );
+        (syncer, store, dir)
+    }
+
+    fn wire(seq: u64, sort: &str, state: &impl Codec) -> serde_json::Value {
+        serde_json::json!({
+            "seq": seq, "partition": "crdt#u", "sort": sort, "kind": "state",
+            "payload": BASE64.encode(state.encode().expect("encode")),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_peer_with_this_replicas_id_is_refused_and_nothing_is_merged() {
+        let mut counter = GCounter::new();
+        counter.increment(crate::crdt::ReplicaId::from_name("here"), 3);
+        let peer = stub_peer(serde_json::json!({
+            "replica_id": "here",
+            "changes": [wire(1, "counter#c", &counter)],
+            "next_cursor": "1",
+        }))
+        .await;
+        let (syncer, store, _dir) = syncer_of(peer).await;
+        let results = syncer.run_round().await;
+        assert!(!results[0].ok);
+        let error = results[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains("same as this deployment's"), "{error}");
+        let key = Key::new("crdt#u", "counter#c").expect("key");
+        assert!(store.get(&key).await.expect("get").is_none());
+        assert_eq!(
+            store
+                .load_cursor(&syncer.settings.peers[0])
+                .await
+                .expect("cursor"),
+            None
+        );
     }
 
     #[test]

@@ -67,6 +67,9 @@ async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
             .mode();
         assert_eq!(mode & 0o777, 0o700, "the data dir is private to its owner");
     }
+    let replica = std::fs::read_to_string(data_dir.path().join("data/replica-id"))
+        .expect("a replica id was generated for the data dir");
+    assert!(replica.starts_with("local-"), "{replica}");
     assert!(
         node.wait_for_log(&request_id),
         "log lines carry the request id"

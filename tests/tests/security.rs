@@ -766,3 +766,35 @@ fn only_final_answers_are_kept_for_replay() {
         assert!(!is_final(released), "{released}");
     }
 }
+
+#[tokio::test]
+async fn rotating_the_client_written_forwarded_for_entry_does_not_escape_the_sign_in_limit() {
+    let app = TestApp::with_env(
+        all_routes(),
+        &[
+            ("JARVIS_TRUSTED_PROXY_HOPS", "1"),
+            ("JARVIS_AUTH_RATE_LIMIT", "3"),
+        ],
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for attempt in 0..5 {
+        let request = Request::post("/auth/login")
+            .header("content-type", "application/json")
+            // The client writes whatever it likes on the left; the proxy appends what it saw.
+            .header(
+                "x-forwarded-for",
+                format!("198.51.100.{attempt}, 203.0.113.9"),
+            )
+            .body(Body::from(
+                json!({"email": "nobody@example.com", "password": "wrong password!"}).to_string(),
+            ))
+            .expect("request");
+        statuses.push(app.send(request).await.0);
+    }
+    assert_eq!(
+        statuses[3..],
+        [StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS],
+        "{statuses:?}"
+    );
+}

@@ -118,7 +118,18 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store under `options.data_dir` and binds `options.addr`.
     pub async fn bind(config: Config, options: &Options) -> Result<Self, GatewayError> {
-        let config = config.with_data_dir(&options.data_dir);
+        let mut config = config.with_data_dir(&options.data_dir);
+        if config.replica_id_from_data_dir {
+            config.replica_id =
+                jarvis_shared::datadir::replica_id(&config.data_dir).map_err(|source| {
+                    GatewayError::Secrets {
+                        path: config
+                            .data_dir
+                            .join(jarvis_shared::datadir::REPLICA_ID_FILE),
+                        source,
+                    }
+                })?;
+        }
         if let SecretsConfig::File(path) = &config.secrets
             && ensure_local_file(path).map_err(|source| GatewayError::Secrets {
                 path: path.clone(),
@@ -199,8 +210,8 @@ pub enum GatewayError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// The local secrets file could not be created.
-    #[error("could not create the secrets file {path}: {source}")]
+    /// A file of the data directory (the secrets file, the replica id) could not be created.
+    #[error("could not create {path}: {source}")]
     Secrets {
         /// The file.
         path: PathBuf,

@@ -18,7 +18,8 @@ struct Args {
     /// Directory for local data; created if missing. The embedded database lives inside.
     #[arg(long, env = "JARVIS_DATA_DIR", default_value = ".jarvis")]
     data_dir: PathBuf,
-    /// This deployment's replica name (JARVIS_REPLICA_ID; default "local").
+    /// This deployment's replica name (JARVIS_REPLICA_ID; default: generated once per data
+    /// directory, `local-` and 12 hex digits, kept in its `replica-id` file).
     #[arg(long)]
     replica_id: Option<String>,
     /// Base URL of a peer deployment to pull changes from; repeatable (JARVIS_PEERS,

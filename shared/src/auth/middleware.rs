@@ -19,8 +19,9 @@ use crate::config::SecurityConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The client's address: API Gateway's source IP on Lambda, the peer address locally, the
-/// first `X-Forwarded-For` entry only when configured to trust it.
+/// The client's address: API Gateway's source IP on Lambda; else, behind
+/// [`trusted_proxy_hops`](SecurityConfig::trusted_proxy_hops) proxies, the `X-Forwarded-For`
+/// entry the outermost of them added; else the peer address of the connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientIp(pub Option<String>);
 
@@ -36,22 +37,36 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-fn client_ip(request: &Request, security: &SecurityConfig) -> Option<String> {
-    if security.trust_forwarded_for
-        && let Some(forwarded) = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return Some(forwarded.to_owned());
+/// The address `hops` trusted proxies saw: each appends the address it received the request
+/// from, so the `hops`-th entry from the right is the one the outermost trusted proxy wrote.
+/// Everything left of it came from the client and could be anything. `None` when the header
+/// has fewer entries (the request did not pass every proxy) or that entry is not an address.
+fn forwarded_for(headers: &HeaderMap, hops: usize) -> Option<String> {
+    if hops == 0 {
+        return None;
     }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let index = entries.len().checked_sub(hops)?;
+    entries[index]
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
+fn client_ip(request: &Request, security: &SecurityConfig) -> Option<String> {
     if let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref()
         && let Some(ip) = &context.http.source_ip
     {
         return Some(ip.clone());
+    }
+    if let Some(ip) = forwarded_for(request.headers(), security.trusted_proxy_hops) {
+        return Some(ip);
     }
     request
         .extensions()
@@ -304,6 +319,29 @@ mod tests {
             map.insert(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn only_the_entry_the_trusted_proxy_added_is_the_client_address() {
+        let forwarded = |value: &'static str, hops| {
+            forwarded_for(&headers(&[("x-forwarded-for", value)]), hops)
+        };
+        // One proxy: it appended the address it saw; the client wrote the rest.
+        assert_eq!(
+            forwarded("6.6.6.6, 203.0.113.9", 1).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded("1.1.1.1, 2.2.2.2, 203.0.113.9", 1).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded("6.6.6.6, 203.0.113.9, 10.0.0.2", 2).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(forwarded("203.0.113.9", 2), None, "did not pass both");
+        assert_eq!(forwarded("not-an-address", 1), None);
+        assert_eq!(forwarded("203.0.113.9", 0), None, "untrusted by default");
     }
 
     #[test]
