@@ -26,6 +26,7 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod testing;
+pub mod time;
 
 pub use config::Config;
 pub use error::ApiError;

@@ -16,6 +16,7 @@ use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_shared::http::{Json, Paged, Path, Query, validate};
 use jarvis_shared::principal::Principal;
 use jarvis_shared::store::{Document, Key, encode_cursor};
+use jarvis_shared::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -87,10 +88,12 @@ pub struct Entry {
     pub content: String,
     /// Its tags, lowercase, sorted.
     pub tags: Vec<String>,
-    /// When it was created, in milliseconds since the Unix epoch.
-    pub created_at: u64,
-    /// When a field last changed, in milliseconds since the Unix epoch.
-    pub updated_at: u64,
+    /// When it was created (RFC 3339, UTC, to the millisecond).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When a field last changed (RFC 3339, UTC, to the millisecond).
+    #[schema(format = DateTime)]
+    pub updated_at: String,
 }
 
 fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
@@ -112,8 +115,8 @@ fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
         title: field("title"),
         content: field("content"),
         tags,
-        created_at: field("created_at").parse().unwrap_or_default(),
-        updated_at,
+        created_at: rfc3339_ms(field("created_at").parse().unwrap_or_default()),
+        updated_at: rfc3339_ms(updated_at),
     })
 }
 

@@ -29,7 +29,13 @@ async fn creating_an_entry_returns_it_with_an_id_and_it_reads_back() {
         json!(["food", "home"]),
         "tags normalised and deduplicated"
     );
-    assert!(created["created_at"].as_u64().is_some_and(|t| t > 0));
+    for field in ["created_at", "updated_at"] {
+        let text = created[field].as_str().expect("RFC 3339 text");
+        assert!(
+            text.len() >= 20 && text.ends_with('Z') && text.as_bytes()[10] == b'T',
+            "{field}: {text}"
+        );
+    }
     let (status, read) = app.call(Method::GET, &format!("/archive/{id}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, created);
@@ -127,7 +133,8 @@ async fn patching_changes_only_the_named_fields() {
     assert_eq!(patched["title"], "Final");
     assert_eq!(patched["content"], created["content"]);
     assert_eq!(patched["tags"], created["tags"]);
-    assert!(patched["updated_at"].as_u64() >= created["updated_at"].as_u64());
+    // RFC 3339 in UTC with the same layout sorts as the times do.
+    assert!(patched["updated_at"].as_str() >= created["updated_at"].as_str());
     let (status, _) = app
         .call(Method::PATCH, &format!("/archive/{id}"), Some(json!({})))
         .await;

@@ -317,6 +317,7 @@ pub struct NewApiKey {
     /// the caller's role.
     pub scopes: Vec<String>,
     /// When the key stops working (RFC 3339); never when absent.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 

@@ -28,6 +28,8 @@
 use std::sync::Arc;
 
 use aws_smithy_types::date_time::{DateTime, Format};
+
+use crate::time::rfc3339;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Event};
@@ -69,12 +71,6 @@ fn email_key(email: &Email) -> Result<Key, ApiError> {
     key(format!("email#{}", email.as_str()), "owner")
 }
 
-fn rfc3339(secs: i64) -> String {
-    DateTime::from_secs(secs)
-        .fmt(Format::DateTime)
-        .unwrap_or_default()
-}
-
 fn invalid_credentials() -> ApiError {
     ApiError::SignInFailed {
         code: "invalid_credentials",
@@ -110,6 +106,7 @@ pub struct AccountView {
     /// Whether 2FA is on.
     pub totp_enabled: bool,
     /// When the account was created (RFC 3339).
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// Whether another account registered the same email first on another replica (see
     /// the module docs); such an account cannot sign in.
@@ -207,10 +204,12 @@ pub struct SessionView {
     /// The session id.
     pub id: String,
     /// When it started (RFC 3339).
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// The address it started from.
     pub ip: Option<String>,
     /// When it ends at the latest (RFC 3339).
+    #[schema(format = DateTime)]
     pub expires_at: String,
     /// Whether this request's token belongs to it.
     pub current: bool,
@@ -228,8 +227,10 @@ pub struct KeyView {
     /// What it may do.
     pub scopes: Vec<String>,
     /// When it was created (RFC 3339).
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// When it stops working (RFC 3339), if ever.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// Whether it was revoked.
     pub revoked: bool,

@@ -71,7 +71,9 @@ pub struct Record {
     /// What happened.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Milliseconds since the Unix epoch.
+    /// When it happened (RFC 3339, UTC, to the millisecond); kept as epoch milliseconds.
+    #[serde(rename = "at", serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub at_ms: u64,
     /// Who did it.
     pub actor: Option<String>,

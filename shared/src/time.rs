@@ -1,0 +1,35 @@
+//! Times as the API shows them: RFC 3339 in UTC, everywhere (accounts, sessions, keys,
+//! archive entries, audit events). The store keeps epoch numbers; only answers are text.
+
+use aws_smithy_types::date_time::{DateTime, Format};
+
+/// Seconds since the Unix epoch, e.g. `2026-11-21T07:00:00Z`.
+pub fn rfc3339(secs: i64) -> String {
+    DateTime::from_secs(secs)
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch, e.g. `2026-11-21T07:00:00.123Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    DateTime::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
+}
+
+/// Serialises epoch milliseconds as [`rfc3339_ms`] (`#[serde(serialize_with)]`).
+pub fn serialize_ms<S: serde::Serializer>(ms: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339_ms(*ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_795_000_000_123), "2026-11-18T08:26:40.123Z");
+        assert_eq!(rfc3339_ms(1_795_000_000_000), "2026-11-18T08:26:40Z");
+    }
+}
