@@ -9,7 +9,7 @@ use crate::crdt::ReplicaId;
 use crate::health::HealthRegistry;
 use crate::secrets::{self, SecretHealth, SecretSource};
 use crate::store::{self, Store, StoreError, StoreHealth};
-use crate::sync::Syncer;
+use crate::sync::{SyncHealth, Syncer};
 
 /// Why the process could not start. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,7 @@ impl AppState {
         let mut health = HealthRegistry::default();
         health.register(Arc::new(StoreHealth(Arc::clone(&store))));
         health.register(Arc::new(SecretHealth(Arc::clone(&secrets))));
+        health.register(Arc::new(SyncHealth(Arc::clone(&store))));
         let replica = ReplicaId::from_name(&config.replica_id);
         let sync = Arc::new(Syncer::new(
             config.replica_id.clone(),

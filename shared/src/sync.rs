@@ -22,12 +22,15 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::SyncConfig;
 use crate::crdt::codec::TypeTag;
+use crate::crdt::hlc::{DEFAULT_MAX_DRIFT, system_time_ms};
 use crate::crdt::{
     Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    ReplicaId, Timestamp,
 };
 use crate::error::ApiError;
+use crate::health::{Finding, HealthCheck, Status};
 use crate::secrets::{SecretError, SecretSource};
-use crate::store::{Change, Key, Payload, Store, StoreError};
+use crate::store::{Change, Key, MergeOptions, Payload, Store, StoreError, now_secs};
 
 /// Default and largest number of changes in one feed page.
 pub const DEFAULT_PAGE: usize = 500;
@@ -70,7 +73,9 @@ pub struct PeerResult {
     pub ok: bool,
     /// Changes merged.
     pub merged: u64,
-    /// Changes refused (undecodable, or of another type than the document they name).
+    /// Changes refused and quarantined (see `GET /sync/dead-letters`): undecodable, of
+    /// another type than the document they name, stamped too far ahead of this replica's
+    /// clock, or more than this store can take.
     pub rejected: u64,
     /// Our cursor in the peer's feed after the pull.
     pub cursor: Option<String>,
@@ -166,37 +171,253 @@ fn to_wire(change: Change) -> WireChange {
     }
 }
 
+/// Why a change from a peer was not merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The store could not take it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A last-writer-wins stamp is further ahead of this replica's clock than the allowed
+    /// drift: adopting it would let a peer with a fast clock win every later edit.
+    #[error(
+        "a stamp is {ahead_ms} ms ahead of this replica's clock (at most {max_ms} ms accepted)"
+    )]
+    AheadOfClock {
+        /// How far ahead the newest stamp was.
+        ahead_ms: u64,
+        /// The drift allowed.
+        max_ms: u64,
+    },
+}
+
 /// Merges one encoded CRDT into the document at `key`, decoding it as the type its header
 /// names. Documents are always one of the product's concrete types, so the tag identifies
 /// the type completely.
 pub async fn merge_encoded(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result<(), StoreError> {
+    match merge_checked(store, key, bytes, None).await {
+        Ok(()) => Ok(()),
+        Err(MergeError::Store(err)) => Err(err),
+        Err(MergeError::AheadOfClock { .. }) => Ok(()),
+    }
+}
+
+/// [`merge_encoded`] for a change from a peer: refused when any stamp it carries is more than
+/// [`DEFAULT_MAX_DRIFT`] ahead of this replica's clock, so this replica's HLC never sees it.
+pub async fn merge_from_peer(store: &dyn Store, key: &Key, bytes: &[u8]) -> Result<(), MergeError> {
+    let max_ms = u64::try_from(DEFAULT_MAX_DRIFT.as_millis()).unwrap_or(u64::MAX);
+    merge_checked(store, key, bytes, Some((system_time_ms(), max_ms))).await
+}
+
+async fn merge_checked(
+    store: &dyn Store,
+    key: &Key,
+    bytes: &[u8],
+    clock: Option<(u64, u64)>,
+) -> Result<(), MergeError> {
     async fn merge_as<C: Crdt + Codec + Send + Sync>(
         store: &dyn Store,
         key: &Key,
         bytes: &[u8],
-    ) -> Result<(), StoreError> {
+        clock: Option<(u64, u64)>,
+        latest: fn(&C) -> Option<Timestamp>,
+    ) -> Result<(), MergeError> {
         let state = C::decode(bytes).map_err(StoreError::Corrupt)?;
-        store.merge(key, state).await.map(|_| ())
+        if let (Some((now_ms, max_ms)), Some(stamp)) = (clock, latest(&state)) {
+            let ahead_ms = stamp.wall_ms.saturating_sub(now_ms);
+            if ahead_ms > max_ms {
+                return Err(MergeError::AheadOfClock { ahead_ms, max_ms });
+            }
+        }
+        store.merge(key, state).await?;
+        Ok(())
+    }
+    /// Types without last-writer-wins stamps: nothing a clock could push ahead.
+    fn unstamped<C>(_: &C) -> Option<Timestamp> {
+        None
     }
     match TypeTag::of(bytes) {
-        Some(TypeTag::GCounter) => merge_as::<GCounter>(store, key, bytes).await,
-        Some(TypeTag::PNCounter) => merge_as::<PNCounter>(store, key, bytes).await,
-        Some(TypeTag::GSet) => merge_as::<GSet<String>>(store, key, bytes).await,
-        Some(TypeTag::LwwRegister) => merge_as::<LwwRegister<String>>(store, key, bytes).await,
-        Some(TypeTag::MvRegister) => merge_as::<MvRegister<String>>(store, key, bytes).await,
-        Some(TypeTag::OrSet) => merge_as::<OrSet<String>>(store, key, bytes).await,
-        Some(TypeTag::LwwMap) => merge_as::<LwwMap<String, String>>(store, key, bytes).await,
-        Some(TypeTag::Record) => merge_as::<Record>(store, key, bytes).await,
-        Some(TypeTag::Entity) => merge_as::<Entity>(store, key, bytes).await,
+        Some(TypeTag::GCounter) => merge_as::<GCounter>(store, key, bytes, clock, unstamped).await,
+        Some(TypeTag::PNCounter) => {
+            merge_as::<PNCounter>(store, key, bytes, clock, unstamped).await
+        }
+        Some(TypeTag::GSet) => merge_as::<GSet<String>>(store, key, bytes, clock, unstamped).await,
+        Some(TypeTag::LwwRegister) => {
+            merge_as::<LwwRegister<String>>(store, key, bytes, clock, LwwRegister::stamp).await
+        }
+        Some(TypeTag::MvRegister) => {
+            merge_as::<MvRegister<String>>(store, key, bytes, clock, unstamped).await
+        }
+        Some(TypeTag::OrSet) => {
+            merge_as::<OrSet<String>>(store, key, bytes, clock, unstamped).await
+        }
+        Some(TypeTag::LwwMap) => {
+            merge_as::<LwwMap<String, String>>(store, key, bytes, clock, LwwMap::latest_stamp).await
+        }
+        Some(TypeTag::Record) => {
+            merge_as::<Record>(store, key, bytes, clock, Record::latest_stamp).await
+        }
+        Some(TypeTag::Entity) => {
+            merge_as::<Entity>(store, key, bytes, clock, Entity::latest_stamp).await
+        }
         None => Err(StoreError::Corrupt(crate::crdt::DecodeError::Malformed(
             "unknown document type".into(),
-        ))),
+        ))
+        .into()),
+    }
+}
+
+/// Partition of the changes this replica refused (replica-local, never synced).
+pub const DEAD_LETTER_PARTITION: &str = "~sync-dead-letters";
+const DEAD_LETTER_COUNT: &str = "~sync-dead-letters-count";
+/// How long a refused change stays listed, in seconds.
+pub const DEAD_LETTER_SECS: i64 = 30 * 24 * 3600;
+
+/// A change from a peer that this replica could not take, kept for an administrator.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    /// The peer it came from.
+    pub peer: String,
+    /// Its position in the peer's feed.
+    pub seq: u64,
+    /// The document's partition.
+    pub partition: String,
+    /// The document's sort key.
+    pub sort: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// When it was refused (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub at: String,
+}
+
+/// Records `change` from `peer` as refused for `reason`, and counts it.
+async fn quarantine(
+    store: &dyn Store,
+    replica: ReplicaId,
+    peer: &str,
+    change: &WireChange,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let now = now_secs();
+    let peer_tag: String = Sha256::digest(peer.as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Time first, so a listing comes out oldest first; the peer and position make it unique
+    // and a re-pulled page quarantines the same change onto the same document.
+    let key = Key::new(
+        DEAD_LETTER_PARTITION,
+        format!("{now:012}#{peer_tag}#{:020}", change.seq),
+    )?;
+    let at = crate::time::rfc3339(now);
+    let stamp = Timestamp::new(system_time_ms(), 0, replica);
+    let fields = [
+        ("peer", peer),
+        ("seq", &change.seq.to_string()),
+        ("partition", change.partition.as_str()),
+        ("sort", change.sort.as_str()),
+        ("reason", reason),
+        ("at", at.as_str()),
+    ]
+    .map(|(name, value)| (name, value.to_owned()));
+    let options = MergeOptions {
+        expires_at: Some(now + DEAD_LETTER_SECS),
+        ..MergeOptions::default()
+    };
+    store
+        .update_with(
+            &key,
+            |letter: &mut Entity| {
+                let mut delta = Entity::new();
+                for (name, value) in &fields {
+                    delta.join(letter.set(name, stamp, value.as_str()));
+                }
+                delta
+            },
+            options,
+        )
+        .await?;
+    store
+        .update_with(
+            &Key::new(DEAD_LETTER_COUNT, "count")?,
+            |count: &mut GCounter| count.increment(replica, 1),
+            options,
+        )
+        .await?;
+    Ok(())
+}
+
+/// How many changes this replica refused in the last [`DEAD_LETTER_SECS`].
+pub async fn dead_letter_count(store: &dyn Store) -> Result<u64, StoreError> {
+    let key = Key::new(DEAD_LETTER_COUNT, "count")?;
+    Ok(store
+        .read::<GCounter>(&key)
+        .await?
+        .map_or(0, |doc| doc.state.value()))
+}
+
+/// A page of refused changes, oldest first.
+pub async fn dead_letters(
+    store: &dyn Store,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<DeadLetter>, Option<String>), StoreError> {
+    let page = store
+        .list_documents::<Entity>(DEAD_LETTER_PARTITION, None, cursor, limit)
+        .await?;
+    let items = page
+        .items
+        .iter()
+        .map(|doc| {
+            let field = |name: &str| doc.state.field(name).unwrap_or_default().to_owned();
+            DeadLetter {
+                peer: field("peer"),
+                seq: field("seq").parse().unwrap_or(0),
+                partition: field("partition"),
+                sort: field("sort"),
+                reason: field("reason"),
+                at: field("at"),
+            }
+        })
+        .collect();
+    Ok((items, page.next_cursor))
+}
+
+/// The `sync` component of `/health`: degraded while changes refused from peers in the last
+/// [`DEAD_LETTER_SECS`] wait for an administrator (`GET /sync/dead-letters`).
+#[derive(Debug, Clone)]
+pub struct SyncHealth(pub Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl HealthCheck for SyncHealth {
+    fn name(&self) -> &'static str {
+        "sync"
+    }
+
+    async fn check(&self) -> Finding {
+        match dead_letter_count(self.0.as_ref()).await {
+            Ok(0) => Finding::ok().with_detail("dead_letters", 0),
+            Ok(count) => Finding {
+                status: Status::Degraded,
+                message: Some(format!(
+                    "{count} change(s) from peers could not be merged; see GET /sync/dead-letters"
+                )),
+                details: serde_json::Map::new(),
+            }
+            .with_detail("dead_letters", count),
+            Err(err) => {
+                // Sync merges into the store: without it, sync cannot work either.
+                tracing::warn!(error = %err, "sync health check failed");
+                Finding::down("the store holding sync state is unreachable")
+            }
+        }
     }
 }
 
 /// Pulls peers' feeds into this replica's store.
 pub struct Syncer {
     replica_id: String,
+    replica: ReplicaId,
     store: Arc<dyn Store>,
     settings: SyncConfig,
     secrets: Arc<dyn SecretSource>,
@@ -239,8 +460,10 @@ impl Syncer {
         settings: SyncConfig,
         secrets: Arc<dyn SecretSource>,
     ) -> Self {
+        let replica_id = replica_id.into();
         Self {
-            replica_id: replica_id.into(),
+            replica: ReplicaId::from_name(&replica_id),
+            replica_id,
             store,
             settings,
             secrets,
@@ -334,11 +557,28 @@ impl Syncer {
             for change in &page.changes {
                 match self.apply(change).await {
                     Ok(()) => result.merged += 1,
-                    Err(err @ (PullError::Store(StoreError::Corrupt(_)) | PullError::Page(_))) => {
-                        tracing::warn!(peer, seq = change.seq, error = %err, "refused a change");
+                    // Worth retrying: stop here, and the next round starts from this page.
+                    Err(MergeError::Store(
+                        err @ (StoreError::Unavailable(_)
+                        | StoreError::Throttled
+                        | StoreError::Open { .. }),
+                    )) => return Err(PullError::Store(err)),
+                    // This change will never go in: keep it aside and go on, so one poison
+                    // change cannot stop sync for good.
+                    Err(err) => {
+                        let reason = err.to_string();
+                        tracing::warn!(
+                            peer,
+                            seq = change.seq,
+                            partition = %change.partition,
+                            sort = %change.sort,
+                            error = %reason,
+                            "refused a change from a peer; quarantined"
+                        );
+                        quarantine(self.store.as_ref(), self.replica, peer, change, &reason)
+                            .await?;
                         result.rejected += 1;
                     }
-                    Err(other) => return Err(other),
                 }
             }
             // Saved only once the page is merged: a crash re-merges it, which is harmless.
@@ -353,14 +593,21 @@ impl Syncer {
         }
     }
 
-    async fn apply(&self, change: &WireChange) -> Result<(), PullError> {
+    async fn apply(&self, change: &WireChange) -> Result<(), MergeError> {
+        let refused = |reason: String| {
+            MergeError::Store(StoreError::Corrupt(crate::crdt::DecodeError::Malformed(
+                reason,
+            )))
+        };
         let key = Key::new(change.partition.clone(), change.sort.clone())
-            .map_err(|e| PullError::Page(e.to_string()))?;
+            .map_err(|e| refused(e.to_string()))?;
+        if !key.is_replicated() {
+            return Err(refused("a replica-local document never syncs".into()));
+        }
         let bytes = BASE64
             .decode(&change.payload)
-            .map_err(|_| PullError::Page("payload is not base64".into()))?;
-        merge_encoded(self.store.as_ref(), &key, &bytes).await?;
-        Ok(())
+            .map_err(|_| refused("payload is not base64".into()))?;
+        merge_from_peer(self.store.as_ref(), &key, &bytes).await
     }
 
     /// Pulls every peer each `interval` until `shutdown` resolves.

@@ -1,12 +1,15 @@
 //! The sync function: a deployment's change feed for its peers (`GET /sync/changes`), and
-//! one pull round from every configured peer on demand (`POST /sync/run`). Both require the
-//! peer token (`Authorization: Bearer …`), compared in constant time.
+//! one pull round from every configured peer on demand (`POST /sync/run`), both with the
+//! peer token (`Authorization: Bearer …`, compared in constant time); and, for
+//! administrators, the changes pulled from peers that could not be merged
+//! (`GET /sync/dead-letters`).
 
 use axum::extract::State;
 use jarvis_shared::AppState;
-use jarvis_shared::error::{ApiError, ErrorEnvelope};
-use jarvis_shared::http::{Json, Query};
-use jarvis_shared::sync::{self, ChangesPage, Peer, PeerResult};
+use jarvis_shared::auth::{Authorized, scope};
+use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
+use jarvis_shared::http::{Json, Paged, Query};
+use jarvis_shared::sync::{self, ChangesPage, DeadLetter, Peer, PeerResult};
 use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +23,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(changes))
         .layer(CompressionLayer::new().gzip(true))
         .routes(routes!(run))
+        .routes(routes!(list_dead_letters))
 }
 
 /// The function's routes.
@@ -101,6 +105,47 @@ async fn run(State(state): State<AppState>, _peer: Peer) -> Result<Json<RunRepor
         replica_id: state.config.replica_id.clone(),
         results,
     }))
+}
+
+/// Paging of `GET /sync/dead-letters`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterParams {
+    /// Page size (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Changes pulled from peers that this deployment refused (admins only), oldest first: each
+/// with its peer, feed position, document and reason. Sync went on past them.
+#[utoipa::path(
+    get,
+    path = "/sync/dead-letters",
+    tag = "sync",
+    params(DeadLetterParams),
+    security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
+    responses(
+        (status = 200, description = "A page of refused changes", body = Paged<DeadLetter>),
+        (status = 400, description = "Invalid limit or cursor", body = ErrorEnvelope),
+        AuthRejections,
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    _admin: Authorized<scope::Admin>,
+    Query(params): Query<DeadLetterParams>,
+) -> Result<Json<Paged<DeadLetter>>, ApiError> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be 1 to 200"));
+    }
+    let (items, next_cursor) =
+        sync::dead_letters(state.store.as_ref(), params.cursor.as_deref(), limit).await?;
+    Ok(Json(Paged { items, next_cursor }))
 }
 
 #[cfg(test)]

@@ -111,6 +111,11 @@ impl Entity {
         self.fields.is_empty() && self.levels.is_empty() && self.marks.is_empty()
     }
 
+    /// The newest stamp of any field.
+    pub fn latest_stamp(&self) -> Option<Timestamp> {
+        self.fields.latest_stamp()
+    }
+
     /// The timestamp of a field's latest write, when any.
     pub fn stamp(&self, name: &str) -> Option<Timestamp> {
         self.fields.stamp(name)

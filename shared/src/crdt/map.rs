@@ -73,6 +73,11 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
         self.fields.get(key).and_then(LwwRegister::stamp)
     }
 
+    /// The newest stamp of any entry, removed ones included.
+    pub fn latest_stamp(&self) -> Option<Timestamp> {
+        self.fields.values().filter_map(LwwRegister::stamp).max()
+    }
+
     /// Present `(key, value)` pairs in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.fields

@@ -77,6 +77,11 @@ impl Record {
         self.fields.stamp(name)
     }
 
+    /// The newest stamp of any field.
+    pub fn latest_stamp(&self) -> Option<Timestamp> {
+        self.fields.latest_stamp()
+    }
+
     /// The fields.
     pub fn fields(&self) -> &LwwMap<String, String> {
         &self.fields
