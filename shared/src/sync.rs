@@ -36,6 +36,11 @@ use crate::store::{Change, Key, MergeOptions, Payload, Store, StoreError, now_se
 pub const DEFAULT_PAGE: usize = 500;
 /// Largest feed page.
 pub const MAX_PAGE: usize = 2_000;
+/// Payload bytes (base64) after which a feed page is cut short, however few changes it has.
+pub const PAGE_PAYLOAD_BUDGET: usize = 8 * 1024 * 1024;
+/// Largest feed page a puller reads (decompressed): the budget, a change over it, and the
+/// JSON around them. A larger answer is refused rather than held in memory.
+pub const MAX_PAGE_BYTES: usize = 2 * PAGE_PAYLOAD_BUDGET;
 
 /// One change as it travels between peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -62,6 +67,9 @@ pub struct ChangesPage {
     pub changes: Vec<WireChange>,
     /// The cursor to ask with next; the same as asked when there was nothing new.
     pub next_cursor: String,
+    /// Whether more changes may follow at once (a full page, or one cut short by size).
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// What one pull from one peer did.
@@ -141,7 +149,8 @@ impl axum::extract::FromRequestParts<crate::AppState> for Peer {
     }
 }
 
-/// Reads a page of this replica's feed after `since`.
+/// Reads a page of this replica's feed after `since`: at most `limit` changes, cut short
+/// once their payloads pass [`PAGE_PAYLOAD_BUDGET`] (a page always holds at least one).
 pub async fn changes_page(
     store: &dyn Store,
     replica_id: &str,
@@ -149,12 +158,47 @@ pub async fn changes_page(
     limit: usize,
 ) -> Result<ChangesPage, StoreError> {
     let changes = store.changes(since, limit).await?;
+    let full = changes.len() == limit;
+    let (changes, cut) = within_budget(changes.into_iter().map(to_wire), PAGE_PAYLOAD_BUDGET);
     let next = changes.last().map_or(since, |c| c.seq);
     Ok(ChangesPage {
         replica_id: replica_id.to_owned(),
-        changes: changes.into_iter().map(to_wire).collect(),
+        changes,
         next_cursor: next.to_string(),
+        more: full || cut,
     })
+}
+
+/// The leading changes whose payloads fit in `budget` bytes (at least one), and whether any
+/// were left out.
+fn within_budget(
+    changes: impl Iterator<Item = WireChange>,
+    budget: usize,
+) -> (Vec<WireChange>, bool) {
+    let mut kept = Vec::new();
+    let mut used = 0usize;
+    for change in changes {
+        used = used.saturating_add(change.payload.len());
+        if used > budget && !kept.is_empty() {
+            return (kept, true);
+        }
+        kept.push(change);
+    }
+    (kept, false)
+}
+
+/// Reads a response body of at most `limit` bytes, refusing a longer one without holding it.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, PullError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(PullError::Page(format!(
+                "the page is larger than {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn to_wire(change: Change) -> WireChange {
@@ -541,7 +585,9 @@ impl Syncer {
             if !response.status().is_success() {
                 return Err(PullError::Status(response.status()));
             }
-            let page: ChangesPage = response.json().await?;
+            let body = read_bounded(response, MAX_PAGE_BYTES).await?;
+            let page: ChangesPage = serde_json::from_slice(&body)
+                .map_err(|e| PullError::Page(format!("not a feed page: {e}")))?;
             if page.replica_id == self.replica_id {
                 return Err(PullError::SameReplica(page.replica_id));
             }
@@ -553,7 +599,7 @@ impl Syncer {
             if !page.changes.is_empty() && next <= current {
                 return Err(PullError::Page("the feed cursor did not advance".into()));
             }
-            let done = page.changes.len() < DEFAULT_PAGE;
+            let done = !page.more && page.changes.len() < DEFAULT_PAGE;
             for change in &page.changes {
                 match self.apply(change).await {
                     Ok(()) => result.merged += 1,
@@ -838,6 +884,41 @@ mod tests {
             "seq": seq, "partition": "crdt#u", "sort": sort, "kind": "state",
             "payload": BASE64.encode(state.encode().expect("encode")),
         })
+    }
+
+    #[test]
+    fn a_page_is_cut_once_its_payloads_pass_the_budget_but_never_empty() {
+        let change = |seq: u64, size: usize| WireChange {
+            seq,
+            partition: "p".into(),
+            sort: "s".into(),
+            kind: "state".into(),
+            payload: "A".repeat(size),
+        };
+        let (kept, cut) = within_budget((1..=5).map(|i| change(i, 40)), 100);
+        assert_eq!(kept.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(cut);
+        let (kept, cut) = within_budget([change(1, 500), change(2, 1)].into_iter(), 100);
+        assert_eq!(kept.len(), 1, "one change over the budget still travels");
+        assert!(cut);
+        let (kept, cut) = within_budget((1..=2).map(|i| change(i, 10)), 100);
+        assert_eq!((kept.len(), cut), (2, false));
+    }
+
+    #[tokio::test]
+    async fn a_feed_page_over_the_size_limit_is_refused_unread() {
+        let huge = "A".repeat(MAX_PAGE_BYTES + 1);
+        let peer = stub_peer(serde_json::json!({
+            "replica_id": "peer",
+            "changes": [{"seq": 1, "partition": "p", "sort": "s", "kind": "state", "payload": huge}],
+            "next_cursor": "1",
+        }))
+        .await;
+        let (syncer, _store, _dir) = syncer_of(peer).await;
+        let results = syncer.run_round().await;
+        assert!(!results[0].ok);
+        let error = results[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains("larger than"), "{error}");
     }
 
     #[tokio::test]

@@ -156,7 +156,7 @@ fn record_encodings_are_stable() {
         Timestamp::new(1_763_700_000_500, 0, eu()),
         "Groceries for Sunday".to_owned(),
     );
-    elsewhere.delete();
+    elsewhere.delete(Timestamp::new(1_763_700_000_400, 0, eu()));
     record.join(elsewhere);
     check("record", &record);
 }

@@ -3,8 +3,9 @@
 //! Each entry is one [`Record`] document in its owner's partition (`archive#<principal>`),
 //! sorted under `entry#<id>` with a time-ordered id (UUIDv7), so a listing comes out oldest
 //! first and pages by cursor. Fields merge independently, the last writer winning per field;
-//! a delete is an observed remove: an edit made concurrently elsewhere does not bring a
-//! deleted entry back.
+//! a delete is an observed remove that also drops every field's value: an edit made
+//! concurrently elsewhere does not bring a deleted entry back, and its content neither stays
+//! in the document nor syncs on.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -33,6 +34,10 @@ pub const MAX_TAGS: usize = 32;
 pub const DEFAULT_PAGE: usize = 20;
 /// Largest page size of a listing.
 pub const MAX_PAGE: usize = 100;
+/// Most entries one filtered listing examines. A filter that matches little would otherwise
+/// read the whole partition in one request; past the budget the page comes back short (even
+/// empty) with a `next_cursor` to go on from.
+pub const SCAN_BUDGET: usize = 1_000;
 
 /// The function's routes with their OpenAPI description.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -259,7 +264,9 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-/// Lists entries, oldest first, optionally by tag and kind.
+/// Lists entries, oldest first, optionally by tag and kind. A filtered listing examines at
+/// most 1,000 entries per request, so a page may hold fewer than `limit` entries, even none,
+/// while `next_cursor` says there is more to look at.
 #[utoipa::path(
     get,
     path = "/archive",
@@ -291,8 +298,9 @@ async fn list_entries(
     let partition = partition(&caller.principal());
     let mut items = Vec::new();
     let mut cursor = params.cursor;
-    // Filters apply after reading, so read pages until this one is full; the cursor then
-    // points just past the last entry examined.
+    let mut examined = 0;
+    // Filters apply after reading, so read pages until this one is full or the scan budget
+    // is spent; the cursor then points just past the last entry examined.
     loop {
         let page = state
             .store
@@ -315,7 +323,14 @@ async fn list_entries(
                 return Ok(Json(Paged { items, next_cursor }));
             }
         }
+        examined += count;
         match page.next_cursor {
+            Some(next) if examined >= SCAN_BUDGET => {
+                return Ok(Json(Paged {
+                    items,
+                    next_cursor: Some(next),
+                }));
+            }
             Some(next) => cursor = Some(next),
             None => {
                 return Ok(Json(Paged {
@@ -449,9 +464,13 @@ async fn delete_entry(
 ) -> Result<StatusCode, ApiError> {
     let key = entry_key(&caller.principal(), &id)?;
     live_entry(&state, &key).await?;
+    let clock = &state.clock;
     state
         .store
-        .update(&key, |record: &mut Record| record.delete())
+        .update(&key, |record: &mut Record| {
+            let stamp = clock.stamp_after(record.latest_stamp());
+            record.delete(stamp)
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

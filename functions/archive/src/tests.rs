@@ -182,3 +182,86 @@ async fn ids_that_are_not_ours_are_rejected_or_not_found() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_deleted_entry_keeps_no_content_in_its_document() {
+    use jarvis_shared::principal::Principal;
+    use jarvis_shared::store::Key;
+
+    let app = TestApp::new(super::routes()).await;
+    let owner = app.sign_up("owner@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let (status, created) = app
+        .call_as(
+            token,
+            Method::POST,
+            "/archive",
+            Some(json!({"kind": "note", "title": "Diary", "content": "very private words", "tags": ["secret-tag"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = app
+        .call_as(token, Method::DELETE, &format!("/archive/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let key = Key::new(
+        format!("archive#{}", Principal::user(&owner.user_id).id()),
+        format!("entry#{id}"),
+    )
+    .expect("key");
+    let stored = app
+        .state
+        .store
+        .get(&key)
+        .await
+        .expect("get")
+        .expect("document");
+    for gone in [&b"very private words"[..], b"Diary", b"secret-tag"] {
+        assert!(
+            !stored.bytes.windows(gone.len()).any(|w| w == gone),
+            "{} is still in the document",
+            String::from_utf8_lossy(gone)
+        );
+    }
+    let (status, _) = app
+        .call_as(token, Method::GET, &format!("/archive/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_filter_that_matches_little_examines_a_bounded_number_of_entries_per_request() {
+    let app = app().await;
+    let total = super::SCAN_BUDGET + 50;
+    for i in 0..total {
+        let tags: &[&str] = if i == total - 1 { &["rare"] } else { &[] };
+        create(&app, "note", &format!("n{i}"), tags).await;
+    }
+    let (status, first) = app
+        .call(Method::GET, "/archive?tag=rare&limit=5", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        first["items"],
+        json!([]),
+        "the budget ran out before the match"
+    );
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a cursor to go on from");
+    let (_, second) = app
+        .call(
+            Method::GET,
+            &format!("/archive?tag=rare&limit=5&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        second["items"].as_array().map(Vec::len),
+        Some(1),
+        "{second}"
+    );
+    assert_eq!(second["next_cursor"], Value::Null);
+}

@@ -521,14 +521,26 @@ async fn list_audit(
     Ok(Json(Paged { items, next_cursor }))
 }
 
-/// Recomputes every link of the audit chains (admins only).
+/// Where `GET /audit/verify` goes on from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyParams {
+    /// `next_cursor` of the previous answer.
+    pub cursor: Option<String>,
+}
+
+/// Recomputes the links of the audit chains (admins only), at most 5,000 events per request:
+/// while the events checked are intact and more remain, the answer carries `next_cursor`.
 #[utoipa::path(
     get,
     path = "/audit/verify",
     tag = "admin",
+    params(VerifyParams),
     security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
-        (status = 200, description = "`ok` with the count checked, or the first broken link", body = Verification),
+        (status = 200, description = "`ok` with the count checked (and `next_cursor` while more remain), or the first broken link", body = Verification),
+        (status = 400, description = "Invalid cursor", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
     )
 )]
@@ -536,9 +548,12 @@ async fn list_audit(
 async fn verify_audit(
     State(state): State<AppState>,
     _admin: Authorized<scope::Admin>,
+    Query(params): Query<VerifyParams>,
 ) -> Result<Json<Verification>, ApiError> {
     let secrets = state.secrets.current().await?;
-    Ok(Json(audit::verify(state.store.as_ref(), &secrets).await?))
+    let verification =
+        audit::verify(state.store.as_ref(), &secrets, params.cursor.as_deref()).await?;
+    Ok(Json(verification))
 }
 
 #[cfg(test)]

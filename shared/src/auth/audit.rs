@@ -358,6 +358,38 @@ pub struct Verification {
     /// The first broken link, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<BrokenLink>,
+    /// Present when the events checked so far are intact but more remain: pass it back as
+    /// `cursor` to go on. Each request checks at most [`VERIFY_BUDGET`] events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Most events one `/audit/verify` request checks.
+pub const VERIFY_BUDGET: u64 = 5_000;
+
+/// Where a verification stopped: the chain, the next position and the MAC it must link to,
+/// authenticated under the audit key so a cursor cannot be forged to skip events.
+fn verify_cursor(secrets: &Secrets, chain: &str, seq: u64, prev: &str) -> String {
+    let state = format!("{chain}\n{seq}\n{prev}");
+    let mac = secrets.audit_mac(format!("verify-cursor\n{state}").as_bytes());
+    encode_cursor(&format!("{state}\n{mac}"))
+}
+
+fn parse_verify_cursor(secrets: &Secrets, cursor: &str) -> Result<(String, u64, String), ApiError> {
+    let invalid = || ApiError::invalid_field("cursor", "is not a cursor this API returned");
+    let text = decode_cursor(cursor).ok_or_else(invalid)?;
+    let mut parts = text.splitn(4, '\n');
+    let (Some(chain), Some(seq), Some(prev), Some(mac)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let expected = secrets.audit_mac(format!("verify-cursor\n{chain}\n{seq}\n{prev}").as_bytes());
+    if !crate::auth::token::digests_match(&expected, mac) {
+        return Err(invalid());
+    }
+    let seq = seq.parse().map_err(|_| invalid())?;
+    Ok((chain.to_owned(), seq, prev.to_owned()))
 }
 
 /// Where a chain breaks.
@@ -371,8 +403,25 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// Recomputes every MAC and link of every chain.
-pub async fn verify(store: &dyn Store, secrets: &Secrets) -> Result<Verification, ApiError> {
+/// Recomputes the MACs and links of every chain, [`VERIFY_BUDGET`] events at most per call:
+/// from the start, or from where `cursor` (a previous answer's `next_cursor`) stopped.
+pub async fn verify(
+    store: &dyn Store,
+    secrets: &Secrets,
+    cursor: Option<&str>,
+) -> Result<Verification, ApiError> {
+    verify_within(store, secrets, cursor, VERIFY_BUDGET).await
+}
+
+async fn verify_within(
+    store: &dyn Store,
+    secrets: &Secrets,
+    cursor: Option<&str>,
+    budget: u64,
+) -> Result<Verification, ApiError> {
+    let resume = cursor
+        .map(|c| parse_verify_cursor(secrets, c))
+        .transpose()?;
     let mut checked = 0;
     let broken = |chain: &str, seq: u64, reason: &str, checked: u64| Verification {
         ok: false,
@@ -382,14 +431,33 @@ pub async fn verify(store: &dyn Store, secrets: &Secrets) -> Result<Verification
             seq,
             reason: reason.to_owned(),
         }),
+        next_cursor: None,
     };
-    for chain in chains(store).await? {
-        let partition = chain_partition(&chain);
-        let mut expected_seq = 1;
-        let mut prev = GENESIS.to_owned();
-        let mut after: Option<String> = None;
+    let chains = chains(store).await?;
+    let start = match &resume {
+        Some((chain, _, _)) => chains.iter().position(|c| c == chain).ok_or_else(|| {
+            ApiError::invalid_field("cursor", "is not a cursor this API returned")
+        })?,
+        None => 0,
+    };
+    for (index, chain) in chains.iter().enumerate().skip(start) {
+        let partition = chain_partition(chain);
+        let (mut expected_seq, mut prev) = match &resume {
+            Some((_, seq, prev)) if index == start => (*seq, prev.clone()),
+            _ => (1, GENESIS.to_owned()),
+        };
+        let mut after: Option<String> = (expected_seq > 1).then(|| event_sort(expected_seq - 1));
         loop {
-            let rows = events_after(store, &partition, after.as_deref(), 500).await?;
+            if checked >= budget {
+                return Ok(Verification {
+                    ok: true,
+                    checked,
+                    broken: None,
+                    next_cursor: Some(verify_cursor(secrets, chain, expected_seq, &prev)),
+                });
+            }
+            let room = usize::try_from((budget - checked).min(500)).unwrap_or(500);
+            let rows = events_after(store, &partition, after.as_deref(), room).await?;
             if rows.is_empty() {
                 break;
             }
@@ -468,6 +536,7 @@ pub async fn verify(store: &dyn Store, secrets: &Secrets) -> Result<Verification
         ok: true,
         checked,
         broken: None,
+        next_cursor: None,
     })
 }
 
@@ -489,6 +558,52 @@ mod tests {
             prev: "genesis".into(),
             mac: String::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn verification_goes_on_from_its_cursor_and_a_forged_cursor_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+            crate::store::libsql::LibsqlStore::open(&dir.path().join("j.db"))
+                .await
+                .expect("open"),
+        );
+        let secrets = Secrets::parse(r#"{"master_key":"a-master-key-of-at-least-32-characters"}"#)
+            .expect("secrets");
+        let clock = Clock::new(crate::crdt::ReplicaId::from_name("r"));
+        for _ in 0..7 {
+            append(
+                store.as_ref(),
+                &clock,
+                &secrets,
+                "r",
+                Event::own("logout", "u"),
+            )
+            .await
+            .expect("append");
+        }
+        let mut cursor = None;
+        let mut checked = 0;
+        let mut requests = 0;
+        loop {
+            let step = verify_within(store.as_ref(), &secrets, cursor.as_deref(), 3)
+                .await
+                .expect("verify");
+            assert!(step.ok && step.checked <= 3, "{step:?}");
+            checked += step.checked;
+            requests += 1;
+            match step.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!((checked, requests), (7, 3));
+
+        let forged = encode_cursor("r\n6\ngenesis\n00");
+        let err = verify_within(store.as_ref(), &secrets, Some(&forged), 3)
+            .await
+            .expect_err("forged");
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
     }
 
     /// The MAC input is a persisted format: chains written by one build verify in the next.

@@ -97,10 +97,40 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Most argon2id computations a process runs at once. Each holds 19 MiB, so a burst of
+/// sign-ins cannot take a Lambda instance (or a laptop) out of memory; the rest wait their
+/// turn. A process-wide bound is what this is for, hence a static rather than state.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs an argon2id computation off the async workers, at most [`MAX_CONCURRENT_HASHES`] at
+/// once.
+async fn bounded<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    use std::sync::atomic::Ordering;
+    let _permit = HASHING.acquire().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        let out = work();
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        out
+    })
+    .await
+    .ok()
+}
+
+/// The most argon2id computations this process has run at once.
+pub fn peak_concurrent_hashes() -> usize {
+    PEAK.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Hashes a password into a PHC string (`$argon2id$v=19$…`). CPU-bound: run it off the
 /// async workers.
 pub async fn hash(password: Password) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let salt = SaltString::encode_b64(&random_bytes::<16>())
             .map_err(|e| ApiError::internal(e.to_string()))?;
         hasher()
@@ -109,7 +139,7 @@ pub async fn hash(password: Password) -> Result<String, ApiError> {
             .map_err(|e| ApiError::internal(e.to_string()))
     })
     .await
-    .map_err(ApiError::internal)?
+    .ok_or_else(|| ApiError::internal("password hashing was cancelled"))?
 }
 
 /// A hash of a random password nobody knows, verified against when an email has no account,
@@ -121,7 +151,7 @@ const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$
 pub async fn verify(password: Password, stored: Option<String>) -> bool {
     let known = stored.is_some();
     let stored = stored.unwrap_or_else(|| DECOY_HASH.to_owned());
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = bounded(move || {
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
@@ -137,6 +167,26 @@ pub async fn verify(password: Password, stored: Option<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_than_the_bound_of_hashes_run_at_once() {
+        let attempts: Vec<_> = (0..12)
+            .map(|_| {
+                tokio::spawn(async {
+                    let attempt = Password::attempt("a password nobody has").expect("valid");
+                    verify(attempt, None).await
+                })
+            })
+            .collect();
+        for attempt in attempts {
+            assert!(!attempt.await.expect("joined"));
+        }
+        let peak = peak_concurrent_hashes();
+        assert!(
+            (1..=MAX_CONCURRENT_HASHES).contains(&peak),
+            "{peak} hashes ran at once"
+        );
+    }
 
     fn email(raw: &str) -> Email {
         Email::parse(raw).expect("valid email")

@@ -54,12 +54,20 @@ impl Record {
         }
     }
 
-    /// Deletes the record (the creations seen here); returns the delta.
-    pub fn delete(&mut self) -> Self {
-        Self {
+    /// Deletes the record: removes the creations seen here (an observed remove, so a
+    /// concurrent edit elsewhere does not bring it back) and drops every field's value, so
+    /// the content neither lingers in the document nor travels on to peers. `stamp` must be
+    /// after every field's (`clock.stamp_after(record.latest_stamp())`). Returns the delta.
+    pub fn delete(&mut self, stamp: Timestamp) -> Self {
+        let names: Vec<String> = self.fields.iter().map(|(name, _)| name.clone()).collect();
+        let mut delta = Self {
             fields: LwwMap::new(),
             presence: self.presence.remove(&()),
+        };
+        for name in names {
+            delta.fields.join(self.fields.remove(name, stamp));
         }
+        delta
     }
 
     /// Whether the record exists.
@@ -118,10 +126,32 @@ mod tests {
         let mut a = Record::new();
         a.create(A, Timestamp::new(1, 0, A), fields("draft"));
         let mut b = a.clone();
-        a.delete();
+        a.delete(Timestamp::new(3, 0, A));
         b.set("title".into(), Timestamp::new(5, 0, B), "edited".into());
         let merged = a.joined(b);
         assert!(!merged.is_live());
+    }
+
+    #[test]
+    fn a_delete_drops_the_content_of_every_field() {
+        let mut a = Record::new();
+        a.create(
+            A,
+            Timestamp::new(1, 0, A),
+            [
+                ("title".to_owned(), "diary".to_owned()),
+                ("content".to_owned(), "private words".to_owned()),
+            ],
+        );
+        let mut b = a.clone();
+        let delta = a.delete(Timestamp::new(2, 0, A));
+        assert!(!a.is_live());
+        assert!(a.fields().is_empty(), "no value is left");
+        let bytes = crate::crdt::Codec::encode(&a).expect("encode");
+        assert!(!bytes.windows(13).any(|w| w == b"private words"));
+        // A replica that hears of the delete drops the content too.
+        b.join(delta);
+        assert!(!b.is_live() && b.fields().is_empty());
     }
 
     #[test]

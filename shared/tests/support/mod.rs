@@ -326,7 +326,7 @@ impl Model for Record {
             }
             RecordOp::Set(k, v) => self.set(format!("f{k}"), stamp, v.to_string()),
             RecordOp::Unset(k) => self.unset(format!("f{k}"), stamp),
-            RecordOp::Delete => self.delete(),
+            RecordOp::Delete => self.delete(stamp),
         }
     }
     fn value(&self) -> (bool, Vec<(String, String)>) {
