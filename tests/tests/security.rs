@@ -724,7 +724,8 @@ async fn a_transient_refusal_is_not_replayed_so_a_correct_retry_succeeds() {
         all_routes(),
         &[
             ("JARVIS_LOCKOUT_THRESHOLD", "2"),
-            ("JARVIS_LOCKOUT_SECONDS", "1"),
+            // Expiry is kept to the second: a lockout of 2 s lasts between 1 and 2 s.
+            ("JARVIS_LOCKOUT_SECONDS", "2"),
         ],
     )
     .await;
@@ -745,7 +746,7 @@ async fn a_transient_refusal_is_not_replayed_so_a_correct_retry_succeeds() {
         .await;
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
 
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     let retried = app
         .respond(login_request("k-retry", "carol@example.com", password))
         .await;
@@ -797,4 +798,64 @@ async fn rotating_the_client_written_forwarded_for_entry_does_not_escape_the_sig
         [StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS],
         "{statuses:?}"
     );
+}
+
+#[tokio::test]
+async fn an_audit_event_whose_append_fails_is_kept_and_written_by_the_next_request() {
+    // Appends to the audit chain fail until the switch is turned off.
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = Arc::clone(&failing);
+    let hook = move |operation: Operation, partition: &str| {
+        if operation == Operation::PutItem
+            && partition.starts_with("audit#")
+            && switch.load(Ordering::SeqCst)
+        {
+            Err(StoreError::Unavailable("injected append failure".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let app =
+        TestApp::with_store_layer(all_routes(), &[], |inner| Arc::new(Hooked { inner, hook }))
+            .await;
+    let admin = app.sign_up("admin@example.com").await;
+    let t = &admin.access_token;
+
+    failing.store(true, Ordering::SeqCst);
+    let (status, key) = as_user(
+        &app,
+        t,
+        Method::POST,
+        "/auth/api-keys",
+        Some(json!({"name": "during the outage", "scopes": ["archive:read"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "the change committed: {key}");
+    failing.store(false, Ordering::SeqCst);
+
+    let (status, _) = as_user(
+        &app,
+        t,
+        Method::DELETE,
+        &format!("/auth/api-keys/{}", key["id"].as_str().expect("id")),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, created) = as_user(&app, t, Method::GET, "/audit?type=apikey.created", None).await;
+    assert_eq!(
+        created["items"].as_array().map(Vec::len),
+        Some(1),
+        "{created}"
+    );
+    let (_, revoked) = as_user(&app, t, Method::GET, "/audit?type=apikey.revoked", None).await;
+    assert_eq!(
+        revoked["items"].as_array().map(Vec::len),
+        Some(1),
+        "{revoked}"
+    );
+    // The kept event went in first, with the time it happened.
+    assert!(created["items"][0]["seq"].as_u64() < revoked["items"][0]["seq"].as_u64());
+    let (_, verified) = as_user(&app, t, Method::GET, "/audit/verify", None).await;
+    assert_eq!(verified["ok"], true, "{verified}");
 }

@@ -273,9 +273,9 @@ impl Accounts {
         self.state.store.as_ref()
     }
 
-    /// Appends to this replica's audit chain.
+    /// Audits a change that committed, in this replica's chain (see [`audit::record`]).
     pub async fn audit(&self, event: Event) -> Result<(), ApiError> {
-        audit::append(
+        audit::record(
             self.store(),
             &self.state.clock,
             &self.secrets,
@@ -286,7 +286,6 @@ impl Accounts {
             },
         )
         .await
-        .map(|_| ())
     }
 
     fn lockout(&self) -> Lockout {

@@ -13,6 +13,12 @@
 //!
 //! [`verify`] recomputes every MAC and link; changing, removing or reordering a stored
 //! event, or forging one without the key, is reported as the first broken link.
+//!
+//! No gaps: [`record`] is how a state change is audited once it committed. When the append
+//! fails, the event (with its time and request id) goes to a durable outbox, a replica-local
+//! partition, and the client still gets its answer — the change happened, and an error would
+//! only invite a retry that finds nothing to change and so writes no event. Every later
+//! [`record`] first drains the outbox into the chain, oldest first.
 
 use serde::Serialize;
 
@@ -147,6 +153,140 @@ fn key(partition: &str, sort: &str) -> Result<Key, ApiError> {
     Key::new(partition, sort).map_err(ApiError::from)
 }
 
+/// An event as it is written: with its time and the request that caused it.
+#[derive(Debug, Clone)]
+struct Stamped {
+    kind: String,
+    at_ms: u64,
+    actor: Option<String>,
+    subject: Option<String>,
+    ip: Option<String>,
+    detail: Option<String>,
+    request_id: Option<String>,
+}
+
+impl Stamped {
+    fn now(event: Event) -> Self {
+        Self {
+            kind: event.kind.to_owned(),
+            at_ms: crate::crdt::hlc::system_time_ms(),
+            actor: event.actor,
+            subject: event.subject,
+            ip: event.ip,
+            detail: event.detail,
+            request_id: crate::http::request_id::current(),
+        }
+    }
+
+    fn fields(&self) -> [(&'static str, Option<String>); 7] {
+        [
+            ("type", Some(self.kind.clone())),
+            ("at_ms", Some(self.at_ms.to_string())),
+            ("actor", self.actor.clone()),
+            ("subject", self.subject.clone()),
+            ("ip", self.ip.clone()),
+            ("detail", self.detail.clone()),
+            ("request_id", self.request_id.clone()),
+        ]
+    }
+
+    fn from_entity(entity: &Entity) -> Self {
+        Self {
+            kind: entity.field("type").unwrap_or_default().to_owned(),
+            at_ms: entity
+                .field("at_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            actor: opt(entity, "actor"),
+            subject: opt(entity, "subject"),
+            ip: opt(entity, "ip"),
+            detail: opt(entity, "detail"),
+            request_id: opt(entity, "request_id"),
+        }
+    }
+}
+
+fn outbox_partition(chain: &str) -> String {
+    format!("~audit-outbox#{chain}")
+}
+
+/// Audits a change that has committed: drains the outbox, then appends `event`; when the
+/// append fails, keeps the event in the outbox for a later call. Fails only when the event
+/// could be neither appended nor kept.
+pub async fn record(
+    store: &dyn Store,
+    clock: &Clock,
+    secrets: &Secrets,
+    chain: &str,
+    event: Event,
+) -> Result<(), ApiError> {
+    if let Err(err) = drain(store, clock, secrets, chain).await {
+        tracing::warn!(error = %err, "the audit outbox could not be drained yet");
+    }
+    let event = Stamped::now(event);
+    match append_stamped(store, clock, secrets, chain, &event).await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            tracing::warn!(error = %err, kind = %event.kind, "audit append failed; event kept in the outbox");
+            let outbox = key(
+                &outbox_partition(chain),
+                &uuid::Uuid::now_v7().simple().to_string(),
+            )?;
+            let stamp = clock.now();
+            store
+                .update(&outbox, |doc: &mut Entity| {
+                    let mut delta = Entity::new();
+                    for (name, value) in event.fields() {
+                        if let Some(value) = value {
+                            delta.join(doc.set(name, stamp, value));
+                        }
+                    }
+                    delta
+                })
+                .await
+                .map_err(|outbox_err| {
+                    tracing::error!(error = %outbox_err, "audit event could be neither appended nor kept");
+                    err
+                })?;
+            Ok(())
+        }
+    }
+}
+
+/// Appends the events waiting in `chain`'s outbox, oldest first; returns how many.
+pub async fn drain(
+    store: &dyn Store,
+    clock: &Clock,
+    secrets: &Secrets,
+    chain: &str,
+) -> Result<usize, ApiError> {
+    let partition = outbox_partition(chain);
+    let waiting = store
+        .list_documents::<Entity>(&partition, None, None, 50)
+        .await?;
+    let mut drained = 0;
+    for doc in waiting.items {
+        append_stamped(
+            store,
+            clock,
+            secrets,
+            chain,
+            &Stamped::from_entity(&doc.state),
+        )
+        .await?;
+        // Gone once appended: expired documents read as absent and are purged.
+        let options = crate::store::MergeOptions {
+            expires_at: Some(now_secs()),
+            ..crate::store::MergeOptions::default()
+        };
+        store
+            .update_with(&doc.key, |_: &mut Entity| Entity::new(), options)
+            .await?;
+        drained += 1;
+    }
+    Ok(drained)
+}
+
 /// Appends `event` to `chain` (this replica's name); returns its position.
 pub async fn append(
     store: &dyn Store,
@@ -155,9 +295,18 @@ pub async fn append(
     chain: &str,
     event: Event,
 ) -> Result<u64, ApiError> {
+    append_stamped(store, clock, secrets, chain, &Stamped::now(event)).await
+}
+
+async fn append_stamped(
+    store: &dyn Store,
+    clock: &Clock,
+    secrets: &Secrets,
+    chain: &str,
+    event: &Stamped,
+) -> Result<u64, ApiError> {
     let partition = chain_partition(chain);
     let head_key = key(&partition, HEAD_SORT)?;
-    let request_id = crate::http::request_id::current();
     loop {
         let head = store
             .read::<Entity>(&head_key)
@@ -175,13 +324,13 @@ pub async fn append(
         let mut record = Record {
             chain: chain.to_owned(),
             seq,
-            kind: event.kind.to_owned(),
-            at_ms: crate::crdt::hlc::system_time_ms(),
+            kind: event.kind.clone(),
+            at_ms: event.at_ms,
             actor: event.actor.clone(),
             subject: event.subject.clone(),
             ip: event.ip.clone(),
             detail: event.detail.clone(),
-            request_id: request_id.clone(),
+            request_id: event.request_id.clone(),
             prev: head.field("mac").unwrap_or(GENESIS).to_owned(),
             mac: String::new(),
         };
@@ -465,7 +614,7 @@ async fn verify_within(
                 after = Some(row_key.sort().to_owned());
                 let Ok(entity) = Entity::decode(&stored.bytes) else {
                     return Ok(broken(
-                        &chain,
+                        chain,
                         expected_seq,
                         "event does not decode",
                         checked,
@@ -474,19 +623,19 @@ async fn verify_within(
                 let seq = entity.level("seq");
                 if row_key.sort() != event_sort(seq) {
                     return Ok(broken(
-                        &chain,
+                        chain,
                         expected_seq,
                         "event is stored out of place",
                         checked,
                     ));
                 }
                 if seq != expected_seq {
-                    return Ok(broken(&chain, expected_seq, "event is missing", checked));
+                    return Ok(broken(chain, expected_seq, "event is missing", checked));
                 }
-                let record = Record::from_entity(&chain, seq, &entity);
+                let record = Record::from_entity(chain, seq, &entity);
                 if record.prev != prev {
                     return Ok(broken(
-                        &chain,
+                        chain,
                         seq,
                         "link to the previous event does not match",
                         checked,
@@ -495,7 +644,7 @@ async fn verify_within(
                 let mac = secrets.audit_mac(&record.canonical());
                 if !crate::auth::token::digests_match(&mac, &record.mac) {
                     return Ok(broken(
-                        &chain,
+                        chain,
                         seq,
                         "MAC mismatch: the event was altered, or written under another master key",
                         checked,
@@ -514,7 +663,7 @@ async fn verify_within(
         let head_seq = head.level("seq");
         if head_seq >= expected_seq {
             return Ok(broken(
-                &chain,
+                chain,
                 expected_seq,
                 "events after this one were removed",
                 checked,
@@ -525,7 +674,7 @@ async fn verify_within(
         if head_seq > 0 && head_seq + 1 == expected_seq && head.field("mac") != Some(prev.as_str())
         {
             return Ok(broken(
-                &chain,
+                chain,
                 head_seq,
                 "the chain head does not match the newest event",
                 checked,
