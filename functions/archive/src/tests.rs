@@ -233,7 +233,8 @@ async fn a_deleted_entry_keeps_no_content_in_its_document() {
 
 #[tokio::test]
 async fn a_filter_that_matches_little_examines_a_bounded_number_of_entries_per_request() {
-    let app = app().await;
+    let app =
+        TestApp::signed_in_with_env(super::routes(), &[("JARVIS_RATE_LIMIT", "100000")]).await;
     let total = super::SCAN_BUDGET + 50;
     for i in 0..total {
         let tags: &[&str] = if i == total - 1 { &["rare"] } else { &[] };

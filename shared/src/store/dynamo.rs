@@ -8,9 +8,11 @@
 //!
 //! Feed order: `fseq` is the write's wall-clock milliseconds shifted left 20 bits plus random
 //! low bits, kept strictly increasing per process. Writers in several Lambda instances can
-//! commit slightly out of stamp order, and the index is eventually consistent, so the feed
-//! only serves entries older than a lag (5 s by default): anything committed within the lag
-//! is served by a later poll, never skipped. The feed carries whole states (the index holds
+//! commit slightly out of stamp order, and the index is eventually consistent, so the feed's
+//! cursor only moves up to entries older than a lag (5 s by default): anything committed
+//! within the lag is served by a later poll, never skipped. Newer entries ride along at the
+//! horizon's position (see `changes`), so a document rewritten more often than the lag —
+//! the audit head, a busy counter — still reaches peers within one poll. The feed carries whole states (the index holds
 //! the latest state of each document), which DynamoDB's 400 KB item limit keeps small.
 //!
 //! The SDK retries throttling and transient errors with jittered exponential backoff
@@ -276,6 +278,49 @@ impl DynamoStore {
         candidate.max(previous + 1)
     }
 
+    /// Feed entries after `after` (exclusive) up to `until` (inclusive, or the end), oldest
+    /// first, at most `limit`.
+    async fn feed_between(
+        &self,
+        after: u64,
+        until: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FEED_INDEX)
+            .expression_attribute_values(":feed", s(FEED_SHARD))
+            .expression_attribute_values(":from", n(after.saturating_add(1)));
+        let request = match until {
+            Some(to) => request
+                .key_condition_expression("feed = :feed AND fseq BETWEEN :from AND :to")
+                .expression_attribute_values(":to", n(to)),
+            None => request.key_condition_expression("feed = :feed AND fseq >= :from"),
+        };
+        let output = request
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX).max(1))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        self.record(Access::Read, output.consumed_capacity());
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut item| {
+                Ok(Change {
+                    seq: number(&item, "fseq")?.ok_or_else(|| corrupt("fseq"))?,
+                    key: Key::new(string(&item, "pk")?, string(&item, "sk")?)?,
+                    payload: Payload::State(state(&mut item)?),
+                })
+            })
+            .collect()
+    }
+
     /// Creates the table, its feed index and TTL when missing (local engines and tests; on
     /// AWS the SAM template creates it).
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
@@ -486,34 +531,21 @@ impl Store for DynamoStore {
         if horizon <= after {
             return Ok(Vec::new());
         }
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(FEED_INDEX)
-            .key_condition_expression("feed = :feed AND fseq BETWEEN :from AND :to")
-            .expression_attribute_values(":feed", s(FEED_SHARD))
-            .expression_attribute_values(":from", n(after.saturating_add(1)))
-            .expression_attribute_values(":to", n(horizon))
-            .scan_index_forward(true)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX).max(1))
-            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        self.record(Access::Read, output.consumed_capacity());
-        output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut item| {
-                Ok(Change {
-                    seq: number(&item, "fseq")?.ok_or_else(|| corrupt("fseq"))?,
-                    key: Key::new(string(&item, "pk")?, string(&item, "sk")?)?,
-                    payload: Payload::State(state(&mut item)?),
-                })
-            })
-            .collect()
+        let mut changes = self.feed_between(after, Some(horizon), limit).await?;
+        // A document written more often than the lag gets a new position each time and would
+        // never age past the horizon. So a page with room also carries the entries newer than
+        // the horizon, each at the horizon's position: the cursor stays behind them, and they
+        // are served again until they age past it (joining a state twice changes nothing).
+        // One place is left free so the page never looks full to the puller.
+        let room = limit.saturating_sub(changes.len()).saturating_sub(1);
+        if room > 0 {
+            let recent = self.feed_between(horizon, None, room).await?;
+            changes.extend(recent.into_iter().map(|change| Change {
+                seq: horizon,
+                ..change
+            }));
+        }
+        Ok(changes)
     }
 
     async fn load_cursor(&self, peer: &str) -> Result<Option<String>, StoreError> {
