@@ -730,10 +730,10 @@ async fn a_transient_refusal_is_not_replayed_so_a_correct_retry_succeeds() {
     )
     .await;
     app.sign_up("carol@example.com").await;
-    for _ in 0..2 {
+    for attempt in 0..2 {
         let (status, _) = app
             .send(login_request(
-                "wrong",
+                &format!("wrong-{attempt}"),
                 "carol@example.com",
                 "not the password",
             ))
