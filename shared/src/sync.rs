@@ -738,22 +738,7 @@ mod tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, stuck).await });
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(
-            crate::store::libsql::LibsqlStore::open(&dir.path().join("j.db"))
-                .await
-                .expect("open"),
-        );
-        let syncer = Syncer::new(
-            "here",
-            store,
-            SyncConfig {
-                token: Some(SecretString::from("peer-token-0123456789".to_owned())),
-                peers: vec![format!("http://{addr}")],
-                interval: Duration::from_secs(60),
-            },
-            crate::secrets::source(&crate::config::SecretsConfig::Missing),
-        );
+        let (syncer, _store, _dir) = syncer_of(format!("http://{addr}")).await;
         let results = syncer.run_round().await;
         assert!(!results[0].ok);
         assert!(

@@ -103,19 +103,17 @@ fn opt(entity: &Entity, name: &str) -> Option<String> {
 
 impl Record {
     fn from_entity(chain: &str, seq: u64, entity: &Entity) -> Self {
+        let event = Stamped::from_entity(entity);
         Self {
             chain: chain.to_owned(),
             seq,
-            kind: entity.field("type").unwrap_or_default().to_owned(),
-            at_ms: entity
-                .field("at_ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            actor: opt(entity, "actor"),
-            subject: opt(entity, "subject"),
-            ip: opt(entity, "ip"),
-            detail: opt(entity, "detail"),
-            request_id: opt(entity, "request_id"),
+            kind: event.kind,
+            at_ms: event.at_ms,
+            actor: event.actor,
+            subject: event.subject,
+            ip: event.ip,
+            detail: event.detail,
+            request_id: event.request_id,
             prev: entity.field("prev").unwrap_or_default().to_owned(),
             mac: entity.field("mac").unwrap_or_default().to_owned(),
         }
