@@ -38,9 +38,11 @@ pub const DEFAULT_PAGE: usize = 500;
 pub const MAX_PAGE: usize = 2_000;
 /// Payload bytes (base64) after which a feed page is cut short, however few changes it has.
 pub const PAGE_PAYLOAD_BUDGET: usize = 8 * 1024 * 1024;
-/// Largest feed page a puller reads (decompressed): the budget, a change over it, and the
-/// JSON around them. A larger answer is refused rather than held in memory.
-pub const MAX_PAGE_BYTES: usize = 2 * PAGE_PAYLOAD_BUDGET;
+/// Largest feed page a puller reads (decompressed): the budget, then one more change as large
+/// as any backend stores (base64 of the largest libSQL document), and the JSON around them.
+/// A larger answer is refused rather than held in memory.
+pub const MAX_PAGE_BYTES: usize =
+    PAGE_PAYLOAD_BUDGET + crate::store::libsql::MAX_DOCUMENT_BYTES / 3 * 4 + 1024 * 1024;
 
 /// One change as it travels between peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -347,11 +349,11 @@ async fn quarantine(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    // Time first, so a listing comes out oldest first; the peer and position make it unique
-    // and a re-pulled page quarantines the same change onto the same document.
+    // The peer and its feed position name the letter, so a page pulled again (after a crash
+    // before its cursor was saved) finds the letter already there and counts nothing twice.
     let key = Key::new(
         DEAD_LETTER_PARTITION,
-        format!("{now:012}#{peer_tag}#{:020}", change.seq),
+        format!("{peer_tag}#{:020}", change.seq),
     )?;
     let at = crate::time::rfc3339(now);
     let stamp = Timestamp::new(system_time_ms(), 0, replica);
@@ -368,26 +370,27 @@ async fn quarantine(
         expires_at: Some(now + DEAD_LETTER_SECS),
         ..MergeOptions::default()
     };
-    store
-        .update_with(
-            &key,
-            |letter: &mut Entity| {
-                let mut delta = Entity::new();
-                for (name, value) in &fields {
-                    delta.join(letter.set(name, stamp, value.as_str()));
-                }
-                delta
-            },
-            options,
-        )
+    let (_, new) = store
+        .transact(&key, options, |letter: &mut Entity| {
+            if !letter.is_empty() {
+                return (Entity::new(), false);
+            }
+            let mut delta = Entity::new();
+            for (name, value) in &fields {
+                delta.join(letter.set(name, stamp, value.as_str()));
+            }
+            (delta, true)
+        })
         .await?;
-    store
-        .update_with(
-            &Key::new(DEAD_LETTER_COUNT, "count")?,
-            |count: &mut GCounter| count.increment(replica, 1),
-            options,
-        )
-        .await?;
+    if new {
+        store
+            .update_with(
+                &Key::new(DEAD_LETTER_COUNT, "count")?,
+                |count: &mut GCounter| count.increment(replica, 1),
+                options,
+            )
+            .await?;
+    }
     Ok(())
 }
 
@@ -400,7 +403,7 @@ pub async fn dead_letter_count(store: &dyn Store) -> Result<u64, StoreError> {
         .map_or(0, |doc| doc.state.value()))
 }
 
-/// A page of refused changes, oldest first.
+/// A page of refused changes, by peer and, for each, in feed order.
 pub async fn dead_letters(
     store: &dyn Store,
     cursor: Option<&str>,
@@ -888,6 +891,28 @@ mod tests {
         assert!(cut);
         let (kept, cut) = within_budget((1..=2).map(|i| change(i, 10)), 100);
         assert_eq!((kept.len(), cut), (2, false));
+    }
+
+    #[tokio::test]
+    async fn a_change_quarantined_again_is_kept_and_counted_once() {
+        let (_syncer, store, _dir) = syncer_of("http://127.0.0.1:9".into()).await;
+        let change = WireChange {
+            seq: 7,
+            partition: "crdt#u".into(),
+            sort: "counter#c".into(),
+            kind: "state".into(),
+            payload: "AA==".into(),
+        };
+        let replica = crate::crdt::ReplicaId::from_name("here");
+        for _ in 0..2 {
+            quarantine(store.as_ref(), replica, "http://peer", &change, "bad")
+                .await
+                .expect("quarantine");
+        }
+        assert_eq!(dead_letter_count(store.as_ref()).await.expect("count"), 1);
+        let (letters, _) = dead_letters(store.as_ref(), None, 10).await.expect("list");
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].seq, letters[0].reason.as_str()), (7, "bad"));
     }
 
     #[tokio::test]

@@ -119,8 +119,9 @@ pub struct DeadLetterParams {
     pub cursor: Option<String>,
 }
 
-/// Changes pulled from peers that this deployment refused (admins only), oldest first: each
-/// with its peer, feed position, document and reason. Sync went on past them.
+/// Changes pulled from peers that this deployment refused (admins only), by peer and in feed
+/// order: each with its peer, feed position, document, reason and time. Sync went on past
+/// them.
 #[utoipa::path(
     get,
     path = "/sync/dead-letters",

@@ -153,7 +153,12 @@ pub fn set_disabled(account: &mut Entity, stamp: crate::crdt::Timestamp, disable
         if is_disabled(account) {
             return Entity::new();
         }
-        return account.mark(format!("disable:{stamp:?}"));
+        let crate::crdt::Timestamp {
+            wall_ms,
+            logical,
+            replica,
+        } = stamp;
+        return account.mark(format!("disable:{wall_ms}.{logical}@{replica}"));
     }
     let seen: Vec<String> = uncovered_disables(account).map(str::to_owned).collect();
     let mut delta = account.toggle("disabled", false);
@@ -725,18 +730,9 @@ impl Accounts {
         .await
     }
 
-    fn require_session(identity: &Identity) -> Result<(), ApiError> {
-        match identity.credential {
-            Credential::Session { .. } => Ok(()),
-            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
-                "this needs a signed-in session, not an API key".into(),
-            )),
-        }
-    }
-
     /// `POST /auth/2fa/enroll`: a new secret, pending until confirmed with a code.
     pub async fn enroll_totp(&self, identity: &Identity) -> Result<Enrollment, ApiError> {
-        Self::require_session(identity)?;
+        identity.require_session()?;
         let user_id = identity.user_id.as_str();
         let secret = totp::new_secret();
         let sealed = self.secrets.seal(user_id, &secret)?;
@@ -773,7 +769,7 @@ impl Accounts {
         identity: &Identity,
         code: &str,
     ) -> Result<Vec<String>, ApiError> {
-        Self::require_session(identity)?;
+        identity.require_session()?;
         let user_id = identity.user_id.as_str();
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let hashes: Vec<String> = codes
@@ -834,7 +830,7 @@ impl Accounts {
 
     /// `POST /auth/2fa/disable`: turns 2FA off, with a current code.
     pub async fn disable_totp(&self, identity: &Identity, code: &str) -> Result<(), ApiError> {
-        Self::require_session(identity)?;
+        identity.require_session()?;
         let user_id = identity.user_id.as_str();
         let current = self
             .account(user_id)
@@ -882,7 +878,7 @@ impl Accounts {
         scopes: &[String],
         expires_at: Option<&str>,
     ) -> Result<(KeyView, String), ApiError> {
-        Self::require_session(identity)?;
+        identity.require_session()?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(ApiError::invalid_field(

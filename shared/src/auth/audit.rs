@@ -335,17 +335,11 @@ async fn append_stamped(
         record.mac = secrets.audit_mac(&record.canonical());
         let stamp = clock.now();
         let mut doc = Entity::new();
-        for (name, value) in [
-            ("type", Some(record.kind.clone())),
-            ("at_ms", Some(record.at_ms.to_string())),
-            ("actor", record.actor.clone()),
-            ("subject", record.subject.clone()),
-            ("ip", record.ip.clone()),
-            ("detail", record.detail.clone()),
-            ("request_id", record.request_id.clone()),
+        let links = [
             ("prev", Some(record.prev.clone())),
             ("mac", Some(record.mac.clone())),
-        ] {
+        ];
+        for (name, value) in event.fields().into_iter().chain(links) {
             if let Some(value) = value {
                 doc.set(name, stamp, value);
             }
@@ -518,8 +512,11 @@ pub const VERIFY_BUDGET: u64 = 5_000;
 /// authenticated under the audit key so a cursor cannot be forged to skip events.
 fn verify_cursor(secrets: &Secrets, chain: &str, seq: u64, prev: &str) -> String {
     let state = format!("{chain}\n{seq}\n{prev}");
-    let mac = secrets.audit_mac(format!("verify-cursor\n{state}").as_bytes());
-    encode_cursor(&format!("{state}\n{mac}"))
+    encode_cursor(&format!("{state}\n{}", verify_cursor_mac(secrets, &state)))
+}
+
+fn verify_cursor_mac(secrets: &Secrets, state: &str) -> String {
+    secrets.audit_mac(format!("verify-cursor\n{state}").as_bytes())
 }
 
 fn parse_verify_cursor(secrets: &Secrets, cursor: &str) -> Result<(String, u64, String), ApiError> {
@@ -531,7 +528,7 @@ fn parse_verify_cursor(secrets: &Secrets, cursor: &str) -> Result<(String, u64, 
     else {
         return Err(invalid());
     };
-    let expected = secrets.audit_mac(format!("verify-cursor\n{chain}\n{seq}\n{prev}").as_bytes());
+    let expected = verify_cursor_mac(secrets, &format!("{chain}\n{seq}\n{prev}"));
     if !crate::auth::token::digests_match(&expected, mac) {
         return Err(invalid());
     }

@@ -164,6 +164,17 @@ impl Identity {
             }
     }
 
+    /// `Ok` when the caller signed in with a session, else 403: account management never
+    /// accepts an API key, whatever its scopes.
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        match self.credential {
+            Credential::Session { .. } => Ok(()),
+            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
+                "this needs a signed-in session, not an API key".into(),
+            )),
+        }
+    }
+
     /// `Ok` when [`allows`](Self::allows), else 403 naming the scope.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.allows(scope) {
@@ -251,12 +262,8 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let identity = Identity::from_request_parts(parts, state).await?;
-        match identity.credential {
-            Credential::Session { .. } => Ok(Self(identity)),
-            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
-                "this needs a signed-in session, not an API key".into(),
-            )),
-        }
+        identity.require_session()?;
+        Ok(Self(identity))
     }
 }
 

@@ -123,7 +123,8 @@ async fn bounded<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
 }
 
 /// The most argon2id computations this process has run at once.
-pub fn peak_concurrent_hashes() -> usize {
+#[cfg(test)]
+fn peak_concurrent_hashes() -> usize {
     PEAK.load(std::sync::atomic::Ordering::SeqCst)
 }
 

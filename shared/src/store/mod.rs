@@ -125,7 +125,9 @@ pub struct ListQuery<'a> {
 /// One entry of the change feed.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Change {
-    /// Position in the feed; strictly increasing.
+    /// Position in the feed, never decreasing along it: the cursor to ask with next. (A
+    /// backend may serve an entry too recent to pass the cursor over at an earlier position,
+    /// and again later; joining it twice changes nothing.)
     pub seq: u64,
     /// The document changed.
     pub key: Key,
