@@ -109,6 +109,15 @@ impl ApiError {
         }
     }
 
+    /// A 422 for a page cursor of the right form that this API did not return (forged,
+    /// from another listing, or past its end).
+    pub fn unknown_cursor(field: &'static str) -> Self {
+        Self::Unprocessable {
+            field: Some(field.into()),
+            message: "is not a cursor this API returned".into(),
+        }
+    }
+
     /// A 500 carrying its cause for the log.
     pub fn internal(cause: impl Into<BoxError>) -> Self {
         Self::Internal(cause.into())

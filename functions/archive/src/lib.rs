@@ -24,10 +24,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-/// Largest title, in bytes.
-pub const MAX_TITLE_BYTES: usize = 512;
-/// Largest content, in bytes.
-pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
+/// Longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 512;
+/// Longest content, in characters (at most 256 KiB of UTF-8).
+pub const MAX_CONTENT_CHARS: usize = 64 * 1024;
 /// Most tags on one entry.
 pub const MAX_TAGS: usize = 32;
 /// Default and largest page size of a listing.
@@ -58,8 +58,7 @@ fn partition(principal: &Principal) -> String {
 const SORT_PREFIX: &str = "entry#";
 
 fn entry_key(principal: &Principal, id: &str) -> Result<Key, ApiError> {
-    let id = Uuid::parse_str(id)
-        .map_err(|_| ApiError::invalid_field("id", "must be an entry id (a UUID)"))?;
+    let id = validate::uuid("id", id)?;
     Ok(Key::new(
         partition(principal),
         format!("{SORT_PREFIX}{}", id.hyphenated()),
@@ -125,33 +124,57 @@ fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
     })
 }
 
+const KIND_RULE: &str = "must be 1 to 64 characters of letters, digits, '_' or '-' (kept in lower case)";
+
+jarvis_shared::string_schema!(
+    /// What an entry is: `note`, `link`, `document`…
+    Kind,
+    || validate::bounded(
+        validate::string(KIND_RULE).pattern(Some("^[A-Za-z0-9_-]{1,64}$")),
+        1,
+        64,
+    )
+);
+
 fn check_kind(kind: &str) -> Result<String, ApiError> {
-    let kind = kind.trim().to_lowercase();
     let ok = (1..=64).contains(&kind.len())
         && kind
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
     if ok {
-        Ok(kind)
+        Ok(kind.to_ascii_lowercase())
     } else {
-        Err(ApiError::invalid_field(
-            "kind",
-            "must be 1 to 64 characters of a-z, 0-9, '_' or '-'",
-        ))
+        Err(ApiError::invalid_field("kind", KIND_RULE))
     }
 }
 
+jarvis_shared::string_schema!(
+    /// An entry's title.
+    Title,
+    || validate::text_schema(
+        "1 to 512 characters, no control characters other than tab and line breaks",
+        MAX_TITLE_CHARS,
+    )
+);
+
 fn check_title(title: &str) -> Result<String, ApiError> {
-    let title = title.trim();
-    validate::text("title", title, MAX_TITLE_BYTES)?;
+    validate::text("title", title, MAX_TITLE_CHARS)?;
     Ok(title.to_owned())
 }
 
+jarvis_shared::string_schema!(
+    /// An entry's content.
+    Content,
+    || validate::string("Up to 65,536 characters, without NUL")
+        .max_length(Some(MAX_CONTENT_CHARS))
+        .pattern(Some(r"^[^\u0000]*$"))
+);
+
 fn check_content(content: &str) -> Result<String, ApiError> {
-    if content.len() > MAX_CONTENT_BYTES {
+    if content.chars().count() > MAX_CONTENT_CHARS {
         return Err(ApiError::invalid_field(
             "content",
-            format!("must be at most {MAX_CONTENT_BYTES} bytes"),
+            format!("must be at most {MAX_CONTENT_CHARS} characters"),
         ));
     }
     if content.contains('\0') {
@@ -160,30 +183,40 @@ fn check_content(content: &str) -> Result<String, ApiError> {
     Ok(content.to_owned())
 }
 
-const TAG_RULE: &str = "tags are 1 to 64 characters of a-z, 0-9, '_', '-', ':' or '.'";
+const TAG_RULE: &str =
+    "tags are 1 to 64 characters of letters, digits, '_', '-', ':' or '.' (kept in lower case)";
 
-/// A tag trimmed and lowercased, when it is a valid one.
+jarvis_shared::string_schema!(
+    /// A tag.
+    Tag,
+    || validate::bounded(
+        validate::string(TAG_RULE).pattern(Some("^[A-Za-z0-9_.:-]{1,64}$")),
+        1,
+        64,
+    )
+);
+
+/// A tag in lower case, when it is a valid one.
 fn normal_tag(tag: &str) -> Option<String> {
-    let tag = tag.trim().to_lowercase();
     let ok = (1..=64).contains(&tag.len())
-        && tag.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | ':' | '.')
-        });
-    ok.then_some(tag)
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'));
+    ok.then(|| tag.to_ascii_lowercase())
 }
 
-/// Tags normalised (trimmed, lowercase), deduplicated and sorted, as JSON text.
+/// Tags checked, in lower case, deduplicated and sorted, as JSON text.
 fn check_tags(tags: &[String]) -> Result<String, ApiError> {
     validate::count("tags", tags.len(), MAX_TAGS)?;
-    let mut normalised = Vec::with_capacity(tags.len());
+    let mut checked = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
         let tag = normal_tag(tag)
             .ok_or_else(|| ApiError::invalid_field(format!("tags[{i}]"), TAG_RULE))?;
-        normalised.push(tag);
+        checked.push(tag);
     }
-    normalised.sort_unstable();
-    normalised.dedup();
-    serde_json::to_string(&normalised).map_err(ApiError::internal)
+    checked.sort_unstable();
+    checked.dedup();
+    serde_json::to_string(&checked).map_err(ApiError::internal)
 }
 
 /// `POST /archive`
@@ -191,13 +224,17 @@ fn check_tags(tags: &[String]) -> Result<String, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
     /// What it is, e.g. `note`.
+    #[schema(value_type = Kind)]
     pub kind: String,
-    /// Its title (1 to 512 bytes).
+    /// Its title.
+    #[schema(value_type = Title)]
     pub title: String,
-    /// Its content (up to 256 KiB).
+    /// Its content.
+    #[schema(value_type = Content)]
     pub content: String,
-    /// Its tags (up to 32).
+    /// Its tags (up to 32; duplicates count once).
     #[serde(default)]
+    #[schema(value_type = Vec<Tag>, max_items = 32)]
     pub tags: Vec<String>,
 }
 
@@ -255,12 +292,16 @@ async fn create_entry(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only entries with this tag.
+    #[param(value_type = Option<Tag>, inline)]
     pub tag: Option<String>,
     /// Only entries of this kind.
+    #[param(value_type = Option<Kind>, inline)]
     pub kind: Option<String>,
     /// Page size (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -276,6 +317,7 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of entries", body = Paged<Entry>),
         (status = 400, description = "Invalid filter, limit or cursor", body = ErrorEnvelope),
+        (status = 422, description = "A cursor this API did not return", body = ErrorEnvelope),
         AuthRejections,
     )
 )]
@@ -347,7 +389,7 @@ async fn list_entries(
     get,
     path = "/archive/{id}",
     tag = "archive",
-    params(("id" = String, Path, description = "Entry id")),
+    params(("id" = inline(validate::Uuid), Path, description = "Entry id")),
     security(("access_token" = ["archive:read"]), ("api_key" = ["archive:read"])),
     responses(
         (status = 200, description = "The entry", body = Entry),
@@ -368,14 +410,23 @@ async fn get_entry(
 /// `PATCH /archive/{id}`: any of the fields; each merges on its own.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct EntryPatch {
     /// New kind.
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Kind, nullable = false)]
     pub kind: Option<String>,
     /// New title.
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Title, nullable = false)]
     pub title: Option<String>,
     /// New content.
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Content, nullable = false)]
     pub content: Option<String>,
-    /// New tags (replacing the old ones).
+    /// New tags (replacing the old ones; up to 32).
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Vec<Tag>, max_items = 32, nullable = false)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -384,7 +435,7 @@ pub struct EntryPatch {
     patch,
     path = "/archive/{id}",
     tag = "archive",
-    params(("id" = String, Path, description = "Entry id")),
+    params(("id" = inline(validate::Uuid), Path, description = "Entry id")),
     request_body = EntryPatch,
     security(("access_token" = ["archive:write"]), ("api_key" = ["archive:write"])),
     responses(
@@ -448,7 +499,7 @@ async fn patch_entry(
     delete,
     path = "/archive/{id}",
     tag = "archive",
-    params(("id" = String, Path, description = "Entry id")),
+    params(("id" = inline(validate::Uuid), Path, description = "Entry id")),
     security(("access_token" = ["archive:write"]), ("api_key" = ["archive:write"])),
     responses(
         (status = 204, description = "Deleted"),

@@ -14,7 +14,7 @@ use jarvis_shared::auth::accounts::{
 use jarvis_shared::auth::audit::{self, Filter, Record, Verification};
 use jarvis_shared::auth::{Authorized, Identity, Role, SignedIn, scope};
 use jarvis_shared::error::{ApiError, ErrorEnvelope};
-use jarvis_shared::http::{Json, Paged, Path, Query};
+use jarvis_shared::http::{Json, Paged, Path, Query, validate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -64,8 +64,11 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Email address (normalised to lower case).
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// 12 to 128 characters, not containing the email.
+    /// 12 to 128 characters; a password that contains the email or uses fewer than four
+    /// different characters is refused with a 422.
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
 }
 
@@ -79,6 +82,7 @@ pub struct Credentials {
         (status = 201, description = "The account", body = AccountView),
         (status = 400, description = "Invalid email or password", body = ErrorEnvelope),
         (status = 409, description = "The email is taken", body = ErrorEnvelope),
+        (status = 422, description = "The password fails the policy", body = ErrorEnvelope),
         (status = 429, description = "Too many requests from this address", body = ErrorEnvelope),
     )
 )]
@@ -96,8 +100,10 @@ async fn register(
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// Email address.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Password.
+    #[schema(min_length = 1, max_length = 128)]
     pub password: String,
     /// A 6-digit code from the authenticator, or a recovery code, when 2FA is on.
     pub totp: Option<String>,
@@ -210,7 +216,7 @@ async fn sessions(
     delete,
     path = "/auth/sessions/{id}",
     tag = "auth",
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = inline(validate::HexId32), Path, description = "Session id")),
     security(("access_token" = [])),
     responses(
         (status = 204, description = "Revoked"),
@@ -270,8 +276,8 @@ pub struct RecoveryCodes {
     security(("access_token" = [])),
     responses(
         (status = 200, description = "2FA is on", body = RecoveryCodes),
-        (status = 400, description = "Wrong code", body = ErrorEnvelope),
         (status = 409, description = "Not enrolled, or already on", body = ErrorEnvelope),
+        (status = 422, description = "Wrong or reused code", body = ErrorEnvelope),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
@@ -293,7 +299,7 @@ async fn confirm_totp(
     security(("access_token" = [])),
     responses(
         (status = 204, description = "2FA is off"),
-        (status = 400, description = "Wrong or reused code", body = ErrorEnvelope),
+        (status = 401, description = "`invalid_code`: a wrong or reused code", body = ErrorEnvelope),
         (status = 409, description = "2FA is not on", body = ErrorEnvelope),
     )
 )]
@@ -311,10 +317,11 @@ async fn disable_totp(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
-    /// A label, 1 to 64 characters.
+    /// A label.
+    #[schema(value_type = validate::Label)]
     pub name: String,
-    /// `archive:read`, `archive:write`, `crdt:read`, `crdt:write`, `admin` — each granted by
-    /// the caller's role.
+    /// The scopes, each granted by the caller's role (one given twice counts once).
+    #[schema(value_type = Vec<jarvis_shared::auth::Scope>, min_items = 1)]
     pub scopes: Vec<String>,
     /// When the key stops working (RFC 3339); never when absent.
     #[schema(format = DateTime)]
@@ -382,7 +389,7 @@ async fn list_api_keys(
     delete,
     path = "/auth/api-keys/{id}",
     tag = "auth",
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = inline(validate::HexId16), Path, description = "Key id")),
     security(("access_token" = [])),
     responses(
         (status = 204, description = "Revoked"),
@@ -405,8 +412,10 @@ async fn revoke_api_key(
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -419,6 +428,7 @@ pub struct PageParams {
     security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of accounts", body = Paged<AccountView>),
+        (status = 422, description = "A cursor this API did not return", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
     )
 )]
@@ -437,11 +447,16 @@ async fn list_users(
 /// `PATCH /admin/users/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UserUpdate {
     /// The new role.
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
     /// Disable (`true`) or re-enable (`false`) the account; a disabled account's tokens and
     /// keys stop working at once.
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(nullable = false)]
     pub disabled: Option<bool>,
 }
 
@@ -450,7 +465,7 @@ pub struct UserUpdate {
     patch,
     path = "/admin/users/{id}",
     tag = "admin",
-    params(("id" = String, Path, description = "Account id")),
+    params(("id" = inline(validate::HexId32), Path, description = "Account id")),
     request_body = UserUpdate,
     security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
@@ -484,8 +499,10 @@ pub struct AuditParams {
     /// Only events whose actor or subject is this account id.
     pub user: Option<String>,
     /// Page size (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -498,6 +515,7 @@ pub struct AuditParams {
     security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of events", body = Paged<Record>),
+        (status = 422, description = "A cursor this API did not return", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
     )
 )]
@@ -527,6 +545,7 @@ async fn list_audit(
 #[into_params(parameter_in = Query)]
 pub struct VerifyParams {
     /// `next_cursor` of the previous answer.
+    #[param(value_type = Option<validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -540,8 +559,8 @@ pub struct VerifyParams {
     security(("access_token" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "`ok` with the count checked (and `next_cursor` while more remain), or the first broken link", body = Verification),
-        (status = 400, description = "Invalid cursor", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
+        (status = 422, description = "A cursor this API did not return", body = ErrorEnvelope),
     )
 )]
 #[tracing::instrument(skip_all)]

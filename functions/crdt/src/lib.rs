@@ -20,8 +20,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Largest element of a set, in bytes.
-pub const MAX_ELEMENT_BYTES: usize = 1024;
+/// Longest element of a set, in characters.
+pub const MAX_ELEMENT_CHARS: usize = 1024;
 /// Most elements one request may add or remove.
 pub const MAX_ELEMENTS_PER_REQUEST: usize = 1000;
 /// Largest register value, as JSON text.
@@ -65,13 +65,26 @@ async fn existing<C: Codec>(
         .ok_or_else(|| ApiError::NotFound(format!("no such {noun}").into()))
 }
 
+jarvis_shared::string_schema!(
+    /// An element of a set: 1 to 1024 characters.
+    Element,
+    || validate::bounded(validate::string("1 to 1024 characters"), 1, MAX_ELEMENT_CHARS)
+);
+
+/// Checks a list of 1 to 1000 elements of 1 to 1024 characters.
 fn check_elements(field: &'static str, elements: &[String]) -> Result<(), ApiError> {
+    if elements.is_empty() {
+        return Err(ApiError::invalid_field(
+            field,
+            "must name at least one element",
+        ));
+    }
     validate::count(field, elements.len(), MAX_ELEMENTS_PER_REQUEST)?;
     for (i, element) in elements.iter().enumerate() {
-        if element.is_empty() || element.len() > MAX_ELEMENT_BYTES {
+        if !(1..=MAX_ELEMENT_CHARS).contains(&element.chars().count()) {
             return Err(ApiError::invalid_field(
                 format!("{field}[{i}]"),
-                format!("elements are 1 to {MAX_ELEMENT_BYTES} bytes"),
+                format!("elements are 1 to {MAX_ELEMENT_CHARS} characters"),
             ));
         }
     }
@@ -84,6 +97,7 @@ fn check_elements(field: &'static str, elements: &[String]) -> Result<(), ApiErr
 pub struct Increment {
     /// How much to add: 1 to 2^53 - 1.
     #[schema(minimum = 1, maximum = 9_007_199_254_740_991_u64)]
+    #[serde(deserialize_with = "validate::whole_number")]
     pub by: u64,
 }
 
@@ -101,7 +115,7 @@ pub struct CounterView {
     post,
     path = "/crdt/counters/{name}/increment",
     tag = "crdt",
-    params(("name" = String, Path, description = "Counter name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Counter name")),
     request_body = Increment,
     security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
@@ -153,7 +167,7 @@ async fn increment_counter(
     get,
     path = "/crdt/counters/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Counter name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Counter name")),
     security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The counter", body = CounterView),
@@ -178,7 +192,8 @@ async fn get_counter(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAdd {
-    /// Elements to add (1 to 1000 strings of 1 to 1024 bytes).
+    /// Elements to add (1 to 1000 strings of 1 to 1024 characters).
+    #[schema(value_type = Vec<Element>, min_items = 1, max_items = 1000)]
     pub add: Vec<String>,
 }
 
@@ -196,7 +211,7 @@ pub struct SetView {
     post,
     path = "/crdt/sets/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Set name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Set name")),
     request_body = SetAdd,
     security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
@@ -213,12 +228,6 @@ async fn add_to_set(
     Json(body): Json<SetAdd>,
 ) -> Result<Json<SetView>, ApiError> {
     let key = key(&caller.principal(), "set", &name)?;
-    if body.add.is_empty() {
-        return Err(ApiError::invalid_field(
-            "add",
-            "must name at least one element",
-        ));
-    }
     check_elements("add", &body.add)?;
     let delta: GSet<String> = body.add.into_iter().collect();
     let set = state.store.merge(&key, delta).await?;
@@ -233,7 +242,7 @@ async fn add_to_set(
     get,
     path = "/crdt/sets/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Set name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Set name")),
     security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The set", body = SetView),
@@ -276,7 +285,7 @@ pub struct RegisterView {
     put,
     path = "/crdt/registers/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Register name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Register name")),
     request_body = RegisterPut,
     security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
@@ -326,7 +335,7 @@ fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, A
     get,
     path = "/crdt/registers/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Register name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Register name")),
     security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The register", body = RegisterView),
@@ -349,15 +358,19 @@ async fn get_register(
 
 /// `POST /crdt/orsets/{name}`: removals apply before additions, so an element in both
 /// lists ends up present.
+/// At least one of the two lists is given, and a list given is not empty.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct OrSetChange {
-    /// Elements to add.
-    #[serde(default)]
-    pub add: Vec<String>,
-    /// Elements to remove (the additions of them seen here).
-    #[serde(default)]
-    pub remove: Vec<String>,
+    /// Elements to add (1 to 1000).
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Vec<Element>, min_items = 1, max_items = 1000, nullable = false)]
+    pub add: Option<Vec<String>>,
+    /// Elements to remove (1 to 1000; the additions of them seen here).
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Vec<Element>, min_items = 1, max_items = 1000, nullable = false)]
+    pub remove: Option<Vec<String>>,
 }
 
 /// Adds and removes elements of an observed-remove set, creating it.
@@ -365,7 +378,7 @@ pub struct OrSetChange {
     post,
     path = "/crdt/orsets/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Set name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Set name")),
     request_body = OrSetChange,
     security(("access_token" = ["crdt:write"]), ("api_key" = ["crdt:write"])),
     responses(
@@ -382,23 +395,25 @@ async fn change_orset(
     Json(body): Json<OrSetChange>,
 ) -> Result<Json<SetView>, ApiError> {
     let key = key(&caller.principal(), "orset", &name)?;
-    if body.add.is_empty() && body.remove.is_empty() {
-        return Err(ApiError::invalid_field(
-            "add",
-            "name at least one element to add or remove",
-        ));
+    if body.add.is_none() && body.remove.is_none() {
+        return Err(ApiError::bad_request("give `add`, `remove` or both"));
     }
-    check_elements("add", &body.add)?;
-    check_elements("remove", &body.remove)?;
+    if let Some(add) = &body.add {
+        check_elements("add", add)?;
+    }
+    if let Some(remove) = &body.remove {
+        check_elements("remove", remove)?;
+    }
+    let (add, remove) = (body.add.unwrap_or_default(), body.remove.unwrap_or_default());
     let replica = state.replica;
     let doc = state
         .store
         .update(&key, |set: &mut OrSet<String>| {
             let mut delta = OrSet::default();
-            for element in &body.remove {
+            for element in &remove {
                 delta.join(set.remove(element));
             }
-            for element in &body.add {
+            for element in &add {
                 delta.join(set.add(replica, element.clone()));
             }
             delta
@@ -421,7 +436,7 @@ fn sorted(set: &OrSet<String>) -> Vec<String> {
     get,
     path = "/crdt/orsets/{name}",
     tag = "crdt",
-    params(("name" = String, Path, description = "Set name")),
+    params(("name" = inline(validate::ObjectName), Path, description = "Set name")),
     security(("access_token" = ["crdt:read"]), ("api_key" = ["crdt:read"])),
     responses(
         (status = 200, description = "The set", body = SetView),

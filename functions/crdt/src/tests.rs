@@ -102,7 +102,7 @@ async fn sets_grow_and_list_their_elements_in_order() {
 #[tokio::test]
 async fn an_oversized_element_is_rejected_with_its_position() {
     let app = app().await;
-    let big = "x".repeat(super::MAX_ELEMENT_BYTES + 1);
+    let big = "x".repeat(super::MAX_ELEMENT_CHARS + 1);
     let (status, body) = app
         .call(
             Method::POST,
@@ -160,13 +160,47 @@ async fn orsets_add_and_remove_and_a_readd_in_one_request_wins() {
 }
 
 #[tokio::test]
-async fn an_empty_change_is_rejected() {
+async fn an_empty_change_an_empty_list_and_a_null_list_are_rejected() {
     let app = app().await;
-    let (status, body) = app
+    let (status, _) = app
         .call(Method::POST, "/crdt/orsets/todo", Some(json!({})))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["field"], "add");
+    for (body, field) in [
+        (json!({"add": []}), "add"),
+        (json!({"add": ["a"], "remove": []}), "remove"),
+        (json!({"remove": null}), "remove"),
+    ] {
+        let (status, answer) = app
+            .call(Method::POST, "/crdt/orsets/todo", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["error"]["field"], field, "{body}");
+    }
+    let (status, _) = app.call(Method::GET, "/crdt/orsets/todo", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_whole_number_written_with_a_fraction_part_is_an_increment_and_an_array_body_is_not() {
+    let app = app().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/crdt/counters/c/increment",
+            Some(json!({"by": 2.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"], 2);
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/crdt/registers/r",
+            Some(json!([{"theme": "dark"}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -37,8 +37,10 @@ pub fn routes() -> axum::Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// `next_cursor` of the previous page; from the start when absent.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub since: Option<String>,
     /// Most changes in the page (1 to 2000, default 500).
+    #[param(minimum = 1, maximum = 2000)]
     pub limit: Option<usize>,
 }
 
@@ -64,9 +66,10 @@ async fn changes(
 ) -> Result<Json<ChangesPage>, ApiError> {
     let since = match params.since.as_deref() {
         None => 0,
-        Some(cursor) => cursor
-            .parse::<u64>()
-            .map_err(|_| ApiError::invalid_field("since", "is not a cursor this API returned"))?,
+        Some(cursor) => Some(cursor)
+            .filter(|c| (1..=19).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::invalid_field("since", "must be 1 to 19 digits"))?,
     };
     let limit = params.limit.unwrap_or(sync::DEFAULT_PAGE);
     if !(1..=sync::MAX_PAGE).contains(&limit) {
@@ -116,6 +119,7 @@ pub struct DeadLetterParams {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<jarvis_shared::http::validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -131,6 +135,7 @@ pub struct DeadLetterParams {
     responses(
         (status = 200, description = "A page of refused changes", body = Paged<DeadLetter>),
         (status = 400, description = "Invalid limit or cursor", body = ErrorEnvelope),
+        (status = 422, description = "A cursor this API did not return", body = ErrorEnvelope),
         AuthRejections,
     )
 )]

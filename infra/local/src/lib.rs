@@ -91,6 +91,7 @@ pub fn routes_and_openapi() -> (axum::Router<AppState>, OpenApi) {
                 SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))).into(),
             ),
         ]);
+    jarvis_shared::http::openapi::document_shared_answers(&mut openapi);
     (routes, openapi)
 }
 

@@ -40,6 +40,7 @@ use super::totp;
 use super::{Credential, Identity, Role, Scope};
 use crate::crdt::{Crdt, Entity};
 use crate::error::ApiError;
+use crate::http::validate;
 use crate::secrets::Secrets;
 use crate::state::AppState;
 use crate::store::{Document, Key, MergeOptions, Page, now_secs};
@@ -817,7 +818,10 @@ impl Accounts {
                         }
                         _ => (
                             Entity::new(),
-                            Err(ApiError::invalid_field("code", "the code is not correct")),
+                            Err(ApiError::Unprocessable {
+                                field: Some("code".into()),
+                                message: "the code is not correct".into(),
+                            }),
                         ),
                     }
                 },
@@ -879,13 +883,7 @@ impl Accounts {
         expires_at: Option<&str>,
     ) -> Result<(KeyView, String), ApiError> {
         identity.require_session()?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiError::invalid_field(
-                "name",
-                "must be 1 to 64 characters",
-            ));
-        }
+        validate::text("name", name, validate::MAX_LABEL_CHARS)?;
         if scopes.is_empty() {
             return Err(ApiError::invalid_field("scopes", "name at least one scope"));
         }
@@ -1024,6 +1022,9 @@ impl Accounts {
                 field: None,
                 message: "administrators cannot change their own role or disable themselves".into(),
             });
+        }
+        if !validate::is_hex(user_id, 32) {
+            return Err(ApiError::NotFound("no such account".into()));
         }
         let before = self
             .account(user_id)

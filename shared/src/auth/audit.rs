@@ -438,7 +438,7 @@ pub async fn list(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Record>, Option<String>), ApiError> {
-    let bad_cursor = || ApiError::invalid_field("cursor", "not a cursor from this listing");
+    let bad_cursor = || ApiError::unknown_cursor("cursor");
     let (mut chain_from, mut after) = match cursor {
         Some(cursor) => {
             let decoded = decode_cursor(cursor).ok_or_else(bad_cursor)?;
@@ -520,7 +520,7 @@ fn verify_cursor_mac(secrets: &Secrets, state: &str) -> String {
 }
 
 fn parse_verify_cursor(secrets: &Secrets, cursor: &str) -> Result<(String, u64, String), ApiError> {
-    let invalid = || ApiError::invalid_field("cursor", "is not a cursor this API returned");
+    let invalid = || ApiError::unknown_cursor("cursor");
     let text = decode_cursor(cursor).ok_or_else(invalid)?;
     let mut parts = text.splitn(4, '\n');
     let (Some(chain), Some(seq), Some(prev), Some(mac)) =
@@ -579,9 +579,10 @@ async fn verify_within(
     };
     let chains = chains(store).await?;
     let start = match &resume {
-        Some((chain, _, _)) => chains.iter().position(|c| c == chain).ok_or_else(|| {
-            ApiError::invalid_field("cursor", "is not a cursor this API returned")
-        })?,
+        Some((chain, _, _)) => chains
+            .iter()
+            .position(|c| c == chain)
+            .ok_or_else(|| ApiError::unknown_cursor("cursor"))?,
         None => 0,
     };
     for (index, chain) in chains.iter().enumerate().skip(start) {

@@ -64,6 +64,11 @@ impl Password {
         if chars > MAX_PASSWORD_CHARS {
             return Err(field("must be at most 128 characters"));
         }
+        // Past the length, which the schema states, the policy refuses with a 422.
+        let field = |message: &'static str| ApiError::Unprocessable {
+            field: Some("password".into()),
+            message: message.into(),
+        };
         let lowered = raw.to_lowercase();
         let local = email.as_str().split('@').next().unwrap_or_default();
         if lowered.contains(email.as_str()) || (local.len() >= 4 && lowered.contains(local)) {

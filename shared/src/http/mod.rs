@@ -5,6 +5,7 @@
 //! [`app`] is the one function that turns function routers into a servable application; both
 //! the Lambda entry point and `jarvis-local` call it, so the two hosts behave the same.
 
+pub mod openapi;
 pub mod request_id;
 pub mod validate;
 
@@ -72,6 +73,11 @@ where
                     ApiError::bad_request("the request body could not be read")
                 }
             })?;
+        // Every request body is a JSON object; serde would otherwise read an array into a
+        // struct field by field.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
         parse_json(&bytes).map(Json)
     }
 }

@@ -211,9 +211,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::TooLarge { .. } => ApiError::PayloadTooLarge,
             // A listing cursor the client passed back: name the query field.
-            StoreError::InvalidKey("cursor") => {
-                ApiError::invalid_field("cursor", "is not a cursor this API returned")
-            }
+            StoreError::InvalidKey("cursor") => ApiError::unknown_cursor("cursor"),
             StoreError::InvalidKey(part) => ApiError::bad_request(format!("invalid {part} key")),
             StoreError::Corrupt(_) => ApiError::Internal(Box::new(err)),
             StoreError::Unavailable(_) | StoreError::Open { .. } => {
