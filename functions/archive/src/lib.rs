@@ -12,7 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use jarvis_shared::AppState;
 use jarvis_shared::auth::{Authorized, scope};
-use jarvis_shared::crdt::Record;
+use jarvis_shared::clock::Clock;
+use jarvis_shared::crdt::{Crdt, Record, ReplicaId};
 use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_shared::http::{Json, Paged, Path, Query, validate};
 use jarvis_shared::principal::Principal;
@@ -102,9 +103,11 @@ pub struct Entry {
 
 fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
     let field = |name: &str| record.get(name).unwrap_or_default().to_owned();
-    let tags = match record.get("tags") {
-        Some(json) => serde_json::from_str(json).map_err(ApiError::internal)?,
-        None => Vec::new(),
+    let tags = match (record.set_elements(TAGS), record.get(TAGS)) {
+        (Some(tags), _) => tags.into_iter().map(str::to_owned).collect(),
+        // An entry whose tags were last written as one field, before tags were a set.
+        (None, Some(json)) => serde_json::from_str(json).map_err(ApiError::internal)?,
+        (None, None) => Vec::new(),
     };
     let updated_at = record
         .fields()
@@ -124,7 +127,8 @@ fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
     })
 }
 
-const KIND_RULE: &str = "must be 1 to 64 characters of letters, digits, '_' or '-' (kept in lower case)";
+const KIND_RULE: &str =
+    "must be 1 to 64 characters of letters, digits, '_' or '-' (kept in lower case)";
 
 jarvis_shared::string_schema!(
     /// What an entry is: `note`, `link`, `document`…
@@ -205,8 +209,11 @@ fn normal_tag(tag: &str) -> Option<String> {
     ok.then(|| tag.to_ascii_lowercase())
 }
 
-/// Tags checked, in lower case, deduplicated and sorted, as JSON text.
-fn check_tags(tags: &[String]) -> Result<String, ApiError> {
+/// The named set of a record holding an entry's tags.
+const TAGS: &str = "tags";
+
+/// Tags checked, in lower case, deduplicated and sorted.
+fn check_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
     validate::count("tags", tags.len(), MAX_TAGS)?;
     let mut checked = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
@@ -216,7 +223,18 @@ fn check_tags(tags: &[String]) -> Result<String, ApiError> {
     }
     checked.sort_unstable();
     checked.dedup();
-    serde_json::to_string(&checked).map_err(ApiError::internal)
+    Ok(checked)
+}
+
+/// Makes an entry's tags `tags`: an observed-remove set, so concurrent edits elsewhere keep
+/// their additions. An entry tagged before tags were a set loses its old single field.
+fn replace_tags(record: &mut Record, replica: ReplicaId, clock: &Clock, tags: &[String]) -> Record {
+    let mut delta = record.replace_set(replica, TAGS, tags.iter().cloned());
+    if record.get(TAGS).is_some() {
+        let stamp = clock.stamp_after(record.stamp(TAGS));
+        delta.join(record.unset(TAGS.to_owned(), stamp));
+    }
+    delta
 }
 
 /// `POST /archive`
@@ -261,8 +279,8 @@ async fn create_entry(
         ("kind", check_kind(&body.kind)?),
         ("title", check_title(&body.title)?),
         ("content", check_content(&body.content)?),
-        ("tags", check_tags(&body.tags)?),
     ];
+    let tags = check_tags(&body.tags)?;
     let id = Uuid::now_v7().hyphenated().to_string();
     let key = entry_key(&caller.principal(), &id)?;
     let (replica, clock) = (state.replica, &state.clock);
@@ -275,7 +293,9 @@ async fn create_entry(
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), value.clone()))
                 .chain([created]);
-            record.create(replica, stamp, fields)
+            let mut delta = record.create(replica, stamp, fields);
+            delta.join(replace_tags(record, replica, clock, &tags));
+            delta
         })
         .await?;
     let entry = view(&id, &doc.state)?;
@@ -463,27 +483,25 @@ async fn patch_entry(
     if let Some(content) = &body.content {
         changes.push(("content", check_content(content)?));
     }
-    if let Some(tags) = &body.tags {
-        changes.push(("tags", check_tags(tags)?));
-    }
-    if changes.is_empty() {
+    let tags = body.tags.as_deref().map(check_tags).transpose()?;
+    if changes.is_empty() && tags.is_none() {
         return Err(ApiError::bad_request(
             "name at least one of kind, title, content, tags",
         ));
     }
     // Refuse edits to an entry that does not exist (rather than creating fields on nothing).
     live_entry(&state, &key).await?;
-    let clock = &state.clock;
+    let (replica, clock) = (state.replica, &state.clock);
     let doc = state
         .store
         .update(&key, |record: &mut Record| {
             let mut delta = Record::new();
             for (name, value) in &changes {
                 let stamp = clock.stamp_after(record.stamp(name));
-                jarvis_shared::crdt::Crdt::join(
-                    &mut delta,
-                    record.set((*name).to_owned(), stamp, value.clone()),
-                );
+                delta.join(record.set((*name).to_owned(), stamp, value.clone()));
+            }
+            if let Some(tags) = &tags {
+                delta.join(replace_tags(record, replica, clock, tags));
             }
             delta
         })

@@ -108,10 +108,11 @@ async fn a_bad_limit_or_cursor_is_rejected() {
         (status, body["error"]["field"].clone()),
         (StatusCode::BAD_REQUEST, json!("limit"))
     );
-    let (status, body) = app.call(Method::GET, "/archive?cursor=zz", None).await;
+    // Hex of the right form that is not UTF-8: no position this listing ever returned.
+    let (status, body) = app.call(Method::GET, "/archive?cursor=ff", None).await;
     assert_eq!(
         (status, body["error"]["field"].clone()),
-        (StatusCode::BAD_REQUEST, json!("cursor"))
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("cursor"))
     );
     let (status, _) = app.call(Method::GET, "/archive?unknown=1", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -265,4 +266,67 @@ async fn a_filter_that_matches_little_examines_a_bounded_number_of_entries_per_r
         "{second}"
     );
     assert_eq!(second["next_cursor"], Value::Null);
+}
+
+#[test]
+fn tags_written_as_one_field_by_an_earlier_build_read_back_and_become_a_set_on_the_next_edit() {
+    use jarvis_shared::clock::Clock;
+    use jarvis_shared::crdt::{Record, ReplicaId};
+
+    let replica = ReplicaId::from_name("eu-west-1");
+    let clock = Clock::new(replica);
+    let mut record = Record::new();
+    record.create(
+        replica,
+        clock.now(),
+        [
+            ("kind".to_owned(), "note".to_owned()),
+            ("title".to_owned(), "Old".to_owned()),
+            ("content".to_owned(), String::new()),
+            ("tags".to_owned(), r#"["home","old"]"#.to_owned()),
+        ],
+    );
+    let entry = super::view("id", &record).expect("view");
+    assert_eq!(entry.tags, ["home", "old"]);
+
+    super::replace_tags(
+        &mut record,
+        replica,
+        &clock,
+        &["home".to_owned(), "new".to_owned()],
+    );
+    assert_eq!(record.get("tags"), None, "the single field is gone");
+    assert_eq!(record.set_elements("tags"), Some(vec!["home", "new"]));
+    assert_eq!(
+        super::view("id", &record).expect("view").tags,
+        ["home", "new"]
+    );
+}
+
+#[tokio::test]
+async fn tags_are_a_set_of_their_own_so_a_delete_leaves_none_behind() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let token = Some(ada.access_token.as_str());
+    let body = json!({"kind": "note", "title": "Private", "content": "", "tags": ["secret-tag"]});
+    let (status, created) = app
+        .call_as(token, Method::POST, "/archive", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = app
+        .call_as(token, Method::DELETE, &format!("/archive/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let partition = format!("archive#{}", ada.user_id);
+    let key = jarvis_shared::store::Key::new(partition, format!("entry#{id}")).expect("key");
+    let doc = app
+        .state
+        .store
+        .read::<jarvis_shared::crdt::Record>(&key)
+        .await
+        .expect("read")
+        .expect("the deleted entry's document");
+    let json = serde_json::to_string(&doc.state).expect("json");
+    assert!(!json.contains("secret-tag"), "{json}");
 }

@@ -114,14 +114,17 @@ async fn registration_names_the_invalid_field_and_creates_nothing() {
             json!({"email": "ada@example.com", "password": "short"}),
             "password",
         ),
-        (
-            json!({"email": "ada@example.com", "password": "ada@example.com-123"}),
-            "password",
-        ),
     ] {
         let (status, error) = app.call(Method::POST, "/auth/register", Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
         assert_eq!(error["error"]["field"], field);
+    }
+    // Long enough for the schema, refused by the policy: a 422.
+    for password in ["ada@example.com-123", "aaaaaaaaaaaaaaaa"] {
+        let body = json!({"email": "ada@example.com", "password": password});
+        let (status, error) = app.call(Method::POST, "/auth/register", Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+        assert_eq!(error["error"]["field"], "password");
     }
     let (status, created) = app
         .call(

@@ -404,7 +404,10 @@ async fn change_orset(
     if let Some(remove) = &body.remove {
         check_elements("remove", remove)?;
     }
-    let (add, remove) = (body.add.unwrap_or_default(), body.remove.unwrap_or_default());
+    let (add, remove) = (
+        body.add.unwrap_or_default(),
+        body.remove.unwrap_or_default(),
+    );
     let replica = state.replica;
     let doc = state
         .store

@@ -748,7 +748,7 @@ mod tests {
         let err = verify_within(store.as_ref(), &secrets, Some(&forged), 3)
             .await
             .expect_err("forged");
-        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     /// The MAC input is a persisted format: chains written by one build verify in the next.

@@ -43,10 +43,12 @@ pub enum TypeTag {
     OrSet = 6,
     /// [`LwwMap`]
     LwwMap = 7,
-    /// [`Record`]
-    Record = 8,
+    /// [`Record`] as written before named sets: read and upgraded, never written.
+    RecordV1 = 8,
     /// [`Entity`]
     Entity = 9,
+    /// [`Record`]
+    Record = 10,
 }
 
 impl TypeTag {
@@ -60,8 +62,9 @@ impl TypeTag {
             Self::MvRegister,
             Self::OrSet,
             Self::LwwMap,
-            Self::Record,
+            Self::RecordV1,
             Self::Entity,
+            Self::Record,
         ]
         .into_iter()
         .find(|tag| *tag as u8 == byte)
@@ -129,13 +132,7 @@ pub trait Codec: Serialize + DeserializeOwned {
 
     /// Decodes and validates a binary encoding.
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let body = check_header(bytes, Self::TAG)?;
-        let (state, rest) = postcard::take_from_bytes::<Self>(body)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes(rest.len()));
-        }
-        Ok(state)
+        decode_as(bytes, Self::TAG)
     }
 
     /// The JSON form.
@@ -147,6 +144,17 @@ pub trait Codec: Serialize + DeserializeOwned {
     fn from_json(value: serde_json::Value) -> Result<Self, DecodeError> {
         serde_json::from_value(value).map_err(|e| DecodeError::Malformed(e.to_string()))
     }
+}
+
+/// Decodes the state of type `T` after a header carrying `tag`.
+fn decode_as<T: DeserializeOwned>(bytes: &[u8], tag: TypeTag) -> Result<T, DecodeError> {
+    let body = check_header(bytes, tag)?;
+    let (state, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(state)
 }
 
 /// Checks the header and returns the body.
@@ -207,6 +215,16 @@ where
 
 impl Codec for Record {
     const TAG: TypeTag = TypeTag::Record;
+
+    /// Reads both layouts: records written before named sets come back without sets.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match TypeTag::of(bytes) {
+            Some(TypeTag::RecordV1) => {
+                decode_as::<super::record::RecordV1>(bytes, TypeTag::RecordV1).map(Record::from)
+            }
+            _ => decode_as(bytes, Self::TAG),
+        }
+    }
 }
 
 impl Codec for Entity {

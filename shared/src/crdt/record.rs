@@ -1,20 +1,48 @@
 //! [`Record`]: a document made of named fields that merge independently (last writer wins
-//! per field) and that can be deleted by an observed remove.
+//! per field), named sets of strings that merge as observed-remove sets, and that can be
+//! deleted by an observed remove.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Crdt, InvalidState, LwwMap, OrSet, ReplicaId, Timestamp, Validate};
 
-/// A record: its fields, and its presence as an add-wins set of one element.
+/// A record: its fields, its named sets, and its presence as an add-wins set of one element.
 ///
 /// Creating the record adds a presence dot; deleting removes the dots it has seen. An edit
 /// never touches presence, so an edit concurrent with a delete does not bring the record
 /// back, while a re-creation concurrent with a delete wins (add wins).
+///
+/// A named set (an entry's tags) is an observed-remove set: replacing it removes the
+/// elements seen here and adds the new ones, so two replicas replacing it at once keep both
+/// sides' additions. A set's name, once written, stays (empty when every element is gone).
 #[derive(Clone, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     fields: LwwMap<String, String>,
     presence: OrSet<()>,
+    #[serde(default)]
+    sets: BTreeMap<String, OrSet<String>>,
+}
+
+/// The layout of records written before named sets (type tag 8): read and upgraded, never
+/// written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordV1 {
+    fields: LwwMap<String, String>,
+    presence: OrSet<()>,
+}
+
+impl From<RecordV1> for Record {
+    fn from(old: RecordV1) -> Self {
+        Self {
+            fields: old.fields,
+            presence: old.presence,
+            sets: BTreeMap::new(),
+        }
+    }
 }
 
 impl Record {
@@ -29,8 +57,8 @@ impl Record {
         I: IntoIterator<Item = (String, String)>,
     {
         let mut delta = Self {
-            fields: LwwMap::new(),
             presence: self.presence.add(replica, ()),
+            ..Self::default()
         };
         for (name, value) in fields {
             delta.fields.join(self.fields.set(name, stamp, value));
@@ -42,7 +70,7 @@ impl Record {
     pub fn set(&mut self, name: String, stamp: Timestamp, value: String) -> Self {
         Self {
             fields: self.fields.set(name, stamp, value),
-            presence: OrSet::default(),
+            ..Self::default()
         }
     }
 
@@ -50,8 +78,42 @@ impl Record {
     pub fn unset(&mut self, name: String, stamp: Timestamp) -> Self {
         Self {
             fields: self.fields.remove(name, stamp),
-            presence: OrSet::default(),
+            ..Self::default()
         }
+    }
+
+    /// Makes the named set hold `elements`: removes the elements seen here that are not
+    /// among them and adds those not yet present, on behalf of `replica`; returns the delta.
+    pub fn replace_set<I>(&mut self, replica: ReplicaId, name: &str, elements: I) -> Self
+    where
+        I: IntoIterator<Item = String>,
+    {
+        let wanted: std::collections::BTreeSet<String> = elements.into_iter().collect();
+        let set = self.sets.entry(name.to_owned()).or_default();
+        let mut change = OrSet::default();
+        let present: Vec<String> = set.iter().cloned().collect();
+        for element in present.iter().filter(|e| !wanted.contains(*e)) {
+            change.join(set.remove(element));
+        }
+        for element in wanted {
+            if !set.contains(&element) {
+                change.join(set.add(replica, element));
+            }
+        }
+        Self {
+            sets: BTreeMap::from([(name.to_owned(), change)]),
+            ..Self::default()
+        }
+    }
+
+    /// The elements of a named set, in ascending order; `None` when the set was never
+    /// written.
+    pub fn set_elements(&self, name: &str) -> Option<Vec<&str>> {
+        self.sets.get(name).map(|set| {
+            let mut elements: Vec<&str> = set.iter().map(String::as_str).collect();
+            elements.sort_unstable();
+            elements
+        })
     }
 
     /// Deletes the record: removes the creations seen here (an observed remove, so a
@@ -61,11 +123,14 @@ impl Record {
     pub fn delete(&mut self, stamp: Timestamp) -> Self {
         let names: Vec<String> = self.fields.iter().map(|(name, _)| name.clone()).collect();
         let mut delta = Self {
-            fields: LwwMap::new(),
             presence: self.presence.remove(&()),
+            ..Self::default()
         };
         for name in names {
             delta.fields.join(self.fields.remove(name, stamp));
+        }
+        for (name, set) in &mut self.sets {
+            delta.sets.insert(name.clone(), set.clear());
         }
         delta
     }
@@ -100,13 +165,17 @@ impl Crdt for Record {
     fn join(&mut self, other: Self) {
         self.fields.join(other.fields);
         self.presence.join(other.presence);
+        for (name, set) in other.sets {
+            self.sets.entry(name).or_default().join(set);
+        }
     }
 }
 
 impl Validate for Record {
     fn validate(&self) -> Result<(), InvalidState> {
         self.fields.validate()?;
-        self.presence.validate()
+        self.presence.validate()?;
+        self.sets.values().try_for_each(Validate::validate)
     }
 }
 
@@ -119,6 +188,38 @@ mod tests {
 
     fn fields(title: &str) -> Vec<(String, String)> {
         vec![("title".to_owned(), title.to_owned())]
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn concurrent_replacements_of_a_set_keep_both_sides_additions() {
+        let mut a = Record::new();
+        a.create(A, Timestamp::new(1, 0, A), fields("draft"));
+        a.replace_set(A, "tags", strings(&["home", "food"]));
+        let mut b = a.clone();
+        a.replace_set(A, "tags", strings(&["home", "week"]));
+        b.replace_set(B, "tags", strings(&["food", "shop"]));
+        let mut ab = a.clone();
+        ab.join(b.clone());
+        b.join(a);
+        assert_eq!(ab, b);
+        // `home` removed on B, `food` removed on A; `week` and `shop` both kept.
+        assert_eq!(ab.set_elements("tags"), Some(vec!["shop", "week"]));
+    }
+
+    #[test]
+    fn a_delete_drops_the_elements_of_every_set() {
+        let mut a = Record::new();
+        a.create(A, Timestamp::new(1, 0, A), fields("draft"));
+        a.replace_set(A, "tags", strings(&["private"]));
+        let delta = a.delete(Timestamp::new(2, 0, A));
+        assert_eq!(a.set_elements("tags"), Some(vec![]));
+        let json = serde_json::to_string(&delta).expect("json");
+        assert!(!json.contains("private"), "{json}");
+        assert!(!serde_json::to_string(&a).expect("json").contains("private"));
     }
 
     #[test]

@@ -76,7 +76,9 @@ where
         // Every request body is a JSON object; serde would otherwise read an array into a
         // struct field by field.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         parse_json(&bytes).map(Json)
     }

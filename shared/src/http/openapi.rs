@@ -34,7 +34,11 @@ fn document(operation: &mut Operation) {
         .iter()
         .flatten()
         .filter_map(|requirement| serde_json::to_value(requirement).ok())
-        .filter_map(|value| value.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+        .filter_map(|value| {
+            value
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        })
         .flatten()
         .collect();
     let mut answers = vec![(

@@ -87,7 +87,11 @@ pub fn name(field: &'static str, value: &str) -> Result<(), ApiError> {
 
 /// Checks a text of 1 to `max_chars` characters without control characters other than tab,
 /// line feed and carriage return (see [`text_schema`]).
-pub fn text(field: impl Into<Cow<'static, str>>, value: &str, max_chars: usize) -> Result<(), ApiError> {
+pub fn text(
+    field: impl Into<Cow<'static, str>>,
+    value: &str,
+    max_chars: usize,
+) -> Result<(), ApiError> {
     let chars = value.chars().count();
     if chars == 0 || chars > max_chars {
         return Err(ApiError::invalid_field(
@@ -184,7 +188,10 @@ string_schema!(
 
 /// Whether `value` is exactly `len` lowercase hex digits.
 pub fn is_hex(value: &str, len: usize) -> bool {
-    value.len() == len && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    value.len() == len
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Serde `deserialize_with` for an optional field that may be absent but not `null`: with
@@ -264,7 +271,10 @@ mod tests {
     #[test]
     fn texts_have_bounds_in_characters_and_no_control_characters() {
         assert!(text("title", "Groceries\nmilk", 64).is_ok());
-        assert!(text("title", &"é".repeat(64), 64).is_ok(), "64 characters, 128 bytes");
+        assert!(
+            text("title", &"é".repeat(64), 64).is_ok(),
+            "64 characters, 128 bytes"
+        );
         assert!(text("title", "", 64).is_err());
         assert!(text("title", "a\u{0}b", 64).is_err());
         assert!(text("title", "a\u{85}b", 64).is_err(), "C1 control");
@@ -290,7 +300,11 @@ mod tests {
     #[test]
     fn hyphenated_uuids_only() {
         assert!(uuid("id", "0191e3c2-7d1a-7c3e-9b6e-3f1d2a4b5c6d").is_ok());
-        for bad in ["0191e3c27d1a7c3e9b6e3f1d2a4b5c6d", "{0191e3c2-7d1a-7c3e-9b6e-3f1d2a4b5c6d}", ""] {
+        for bad in [
+            "0191e3c27d1a7c3e9b6e3f1d2a4b5c6d",
+            "{0191e3c2-7d1a-7c3e-9b6e-3f1d2a4b5c6d}",
+            "",
+        ] {
             assert!(uuid("id", bad).is_err(), "{bad}");
         }
     }

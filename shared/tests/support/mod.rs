@@ -304,17 +304,20 @@ pub enum RecordOp {
     Create(u16),
     Set(u8, u16),
     Unset(u8),
+    /// Replaces the `tags` set with the elements `t0`..`t3` whose bits are set.
+    Tags(u8),
     Delete,
 }
 
 impl Model for Record {
     type Op = RecordOp;
-    type Value = (bool, Vec<(String, String)>);
+    type Value = (bool, Vec<(String, String)>, Option<Vec<String>>);
     fn op() -> BoxedStrategy<RecordOp> {
         prop_oneof![
             2 => any::<u16>().prop_map(RecordOp::Create),
             4 => (0u8..4, any::<u16>()).prop_map(|(k, v)| RecordOp::Set(k, v)),
             1 => (0u8..4).prop_map(RecordOp::Unset),
+            2 => (0u8..16).prop_map(RecordOp::Tags),
             2 => Just(RecordOp::Delete),
         ]
         .boxed()
@@ -326,16 +329,25 @@ impl Model for Record {
             }
             RecordOp::Set(k, v) => self.set(format!("f{k}"), stamp, v.to_string()),
             RecordOp::Unset(k) => self.unset(format!("f{k}"), stamp),
+            RecordOp::Tags(bits) => self.replace_set(
+                replica,
+                "tags",
+                (0..4)
+                    .filter(|i| bits & (1 << i) != 0)
+                    .map(|i| format!("t{i}")),
+            ),
             RecordOp::Delete => self.delete(stamp),
         }
     }
-    fn value(&self) -> (bool, Vec<(String, String)>) {
+    fn value(&self) -> Self::Value {
         (
             self.is_live(),
             self.fields()
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            self.set_elements("tags")
+                .map(|tags| tags.into_iter().map(str::to_owned).collect()),
         )
     }
     fn keeps_observed(part: &Self, _: &Self, joined: &Self) -> bool {
