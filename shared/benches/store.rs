@@ -184,9 +184,14 @@ async fn sync_figures() {
             .await
             .expect("change");
     }
-    let page = jarvis_shared::sync::changes_page(store.as_ref(), "bench", cursor, 500)
-        .await
-        .expect("page");
+    let page = jarvis_shared::sync::changes_page(
+        store.as_ref(),
+        "bench",
+        &jarvis_shared::sync::FeedCursor::Seq(cursor),
+        500,
+    )
+    .await
+    .expect("page");
     let json = serde_json::to_vec(&page).expect("json");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&json).expect("gzip");

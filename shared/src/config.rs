@@ -206,6 +206,9 @@ pub struct SyncConfig {
     pub peers: Vec<String>,
     /// Seconds between pull rounds (`JARVIS_SYNC_INTERVAL`).
     pub interval: Duration,
+    /// How long change-feed entries are kept (`JARVIS_FEED_RETENTION_HOURS`, default 168).
+    /// A peer that has not pulled for longer catches up from full states.
+    pub feed_retention: Duration,
 }
 
 /// Default seconds between pull rounds.
@@ -529,6 +532,9 @@ impl Config {
                 token,
                 peers,
                 interval,
+                feed_retention: Duration::from_secs(
+                    number("JARVIS_FEED_RETENTION_HOURS", 168, 1..=8_760)? * 3_600,
+                ),
             },
             secrets,
             security,

@@ -151,23 +151,158 @@ impl axum::extract::FromRequestParts<crate::AppState> for Peer {
     }
 }
 
+/// A reader's position in a change feed, as `next_cursor` and `since` carry it.
+///
+/// Normally a feed position (`"1234"`). A reader whose position is below the feed's floor
+/// (entries it has not seen were pruned) catches up from a snapshot instead: the full state
+/// of every replicated document, in key order (`"s<head>-<hex of the last key>"`), and then
+/// goes on in the feed from `head`, the newest position when the snapshot began. Every state
+/// read later holds at least what the feed held up to `head`, so nothing is missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedCursor {
+    /// After this feed position.
+    Seq(u64),
+    /// Inside a snapshot taken at feed position `head`, after the document `after`.
+    Snapshot {
+        /// The feed position the snapshot goes on from once every document is sent.
+        head: u64,
+        /// The last document sent; `None` at the start.
+        after: Option<Key>,
+    },
+}
+
+impl FeedCursor {
+    /// The OpenAPI pattern of the text form.
+    pub const PATTERN: &'static str = "^(?:[0-9]{1,19}|s[0-9]{1,19}-(?:[0-9a-f]{2})*)$";
+
+    /// Parses the text form; `None` when it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits = |s: &str| {
+            ((1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        if let Some(rest) = text.strip_prefix('s') {
+            let (head, key) = rest.split_once('-')?;
+            let head = digits(head)?;
+            if key.is_empty() {
+                return Some(Self::Snapshot { head, after: None });
+            }
+            let key = crate::store::decode_cursor(key)?;
+            let (partition, sort) = key.split_once('\n')?;
+            let after = Key::new(partition.to_owned(), sort.to_owned()).ok()?;
+            return Some(Self::Snapshot {
+                head,
+                after: Some(after),
+            });
+        }
+        digits(text).map(Self::Seq)
+    }
+
+    /// Whether moving from `self` to `next` with changes in between is progress: a later
+    /// feed position, a later document of the same snapshot, or entering or leaving one.
+    pub fn advances_to(&self, next: &Self) -> bool {
+        match (self, next) {
+            (Self::Seq(a), Self::Seq(b)) => b > a,
+            (Self::Seq(_), Self::Snapshot { .. }) => true,
+            (Self::Snapshot { head, .. }, Self::Seq(b)) => b >= head,
+            (
+                Self::Snapshot { head, after },
+                Self::Snapshot {
+                    head: next_head,
+                    after: next_after,
+                },
+            ) => {
+                let position = |k: &Option<Key>| {
+                    k.as_ref()
+                        .map(|k| (k.partition().to_owned(), k.sort().to_owned()))
+                };
+                head == next_head && next_after.is_some() && position(next_after) > position(after)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FeedCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Seq(seq) => write!(f, "{seq}"),
+            Self::Snapshot { head, after: None } => write!(f, "s{head}-"),
+            Self::Snapshot {
+                head,
+                after: Some(key),
+            } => {
+                let key = format!("{}\n{}", key.partition(), key.sort());
+                write!(f, "s{head}-{}", crate::store::encode_cursor(&key))
+            }
+        }
+    }
+}
+
 /// Reads a page of this replica's feed after `since`: at most `limit` changes, cut short
-/// once their payloads pass [`PAGE_PAYLOAD_BUDGET`] (a page always holds at least one).
+/// once their payloads pass [`PAGE_PAYLOAD_BUDGET`] (a page always holds at least one). A
+/// reader behind the feed's floor gets a page of the snapshot instead (see [`FeedCursor`]).
 pub async fn changes_page(
     store: &dyn Store,
     replica_id: &str,
-    since: u64,
+    since: &FeedCursor,
     limit: usize,
 ) -> Result<ChangesPage, StoreError> {
+    let since = match since {
+        FeedCursor::Seq(since) => *since,
+        FeedCursor::Snapshot { head, after } => {
+            return snapshot_page(store, replica_id, *head, after.as_ref(), limit).await;
+        }
+    };
     let changes = store.changes(since, limit).await?;
+    // Checked after reading: pruning raises the floor before it deletes, so a read that
+    // raced a prune is caught here.
+    if since < store.feed_floor().await? {
+        let head = store.feed_head().await?;
+        return snapshot_page(store, replica_id, head, None, limit).await;
+    }
     let full = changes.len() == limit;
     let (changes, cut) = within_budget(changes.into_iter().map(to_wire), PAGE_PAYLOAD_BUDGET);
     let next = changes.last().map_or(since, |c| c.seq);
     Ok(ChangesPage {
         replica_id: replica_id.to_owned(),
         changes,
-        next_cursor: next.to_string(),
+        next_cursor: FeedCursor::Seq(next).to_string(),
         more: full || cut,
+    })
+}
+
+/// A page of the snapshot taken at `head`, after the document `after`.
+async fn snapshot_page(
+    store: &dyn Store,
+    replica_id: &str,
+    head: u64,
+    after: Option<&Key>,
+    limit: usize,
+) -> Result<ChangesPage, StoreError> {
+    let documents = store.snapshot(after, now_secs(), limit).await?;
+    let full = documents.len() == limit;
+    let states = documents.into_iter().map(|(key, state)| {
+        to_wire(Change {
+            seq: head,
+            key,
+            payload: Payload::State(state),
+        })
+    });
+    let (changes, cut) = within_budget(states, PAGE_PAYLOAD_BUDGET);
+    let next = match changes.last() {
+        Some(last) if full || cut => FeedCursor::Snapshot {
+            head,
+            after: Some(Key::new(last.partition.clone(), last.sort.clone())?),
+        },
+        _ => FeedCursor::Seq(head),
+    };
+    Ok(ChangesPage {
+        replica_id: replica_id.to_owned(),
+        changes,
+        next_cursor: next.to_string(),
+        // The feed goes on from `head` once the snapshot is through.
+        more: true,
     })
 }
 
@@ -575,6 +710,7 @@ impl Syncer {
             .await?
             .unwrap_or_else(|| "0".into());
         result.cursor = Some(cursor.clone());
+        let mut snapshot_turns = 0;
         loop {
             let response = client
                 .get(format!("{peer}/sync/changes"))
@@ -594,13 +730,28 @@ impl Syncer {
             if page.replica_id == self.replica_id {
                 return Err(PullError::SameReplica(page.replica_id));
             }
-            let (Ok(next), Ok(current)) = (page.next_cursor.parse::<u64>(), cursor.parse::<u64>())
-            else {
+            let (Some(next), Some(current)) = (
+                FeedCursor::parse(&page.next_cursor),
+                FeedCursor::parse(&cursor),
+            ) else {
                 return Err(PullError::Page("cursor is not a position".into()));
             };
             // A page of changes must move the cursor forward, or a round would never end.
-            if !page.changes.is_empty() && next <= current {
+            if !page.changes.is_empty() && !current.advances_to(&next) {
                 return Err(PullError::Page("the feed cursor did not advance".into()));
+            }
+            if page.changes.is_empty() && page.more && next == current {
+                return Err(PullError::Page("the feed cursor did not advance".into()));
+            }
+            // Entering a snapshot and leaving it happen once in a round, not over and over.
+            let in_snapshot = |c: &FeedCursor| matches!(c, FeedCursor::Snapshot { .. });
+            if in_snapshot(&next) != in_snapshot(&current) {
+                snapshot_turns += 1;
+                if snapshot_turns > 2 {
+                    return Err(PullError::Page(
+                        "the feed keeps restarting its snapshot".into(),
+                    ));
+                }
             }
             let done = !page.more && page.changes.len() < DEFAULT_PAGE;
             for change in &page.changes {
@@ -799,6 +950,7 @@ mod tests {
                 token: None,
                 peers: vec![format!("http://{addr}")],
                 interval: Duration::from_millis(20),
+                feed_retention: Duration::from_secs(3_600),
             },
             crate::secrets::source(&crate::config::SecretsConfig::Inline(SecretString::from(
                 document.to_string(),
@@ -815,6 +967,152 @@ mod tests {
         assert_eq!(presented, "Bearer secret-peer-token-0123456789");
         let _ = stop.send(());
         running.await.expect("loop stopped");
+    }
+
+    #[test]
+    fn feed_cursors_round_trip_and_order_their_progress() {
+        let key = |sort: &str| Key::new("crdt#u".to_owned(), sort.to_owned()).expect("key");
+        let cursors = [
+            FeedCursor::Seq(0),
+            FeedCursor::Seq(42),
+            FeedCursor::Snapshot {
+                head: 9,
+                after: None,
+            },
+            FeedCursor::Snapshot {
+                head: 9,
+                after: Some(key("counter#é")),
+            },
+        ];
+        for cursor in &cursors {
+            assert_eq!(
+                FeedCursor::parse(&cursor.to_string()).as_ref(),
+                Some(cursor)
+            );
+        }
+        for bad in [
+            "",
+            "-1",
+            "s",
+            "s9",
+            "s9-zz",
+            "s9-61",
+            "12345678901234567890",
+            "+3",
+        ] {
+            assert_eq!(FeedCursor::parse(bad), None, "{bad}");
+        }
+        let at = |sort| FeedCursor::Snapshot {
+            head: 9,
+            after: Some(key(sort)),
+        };
+        assert!(FeedCursor::Seq(3).advances_to(&FeedCursor::Seq(4)));
+        assert!(!FeedCursor::Seq(4).advances_to(&FeedCursor::Seq(4)));
+        assert!(FeedCursor::Seq(3).advances_to(&at("a")));
+        assert!(at("a").advances_to(&at("b")));
+        assert!(!at("b").advances_to(&at("a")));
+        assert!(at("b").advances_to(&FeedCursor::Seq(9)));
+        assert!(!at("b").advances_to(&FeedCursor::Seq(8)));
+    }
+
+    /// A deployment serving its feed as the sync function does.
+    async fn serve_feed(store: Arc<dyn Store>) -> String {
+        let peer = axum::Router::new().route(
+            "/sync/changes",
+            axum::routing::get(
+                move |axum::extract::Query(query): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| {
+                    let store = Arc::clone(&store);
+                    async move {
+                        let since = query
+                            .get("since")
+                            .and_then(|s| FeedCursor::parse(s))
+                            .unwrap_or(FeedCursor::Seq(0));
+                        let limit = query
+                            .get("limit")
+                            .and_then(|l| l.parse().ok())
+                            .unwrap_or(500);
+                        let page = changes_page(store.as_ref(), "there", &since, limit)
+                            .await
+                            .expect("page");
+                        axum::Json(page)
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, peer).await });
+        format!("http://{addr}")
+    }
+
+    /// A peer whose cursor is older than what the other side's feed still holds catches up
+    /// from full states, then goes on in the feed; nothing is lost either way.
+    #[tokio::test]
+    async fn a_peer_behind_the_pruned_feed_catches_up_from_full_states() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let there: Arc<dyn Store> = Arc::new(
+            crate::store::libsql::LibsqlStore::open(&dir.path().join("there.db"))
+                .await
+                .expect("open"),
+        );
+        let replica = ReplicaId::from_name("there");
+        let counter =
+            |i: usize| Key::new("crdt#u".to_owned(), format!("counter#{i:03}")).expect("key");
+        // 1,200 documents (more than one snapshot page), each written three times.
+        for round in 0..3 {
+            for i in 0..1_200 {
+                there
+                    .update(&counter(i), |c: &mut GCounter| {
+                        c.increment(replica, 1 + round)
+                    })
+                    .await
+                    .expect("update");
+            }
+        }
+        let (syncer, here, _here_dir) = syncer_of(serve_feed(Arc::clone(&there)).await).await;
+        // The first pull takes part of the feed, then everything but the newest entry is
+        // pruned: this peer's cursor is now below the floor.
+        here.save_cursor(&syncer.settings.peers[0], "100")
+            .await
+            .expect("cursor");
+        let pruned = there.prune_feed(now_secs() + 10).await.expect("prune");
+        assert_eq!(pruned, 3_600 - 1, "all but the newest entry");
+        assert_eq!(there.feed_floor().await.expect("floor"), 3_600 - 1);
+
+        let results = syncer.run_round().await;
+        assert!(results[0].ok, "{results:?}");
+        for i in [0, 599, 1_199] {
+            let doc = here
+                .read::<GCounter>(&counter(i))
+                .await
+                .expect("read")
+                .expect("doc");
+            assert_eq!(doc.state.value(), 1 + 2 + 3, "counter {i}");
+        }
+        assert_eq!(
+            results[0].cursor.as_deref(),
+            Some("3600"),
+            "back in the feed at its head"
+        );
+
+        // Later writes arrive through the feed as usual.
+        there
+            .update(&counter(7), |c: &mut GCounter| c.increment(replica, 10))
+            .await
+            .expect("update");
+        let results = syncer.run_round().await;
+        assert!(results[0].ok, "{results:?}");
+        assert_eq!(results[0].merged, 1, "only the new change");
+        let doc = here
+            .read::<GCounter>(&counter(7))
+            .await
+            .expect("read")
+            .expect("doc");
+        assert_eq!(doc.state.value(), 16);
     }
 
     /// A peer serving `page` once, then an empty page at its cursor.
@@ -861,6 +1159,7 @@ mod tests {
                 token: Some(SecretString::from("peer-token-0123456789".to_owned())),
                 peers: vec![peer],
                 interval: Duration::from_secs(60),
+                feed_retention: Duration::from_secs(3_600),
             },
             crate::secrets::source(&crate::config::SecretsConfig::Missing),
         );

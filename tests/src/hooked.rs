@@ -87,4 +87,21 @@ where
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         self.inner.purge_expired(now).await
     }
+    async fn feed_floor(&self) -> Result<u64, StoreError> {
+        self.inner.feed_floor().await
+    }
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        self.inner.feed_head().await
+    }
+    async fn prune_feed(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.prune_feed(before).await
+    }
+    async fn snapshot(
+        &self,
+        after: Option<&Key>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        self.inner.snapshot(after, now, limit).await
+    }
 }

@@ -9,7 +9,7 @@ use jarvis_shared::AppState;
 use jarvis_shared::auth::{Authorized, scope};
 use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_shared::http::{Json, Paged, Query};
-use jarvis_shared::sync::{self, ChangesPage, DeadLetter, Peer, PeerResult};
+use jarvis_shared::sync::{self, ChangesPage, DeadLetter, FeedCursor, Peer, PeerResult};
 use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use utoipa::{IntoParams, ToSchema};
@@ -37,7 +37,10 @@ pub fn routes() -> axum::Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// `next_cursor` of the previous page; from the start when absent.
-    #[param(pattern = "^[0-9]{1,19}$")]
+    #[param(
+        pattern = "^(?:[0-9]{1,19}|s[0-9]{1,19}-(?:[0-9a-f]{2})*)$",
+        max_length = 4200
+    )]
     pub since: Option<String>,
     /// Most changes in the page (1 to 2000, default 500).
     #[param(minimum = 1, maximum = 2000)]
@@ -65,18 +68,21 @@ async fn changes(
     Query(params): Query<FeedParams>,
 ) -> Result<Json<ChangesPage>, ApiError> {
     let since = match params.since.as_deref() {
-        None => 0,
-        Some(cursor) => Some(cursor)
-            .filter(|c| (1..=19).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|c| c.parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid_field("since", "must be 1 to 19 digits"))?,
+        None => FeedCursor::Seq(0),
+        Some(cursor) => FeedCursor::parse(cursor)
+            .ok_or_else(|| ApiError::invalid_field("since", "is not a cursor this API returned"))?,
     };
     let limit = params.limit.unwrap_or(sync::DEFAULT_PAGE);
     if !(1..=sync::MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid_field("limit", "must be 1 to 2000"));
     }
-    let page =
-        sync::changes_page(state.store.as_ref(), &state.config.replica_id, since, limit).await?;
+    let page = sync::changes_page(
+        state.store.as_ref(),
+        &state.config.replica_id,
+        &since,
+        limit,
+    )
+    .await?;
     Ok(Json(page))
 }
 

@@ -180,6 +180,7 @@ impl Gateway {
         let purge = tokio::spawn(store::purge_periodically(
             Arc::clone(&self.state.store),
             store::PURGE_INTERVAL,
+            self.config.sync.feed_retention,
             wait_until_set(stopped.clone()),
         ));
         let service = self

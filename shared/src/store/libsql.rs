@@ -83,7 +83,33 @@ const MIGRATIONS: &[(i64, &str)] = &[
              INSERT INTO changes (partition, sort, delta) VALUES (NEW.partition, NEW.sort, NEW.delta);
          END;",
     ),
+    // Feed entries carry when they were written (entries of earlier builds: NULL, the
+    // oldest), so the feed can be pruned by age; `feed_meta.floor` is the highest position
+    // pruned away.
+    (
+        4,
+        "ALTER TABLE changes ADD COLUMN at INTEGER;
+         CREATE TABLE feed_meta (
+             name  TEXT    PRIMARY KEY,
+             value INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         DROP TRIGGER documents_feed_on_insert;
+         DROP TRIGGER documents_feed_on_update;
+         CREATE TRIGGER documents_feed_on_insert AFTER INSERT ON documents
+         WHEN substr(NEW.partition, 1, 1) <> '~' BEGIN
+             INSERT INTO changes (partition, sort, delta, at)
+             VALUES (NEW.partition, NEW.sort, NEW.delta, CAST(strftime('%s', 'now') AS INTEGER));
+         END;
+         CREATE TRIGGER documents_feed_on_update AFTER UPDATE OF version ON documents
+         WHEN substr(NEW.partition, 1, 1) <> '~' BEGIN
+             INSERT INTO changes (partition, sort, delta, at)
+             VALUES (NEW.partition, NEW.sort, NEW.delta, CAST(strftime('%s', 'now') AS INTEGER));
+         END;",
+    ),
 ];
+
+/// Most feed entries one pruning statement deletes, so the write lock is never held long.
+const PRUNE_BATCH: u64 = 10_000;
 
 const GET: &str =
     "SELECT state, version, expires_at FROM documents WHERE partition = ?1 AND sort = ?2";
@@ -535,11 +561,124 @@ impl Store for LibsqlStore {
             .await
             .map_err(unavailable)
     }
+
+    async fn feed_floor(&self) -> Result<u64, StoreError> {
+        let conn = self.connection().await?;
+        query_u64(
+            &conn.conn,
+            "SELECT COALESCE(MAX(value), 0) FROM feed_meta WHERE name = 'floor'",
+            (),
+        )
+        .await
+    }
+
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        let conn = self.connection().await?;
+        query_u64(&conn.conn, "SELECT COALESCE(MAX(seq), 0) FROM changes", ()).await
+    }
+
+    async fn prune_feed(&self, before: i64) -> Result<u64, StoreError> {
+        let conn = self.connection().await?;
+        let head = query_u64(&conn.conn, "SELECT COALESCE(MAX(seq), 0) FROM changes", ()).await?;
+        // Entries are in write order, so the first one young enough ends the pruned range.
+        // The newest entry always stays: deleting it would let a position be handed out again.
+        let first_kept = query_u64(
+            &conn.conn,
+            "SELECT COALESCE(MIN(seq), 0) FROM (
+                 SELECT seq FROM changes WHERE at >= ?1 ORDER BY seq LIMIT 1)",
+            params![before],
+        )
+        .await?;
+        let first_kept = if first_kept == 0 {
+            head
+        } else {
+            first_kept.min(head)
+        };
+        let target = first_kept.saturating_sub(1);
+        let mut floor = query_u64(
+            &conn.conn,
+            "SELECT COALESCE(MAX(value), 0) FROM feed_meta WHERE name = 'floor'",
+            (),
+        )
+        .await?;
+        let mut pruned = 0;
+        while floor < target {
+            let upto = target.min(floor + PRUNE_BATCH);
+            // The floor rises before the entries go: a reader that checks the floor after
+            // reading the feed never misses a deleted entry unknowingly.
+            conn.conn
+                .execute(
+                    "INSERT INTO feed_meta (name, value) VALUES ('floor', ?1)
+                     ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                    params![to_i64(upto)?],
+                )
+                .await
+                .map_err(unavailable)?;
+            pruned += conn
+                .conn
+                .execute(
+                    "DELETE FROM changes WHERE seq <= ?1",
+                    params![to_i64(upto)?],
+                )
+                .await
+                .map_err(unavailable)?;
+            floor = upto;
+        }
+        Ok(pruned)
+    }
+
+    async fn snapshot(
+        &self,
+        after: Option<&Key>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        let conn = self.connection().await?;
+        let (partition, sort) = after.map_or(("", ""), |k| (k.partition(), k.sort()));
+        let mut rows = conn
+            .conn
+            .query(
+                "SELECT partition, sort, state FROM documents
+                 WHERE (partition, sort) > (?1, ?2)
+                   AND substr(partition, 1, 1) <> '~'
+                   AND (expires_at IS NULL OR expires_at > ?3)
+                 ORDER BY partition, sort LIMIT ?4",
+                params![
+                    partition,
+                    sort,
+                    now,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(unavailable)? {
+            let partition: String = row.get(0).map_err(unavailable)?;
+            let sort: String = row.get(1).map_err(unavailable)?;
+            out.push((Key::new(partition, sort)?, row.get(2).map_err(unavailable)?));
+        }
+        Ok(out)
+    }
+}
+
+/// The one whole number a query answers.
+async fn query_u64(
+    conn: &Connection,
+    sql: &str,
+    params: impl libsql::params::IntoParams,
+) -> Result<u64, StoreError> {
+    let mut rows = conn.query(sql, params).await.map_err(unavailable)?;
+    match rows.next().await.map_err(unavailable)? {
+        Some(row) => column_u64(&row, 0),
+        None => Ok(0),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crdt::Codec;
 
     #[tokio::test]
     async fn opening_creates_the_data_dir_and_answers_a_ping() {
@@ -624,5 +763,60 @@ mod tests {
             .await
             .expect_err("a file is in the way");
         assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_young_entries_and_the_newest_and_never_reuses_a_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LibsqlStore::open(&dir.path().join("j.db"))
+            .await
+            .expect("open");
+        let conn = store.connection().await.expect("conn");
+        for i in 0..5 {
+            let bytes = crate::crdt::GCounter::new().encode().expect("encode");
+            let key = Key::new("crdt#u".to_owned(), format!("c{i}")).expect("key");
+            let write = Write {
+                expected_version: 0,
+                state: &bytes,
+                delta: &bytes,
+                expires_at: None,
+            };
+            store.put(&key, write).await.expect("put");
+        }
+        // Entries 1 and 2 as an earlier build wrote them (no time), 3 an hour old.
+        conn.conn
+            .execute("UPDATE changes SET at = NULL WHERE seq <= 2", ())
+            .await
+            .expect("age");
+        conn.conn
+            .execute("UPDATE changes SET at = at - 3600 WHERE seq = 3", ())
+            .await
+            .expect("age");
+        let now = crate::store::now_secs();
+        assert_eq!(store.prune_feed(now - 60).await.expect("prune"), 3);
+        assert_eq!(store.feed_floor().await.expect("floor"), 3);
+        let left: Vec<u64> = store
+            .changes(0, 10)
+            .await
+            .expect("feed")
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(left, [4, 5]);
+
+        // Even pruning everything keeps the newest entry, so the next write is at 6.
+        assert_eq!(store.prune_feed(now + 60).await.expect("prune"), 1);
+        assert_eq!(store.feed_head().await.expect("head"), 5);
+        let bytes = crate::crdt::GCounter::new().encode().expect("encode");
+        let key = Key::new("crdt#u".to_owned(), "c9".to_owned()).expect("key");
+        let write = Write {
+            expected_version: 0,
+            state: &bytes,
+            delta: &bytes,
+            expires_at: None,
+        };
+        store.put(&key, write).await.expect("put");
+        assert_eq!(store.feed_head().await.expect("head"), 6);
+        assert_eq!(store.feed_floor().await.expect("floor"), 4);
     }
 }

@@ -263,6 +263,37 @@ pub trait Store: Send + Sync + Debug {
     /// Physically deletes documents expired at `now`; returns how many. Reads already skip
     /// them, so this only reclaims space.
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// The highest feed position pruned away (0 when none was): a reader whose cursor is
+    /// below it missed entries and catches up from a [`snapshot`](Self::snapshot) instead.
+    /// A backend whose feed keeps every document's latest entry never prunes.
+    async fn feed_floor(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// The newest feed position (0 for an empty feed).
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Deletes feed entries written before `before` (seconds since the epoch), always
+    /// keeping the newest, and raises the floor first; returns how many went.
+    async fn prune_feed(&self, before: i64) -> Result<u64, StoreError> {
+        let _ = before;
+        Ok(0)
+    }
+
+    /// Full states of the replicated documents after `after` in (partition, sort) order,
+    /// unexpired at `now`, at most `limit`: what a reader behind the floor catches up from.
+    async fn snapshot(
+        &self,
+        after: Option<&Key>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
+        let _ = (after, now, limit);
+        Ok(Vec::new())
+    }
 }
 
 /// Options of a merge.
@@ -563,18 +594,26 @@ pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6
 pub async fn purge_periodically(
     store: Arc<dyn Store>,
     interval: std::time::Duration,
+    feed_retention: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let retention = i64::try_from(feed_retention.as_secs()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
-            _ = ticker.tick() => match store.purge_expired(now_secs()).await {
-                Ok(purged) => tracing::debug!(purged, "expired documents purged"),
-                Err(err) => tracing::warn!(error = %err, "purging expired documents failed"),
-            },
+            _ = ticker.tick() => {
+                match store.purge_expired(now_secs()).await {
+                    Ok(purged) => tracing::debug!(purged, "expired documents purged"),
+                    Err(err) => tracing::warn!(error = %err, "purging expired documents failed"),
+                }
+                match store.prune_feed(now_secs().saturating_sub(retention)).await {
+                    Ok(pruned) => tracing::debug!(pruned, "change feed pruned"),
+                    Err(err) => tracing::warn!(error = %err, "pruning the change feed failed"),
+                }
+            }
         }
     }
 }
@@ -640,6 +679,7 @@ mod tests {
         let running = tokio::spawn(purge_periodically(
             Arc::clone(&store),
             std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(3_600),
             async {
                 let _ = stopped.await;
             },
