@@ -199,6 +199,28 @@ impl FeedCursor {
         digits(text).map(Self::Seq)
     }
 
+    /// Parses the `since` parameter: a 400 when it is not of the cursor's form, a 422 when
+    /// it is but names no document key (a cursor this API did not return).
+    pub fn from_param(text: &str) -> Result<Self, ApiError> {
+        if let Some(cursor) = Self::parse(text) {
+            return Ok(cursor);
+        }
+        let well_formed = text
+            .strip_prefix('s')
+            .and_then(|rest| rest.split_once('-'))
+            .is_some_and(|(head, key)| {
+                (1..=19).contains(&head.len())
+                    && head.bytes().all(|b| b.is_ascii_digit())
+                    && key.len().is_multiple_of(2)
+                    && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+        Err(if well_formed {
+            ApiError::unknown_cursor("since")
+        } else {
+            ApiError::invalid_field("since", "is not a feed cursor")
+        })
+    }
+
     /// Whether moving from `self` to `next` with changes in between is progress: a later
     /// feed position, a later document of the same snapshot, or entering or leaving one.
     pub fn advances_to(&self, next: &Self) -> bool {

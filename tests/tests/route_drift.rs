@@ -285,3 +285,60 @@ fn every_security_requirement_names_a_declared_scheme() {
     }
     assert!(named > 0, "the sync routes name the peer token");
 }
+
+/// Every operation documents the answers the request layers give every route, and every
+/// `$ref` in the document resolves (a schema type used only in a parameter is inlined).
+#[test]
+fn every_operation_documents_the_shared_answers_and_every_reference_resolves() {
+    let (_, openapi) = jarvis_local::routes_and_openapi();
+    let doc = serde_json::to_value(&openapi).expect("openapi JSON");
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            operations += 1;
+            let responses = operation["responses"].as_object().expect("responses");
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|requirements| !requirements.is_empty());
+            let mut expected = vec!["400", "429", "500", "503"];
+            if secured {
+                expected.push("401");
+            }
+            if operation.get("requestBody").is_some() {
+                expected.extend(["413", "415"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+    assert!(operations >= 35, "{operations} operations");
+
+    fn references(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    out.push(target.clone());
+                }
+                map.values().for_each(|v| references(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+            _ => {}
+        }
+    }
+    let mut targets = Vec::new();
+    references(&doc, &mut targets);
+    assert!(!targets.is_empty());
+    for target in targets {
+        let name = target
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{target} is not a schema reference"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{target} does not resolve"
+        );
+    }
+}

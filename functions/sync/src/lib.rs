@@ -57,6 +57,7 @@ pub struct FeedParams {
     responses(
         (status = 200, description = "A page of the change feed", body = ChangesPage),
         (status = 400, description = "Invalid cursor or limit", body = ErrorEnvelope),
+        (status = 422, description = "A cursor this API did not return", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong peer token", body = ErrorEnvelope),
         (status = 503, description = "Sync is not configured here", body = ErrorEnvelope),
     )
@@ -69,8 +70,7 @@ async fn changes(
 ) -> Result<Json<ChangesPage>, ApiError> {
     let since = match params.since.as_deref() {
         None => FeedCursor::Seq(0),
-        Some(cursor) => FeedCursor::parse(cursor)
-            .ok_or_else(|| ApiError::invalid_field("since", "is not a cursor this API returned"))?,
+        Some(cursor) => FeedCursor::from_param(cursor)?,
     };
     let limit = params.limit.unwrap_or(sync::DEFAULT_PAGE);
     if !(1..=sync::MAX_PAGE).contains(&limit) {

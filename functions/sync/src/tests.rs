@@ -121,6 +121,12 @@ async fn bad_cursors_and_limits_are_rejected() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(body["error"]["field"], field, "{uri}");
     }
+    // Of the cursor's form, but naming no document: not a cursor this API returned.
+    let (status, body) = app
+        .send(get("/sync/changes?since=s12-b72e93", Some(TOKEN)))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "since");
 }
 
 #[tokio::test]
