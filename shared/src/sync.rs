@@ -1063,12 +1063,7 @@ mod tests {
                 },
             ),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, peer).await });
-        format!("http://{addr}")
+        serve(peer).await
     }
 
     /// A peer whose cursor is older than what the other side's feed still holds catches up
@@ -1137,6 +1132,16 @@ mod tests {
         assert_eq!(doc.state.value(), 16);
     }
 
+    /// Serves `router` on a free loopback port; its base URL.
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
     /// A peer serving `page` once, then an empty page at its cursor.
     async fn stub_peer(page: serde_json::Value) -> String {
         let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1158,12 +1163,7 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, peer).await });
-        format!("http://{addr}")
+        serve(peer).await
     }
 
     /// A syncer of replica `here` on a fresh store, pulling `peer`.

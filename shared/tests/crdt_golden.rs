@@ -32,6 +32,17 @@ fn hex(bytes: &[u8]) -> String {
         + "\n"
 }
 
+/// The bytes of a golden `.hex` file.
+fn unhex(text: &str) -> Vec<u8> {
+    text.split_whitespace()
+        .flat_map(|line| {
+            (0..line.len())
+                .step_by(2)
+                .map(move |i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
+        })
+        .collect()
+}
+
 fn check<T: Codec + PartialEq + std::fmt::Debug>(name: &str, state: &T) {
     let bin_path = golden_dir().join(format!("{name}.hex"));
     let json_path = golden_dir().join(format!("{name}.json"));
@@ -48,14 +59,7 @@ fn check<T: Codec + PartialEq + std::fmt::Debug>(name: &str, state: &T) {
     assert_eq!(hex(&bytes), golden_hex, "binary encoding of {name} changed");
     assert_eq!(json, golden_json, "JSON form of {name} changed");
 
-    let stored: Vec<u8> = golden_hex
-        .split_whitespace()
-        .flat_map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(move |i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
-        })
-        .collect();
+    let stored = unhex(&golden_hex);
     assert_eq!(&T::decode(&stored).expect("golden bytes decode"), state);
     let stored_json: serde_json::Value = serde_json::from_str(&golden_json).expect("json");
     assert_eq!(
@@ -182,14 +186,7 @@ fn record_encodings_are_stable() {
 fn records_written_before_named_sets_still_decode() {
     let state = deleted_record();
     let hex = std::fs::read_to_string(golden_dir().join("record_v1.hex")).expect("golden");
-    let bytes: Vec<u8> = hex
-        .split_whitespace()
-        .flat_map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(move |i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
-        })
-        .collect();
+    let bytes = unhex(&hex);
     assert_eq!(bytes[2], 8, "the old type tag");
     assert_eq!(Record::decode(&bytes).expect("old bytes decode"), state);
     let json = std::fs::read_to_string(golden_dir().join("record_v1.json")).expect("golden");

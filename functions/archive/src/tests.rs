@@ -302,31 +302,3 @@ fn tags_written_as_one_field_by_an_earlier_build_read_back_and_become_a_set_on_t
         ["home", "new"]
     );
 }
-
-#[tokio::test]
-async fn tags_are_a_set_of_their_own_so_a_delete_leaves_none_behind() {
-    let app = app().await;
-    let ada = app.sign_up("ada@example.com").await;
-    let token = Some(ada.access_token.as_str());
-    let body = json!({"kind": "note", "title": "Private", "content": "", "tags": ["secret-tag"]});
-    let (status, created) = app
-        .call_as(token, Method::POST, "/archive", Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let id = created["id"].as_str().expect("id");
-    let (status, _) = app
-        .call_as(token, Method::DELETE, &format!("/archive/{id}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let partition = format!("archive#{}", ada.user_id);
-    let key = jarvis_shared::store::Key::new(partition, format!("entry#{id}")).expect("key");
-    let doc = app
-        .state
-        .store
-        .read::<jarvis_shared::crdt::Record>(&key)
-        .await
-        .expect("read")
-        .expect("the deleted entry's document");
-    let json = serde_json::to_string(&doc.state).expect("json");
-    assert!(!json.contains("secret-tag"), "{json}");
-}

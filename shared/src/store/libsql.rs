@@ -772,9 +772,9 @@ mod tests {
             .await
             .expect("open");
         let conn = store.connection().await.expect("conn");
-        for i in 0..5 {
+        let create = |sort: String| async {
             let bytes = crate::crdt::GCounter::new().encode().expect("encode");
-            let key = Key::new("crdt#u".to_owned(), format!("c{i}")).expect("key");
+            let key = Key::new("crdt#u".to_owned(), sort).expect("key");
             let write = Write {
                 expected_version: 0,
                 state: &bytes,
@@ -782,6 +782,9 @@ mod tests {
                 expires_at: None,
             };
             store.put(&key, write).await.expect("put");
+        };
+        for i in 0..5 {
+            create(format!("c{i}")).await;
         }
         // Entries 1 and 2 as an earlier build wrote them (no time), 3 an hour old.
         conn.conn
@@ -807,15 +810,7 @@ mod tests {
         // Even pruning everything keeps the newest entry, so the next write is at 6.
         assert_eq!(store.prune_feed(now + 60).await.expect("prune"), 1);
         assert_eq!(store.feed_head().await.expect("head"), 5);
-        let bytes = crate::crdt::GCounter::new().encode().expect("encode");
-        let key = Key::new("crdt#u".to_owned(), "c9".to_owned()).expect("key");
-        let write = Write {
-            expected_version: 0,
-            state: &bytes,
-            delta: &bytes,
-            expires_at: None,
-        };
-        store.put(&key, write).await.expect("put");
+        create("c9".to_owned()).await;
         assert_eq!(store.feed_head().await.expect("head"), 6);
         assert_eq!(store.feed_floor().await.expect("floor"), 4);
     }
