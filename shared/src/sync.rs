@@ -29,8 +29,11 @@ use crate::crdt::{
 };
 use crate::error::ApiError;
 use crate::health::{Finding, HealthCheck, Status};
+use crate::http::validate;
 use crate::secrets::{SecretError, SecretSource};
-use crate::store::{Change, Key, MergeOptions, Payload, Store, StoreError, now_secs};
+use crate::store::{
+    Change, Key, MAX_KEY_BYTES, MergeOptions, Payload, Store, StoreError, decode_hex_text, now_secs,
+};
 
 /// Default and largest number of changes in one feed page.
 pub const DEFAULT_PAGE: usize = 500;
@@ -177,53 +180,49 @@ impl FeedCursor {
 
     /// Parses the text form; `None` when it is not one.
     pub fn parse(text: &str) -> Option<Self> {
-        let digits = |s: &str| {
-            ((1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse::<u64>().ok())
-                .flatten()
-        };
-        if let Some(rest) = text.strip_prefix('s') {
-            let (head, key) = rest.split_once('-')?;
-            let head = digits(head)?;
-            if key.is_empty() {
-                return Some(Self::Snapshot { head, after: None });
-            }
-            let key = crate::store::decode_cursor(key)?;
-            let (partition, sort) = key.split_once('\n')?;
-            let after = Key::new(partition.to_owned(), sort.to_owned()).ok()?;
-            return Some(Self::Snapshot {
-                head,
-                after: Some(after),
-            });
-        }
-        digits(text).map(Self::Seq)
+        Self::from_param(text).ok()
     }
 
     /// Parses the `since` parameter: a 400 when it is not of the cursor's form, a 422 when
     /// it is but names no document key (a cursor this API did not return).
     pub fn from_param(text: &str) -> Result<Self, ApiError> {
-        if let Some(cursor) = Self::parse(text) {
-            return Ok(cursor);
+        let malformed = || ApiError::invalid_field("since", "is not a feed cursor");
+        let position = |s: &str| {
+            ((1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(malformed)
+        };
+        let Some(rest) = text.strip_prefix('s') else {
+            return position(text).map(Self::Seq);
+        };
+        let (head, key) = rest.split_once('-').ok_or_else(malformed)?;
+        let head = position(head)?;
+        if key.is_empty() {
+            return Ok(Self::Snapshot { head, after: None });
         }
-        let well_formed = text
-            .strip_prefix('s')
-            .and_then(|rest| rest.split_once('-'))
-            .is_some_and(|(head, key)| {
-                (1..=19).contains(&head.len())
-                    && head.bytes().all(|b| b.is_ascii_digit())
-                    && key.len().is_multiple_of(2)
-                    && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            });
-        Err(if well_formed {
-            ApiError::unknown_cursor("since")
-        } else {
-            ApiError::invalid_field("since", "is not a feed cursor")
+        if !validate::is_hex(key, key.len()) || !key.len().is_multiple_of(2) {
+            return Err(malformed());
+        }
+        // A partition and a sort key, each up to `MAX_KEY_BYTES`, and the newline between.
+        let after = decode_hex_text(key, 2 * MAX_KEY_BYTES + 1)
+            .and_then(|key| {
+                let (partition, sort) = key.split_once('\n')?;
+                Key::new(partition.to_owned(), sort.to_owned()).ok()
+            })
+            .ok_or_else(|| ApiError::unknown_cursor("since"))?;
+        Ok(Self::Snapshot {
+            head,
+            after: Some(after),
         })
     }
 
     /// Whether moving from `self` to `next` with changes in between is progress: a later
     /// feed position, a later document of the same snapshot, or entering or leaving one.
     pub fn advances_to(&self, next: &Self) -> bool {
+        fn key(k: &Key) -> (&str, &str) {
+            (k.partition(), k.sort())
+        }
         match (self, next) {
             (Self::Seq(a), Self::Seq(b)) => b > a,
             (Self::Seq(_), Self::Snapshot { .. }) => true,
@@ -232,18 +231,27 @@ impl FeedCursor {
                 Self::Snapshot { head, after },
                 Self::Snapshot {
                     head: next_head,
-                    after: next_after,
+                    after: Some(next_after),
                 },
-            ) => {
-                let position = |k: &Option<Key>| {
-                    k.as_ref()
-                        .map(|k| (k.partition().to_owned(), k.sort().to_owned()))
-                };
-                head == next_head && next_after.is_some() && position(next_after) > position(after)
-            }
+            ) => head == next_head && after.as_ref().is_none_or(|a| key(next_after) > key(a)),
+            (Self::Snapshot { .. }, Self::Snapshot { after: None, .. }) => false,
         }
     }
 }
+
+/// Longest feed cursor: `s`, a position, `-` and the hex of the longest key.
+const MAX_FEED_CURSOR_CHARS: usize = 1 + 19 + 1 + 2 * (2 * MAX_KEY_BYTES + 1);
+
+crate::string_schema!(
+    /// A [`FeedCursor`] in its text form, for the OpenAPI document.
+    FeedCursorText,
+    || validate::bounded(
+        validate::string("`next_cursor` of the previous page; from the start when absent")
+            .pattern(Some(FeedCursor::PATTERN)),
+        1,
+        MAX_FEED_CURSOR_CHARS,
+    )
+);
 
 impl std::fmt::Display for FeedCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -277,9 +285,12 @@ pub async fn changes_page(
         }
     };
     let changes = store.changes(since, limit).await?;
-    // Checked after reading: pruning raises the floor before it deletes, so a read that
-    // raced a prune is caught here.
-    if since < store.feed_floor().await? {
+    // Entries were pruned from under this reader only if the page does not start right after
+    // `since` (pruning always keeps the newest entry, so an empty page missed nothing). The
+    // floor is checked after reading: pruning raises it before deleting, so a read that raced
+    // a prune is caught.
+    let gap = changes.first().is_some_and(|c| c.seq != since + 1);
+    if gap && since < store.feed_floor().await? {
         let head = store.feed_head().await?;
         return snapshot_page(store, replica_id, head, None, limit).await;
     }
@@ -1006,12 +1017,17 @@ mod tests {
                 after: Some(key("counter#é")),
             },
         ];
-        for cursor in &cursors {
-            assert_eq!(
-                FeedCursor::parse(&cursor.to_string()).as_ref(),
-                Some(cursor)
-            );
+        let long = Key::new("p".repeat(900), "s".repeat(900)).expect("a long key");
+        let cursors = cursors.into_iter().chain([FeedCursor::Snapshot {
+            head: 1,
+            after: Some(long),
+        }]);
+        for cursor in cursors {
+            assert_eq!(FeedCursor::parse(&cursor.to_string()), Some(cursor));
         }
+        let status = |text: &str| FeedCursor::from_param(text).map_err(|e| e.status().as_u16());
+        assert_eq!(status("s9-zz"), Err(400), "not of the form");
+        assert_eq!(status("s9-61"), Err(422), "of the form, but no key");
         for bad in [
             "",
             "-1",

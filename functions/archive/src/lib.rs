@@ -109,13 +109,8 @@ fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
         (None, Some(json)) => serde_json::from_str(json).map_err(ApiError::internal)?,
         (None, None) => Vec::new(),
     };
-    let updated_at = record
-        .fields()
-        .iter()
-        .filter_map(|(name, _)| record.stamp(name))
-        .map(|stamp| stamp.wall_ms)
-        .max()
-        .unwrap_or_default();
+    // Every change stamps a field: tag edits stamp the (emptied) `tags` field too.
+    let updated_at = record.latest_stamp().map_or(0, |stamp| stamp.wall_ms);
     Ok(Entry {
         id: id.to_owned(),
         kind: field("kind"),
@@ -227,13 +222,12 @@ fn check_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
 }
 
 /// Makes an entry's tags `tags`: an observed-remove set, so concurrent edits elsewhere keep
-/// their additions. An entry tagged before tags were a set loses its old single field.
+/// their additions. The `tags` field is cleared with a new stamp: an entry tagged before
+/// tags were a set loses its old single field, and the stamp says when tags last changed.
 fn replace_tags(record: &mut Record, replica: ReplicaId, clock: &Clock, tags: &[String]) -> Record {
     let mut delta = record.replace_set(replica, TAGS, tags.iter().cloned());
-    if record.get(TAGS).is_some() {
-        let stamp = clock.stamp_after(record.stamp(TAGS));
-        delta.join(record.unset(TAGS.to_owned(), stamp));
-    }
+    let stamp = clock.stamp_after(record.stamp(TAGS));
+    delta.join(record.unset(TAGS.to_owned(), stamp));
     delta
 }
 

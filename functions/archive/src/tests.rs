@@ -302,3 +302,26 @@ fn tags_written_as_one_field_by_an_earlier_build_read_back_and_become_a_set_on_t
         ["home", "new"]
     );
 }
+
+#[tokio::test]
+async fn a_tag_edit_alone_moves_updated_at() {
+    let app = app().await;
+    let created = create(&app, "note", "Tagged", &["a"]).await;
+    let id = created["id"].as_str().expect("id");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (status, patched) = app
+        .call(
+            Method::PATCH,
+            &format!("/archive/{id}"),
+            Some(json!({"tags": ["b"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["tags"], json!(["b"]));
+    assert!(
+        patched["updated_at"].as_str() > created["updated_at"].as_str(),
+        "{} then {}",
+        created["updated_at"],
+        patched["updated_at"]
+    );
+}

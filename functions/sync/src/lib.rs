@@ -37,10 +37,7 @@ pub fn routes() -> axum::Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// `next_cursor` of the previous page; from the start when absent.
-    #[param(
-        pattern = "^(?:[0-9]{1,19}|s[0-9]{1,19}-(?:[0-9a-f]{2})*)$",
-        max_length = 4200
-    )]
+    #[param(value_type = Option<sync::FeedCursorText>, inline)]
     pub since: Option<String>,
     /// Most changes in the page (1 to 2000, default 500).
     #[param(minimum = 1, maximum = 2000)]

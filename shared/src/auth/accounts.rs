@@ -968,7 +968,7 @@ impl Accounts {
 
     /// `DELETE /auth/api-keys/{id}`.
     pub async fn revoke_key(&self, identity: &Identity, key_id: &str) -> Result<(), ApiError> {
-        let valid = key_id.len() == 16 && key_id.bytes().all(|b| b.is_ascii_hexdigit());
+        let valid = validate::is_hex(key_id, 16);
         let not_found = || ApiError::NotFound("no such API key".into());
         if !valid {
             return Err(not_found());

@@ -146,8 +146,8 @@ pub fn count(field: &'static str, len: usize, max: usize) -> Result<(), ApiError
 pub const MAX_CURSOR_CHARS: usize = 2 * crate::store::MAX_KEY_BYTES;
 
 string_schema!(
-    /// A page cursor: the `next_cursor` of the previous page (lowercase hex). Any value of
-    /// this form is a position in the listing; a listing goes on after it.
+    /// A page cursor: the `next_cursor` of the previous page (lowercase hex). A value of this
+    /// form that the listing did not return is refused with a 422.
     Cursor,
     || bounded(
         string("`next_cursor` of the previous page").pattern(Some("^(?:[0-9a-f]{2})+$")),
@@ -205,8 +205,8 @@ where
 }
 
 /// Serde `deserialize_with` for a whole number given as a JSON number, `2` and `2.0` alike
-/// (JSON Schema's `integer` admits both), refusing fractions, negatives and anything past
-/// 2^53 - 1.
+/// (JSON Schema's `integer` admits both), refusing fractions, negatives, and numbers written
+/// with a fraction part at or past 2^53 (where a float is no longer exact).
 pub fn whole_number<'de, D>(deserializer: D) -> Result<u64, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -110,6 +110,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 /// Most feed entries one pruning statement deletes, so the write lock is never held long.
 const PRUNE_BATCH: u64 = 10_000;
+/// The feed's floor: the highest position pruned away (0 when none was).
+const FEED_FLOOR: &str = "SELECT COALESCE(MAX(value), 0) FROM feed_meta WHERE name = 'floor'";
+/// The feed's newest position (0 when empty).
+const FEED_HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM changes";
 
 const GET: &str =
     "SELECT state, version, expires_at FROM documents WHERE partition = ?1 AND sort = ?2";
@@ -564,43 +568,29 @@ impl Store for LibsqlStore {
 
     async fn feed_floor(&self) -> Result<u64, StoreError> {
         let conn = self.connection().await?;
-        query_u64(
-            &conn.conn,
-            "SELECT COALESCE(MAX(value), 0) FROM feed_meta WHERE name = 'floor'",
-            (),
-        )
-        .await
+        query_u64(&conn.conn, FEED_FLOOR, ()).await
     }
 
     async fn feed_head(&self) -> Result<u64, StoreError> {
         let conn = self.connection().await?;
-        query_u64(&conn.conn, "SELECT COALESCE(MAX(seq), 0) FROM changes", ()).await
+        query_u64(&conn.conn, FEED_HEAD, ()).await
     }
 
     async fn prune_feed(&self, before: i64) -> Result<u64, StoreError> {
         let conn = self.connection().await?;
-        let head = query_u64(&conn.conn, "SELECT COALESCE(MAX(seq), 0) FROM changes", ()).await?;
         // Entries are in write order, so the first one young enough ends the pruned range.
         // The newest entry always stays: deleting it would let a position be handed out again.
         let first_kept = query_u64(
             &conn.conn,
-            "SELECT COALESCE(MIN(seq), 0) FROM (
-                 SELECT seq FROM changes WHERE at >= ?1 ORDER BY seq LIMIT 1)",
+            "SELECT COALESCE(
+                 (SELECT seq FROM changes WHERE at >= ?1 ORDER BY seq LIMIT 1),
+                 (SELECT MAX(seq) FROM changes),
+                 0)",
             params![before],
         )
         .await?;
-        let first_kept = if first_kept == 0 {
-            head
-        } else {
-            first_kept.min(head)
-        };
         let target = first_kept.saturating_sub(1);
-        let mut floor = query_u64(
-            &conn.conn,
-            "SELECT COALESCE(MAX(value), 0) FROM feed_meta WHERE name = 'floor'",
-            (),
-        )
-        .await?;
+        let mut floor = query_u64(&conn.conn, FEED_FLOOR, ()).await?;
         let mut pruned = 0;
         while floor < target {
             let upto = target.min(floor + PRUNE_BATCH);

@@ -339,12 +339,23 @@ pub fn encode_cursor(sort: &str) -> String {
 
 /// Decodes a page cursor; `None` when it is not one of ours.
 pub fn decode_cursor(cursor: &str) -> Option<String> {
-    if !cursor.len().is_multiple_of(2) || cursor.len() > 2 * MAX_KEY_BYTES {
+    decode_hex_text(cursor, MAX_KEY_BYTES)
+}
+
+/// The UTF-8 text whose lowercase hex form is `hex`, when it is one of at most `max_bytes`.
+pub fn decode_hex_text(hex: &str, max_bytes: usize) -> Option<String> {
+    if !hex.len().is_multiple_of(2) || hex.len() > 2 * max_bytes {
         return None;
     }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let bytes = hex
+        .as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
         .collect::<Option<Vec<u8>>>()?;
     String::from_utf8(bytes).ok()
 }
@@ -706,6 +717,8 @@ mod tests {
         assert_eq!(decode_cursor("zz"), None);
         assert_eq!(decode_cursor("abc"), None);
         assert_eq!(decode_cursor("ff"), None, "not UTF-8");
+        assert_eq!(decode_cursor("+a"), None, "a sign is not a digit");
+        assert_eq!(decode_cursor("4A"), None, "lowercase only, as encoded");
     }
 
     #[test]
