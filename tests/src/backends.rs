@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use jarvis_shared::config::AwsTarget;
-use jarvis_shared::store::Store;
-use jarvis_shared::store::dynamo::{DynamoConfig, DynamoStore};
-use jarvis_shared::store::libsql::LibsqlStore;
+use jarvis_config::AwsTarget;
+use jarvis_store::Store;
+use jarvis_store::dynamo::{DynamoConfig, DynamoStore};
+use jarvis_store::libsql::LibsqlStore;
 
 /// The variable naming the DynamoDB Local endpoint that `infra/test.sh` starts.
 pub const DYNAMODB_ENDPOINT_VAR: &str = "JARVIS_TEST_DYNAMODB_ENDPOINT";

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
+use jarvis_store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
 
 /// A document operation, as DynamoDB names it in IAM policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -197,6 +197,6 @@ pub fn free_port() -> u16 {
 }
 
 /// Every function's routes, as the local gateway serves them, for in-process tests.
-pub fn all_routes() -> axum::Router<jarvis_shared::AppState> {
+pub fn all_routes() -> axum::Router<jarvis_app::AppState> {
     jarvis_local::routes_and_openapi().0
 }

@@ -5,8 +5,8 @@
 //! accepted); a key it lists gets past authorisation.
 
 use axum::http::{Method, StatusCode};
-use jarvis_shared::auth::Scope;
-use jarvis_shared::testing::TestApp;
+use jarvis_fn_auth::testing::TestApp;
+use jarvis_identity::Scope;
 use jarvis_tests::all_routes;
 use serde_json::{Value, json};
 

@@ -9,8 +9,8 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jarvis_shared::store::Store;
-use jarvis_shared::testing::{PASSWORD, TestApp};
+use jarvis_fn_auth::testing::{PASSWORD, TestApp};
+use jarvis_store::Store;
 use jarvis_tests::all_routes;
 use jarvis_tests::backends::{DYNAMODB_ENDPOINT_VAR, dynamodb_store};
 use serde_json::{Value, json};
@@ -186,14 +186,14 @@ async fn every_credential_issuing_answer_leaves_no_readable_credential(
 
     let enrollment = issue(&app, Some(&access), "/auth/2fa/enroll", json!({})).await;
     let base32 = enrollment["secret"].as_str().expect("secret");
-    let secret = jarvis_shared::auth::totp::decode_base32(base32).expect("base32");
+    let secret = jarvis_fn_auth::totp::decode_base32(base32).expect("base32");
     assert_not_stored(&storage, "TOTP secret (base32)", base32.as_bytes()).await;
     assert_not_stored(&storage, "TOTP secret (raw)", &secret).await;
     let uri = enrollment["otpauth_uri"].as_str().expect("uri");
     assert_not_stored(&storage, "otpauth URI", uri.as_bytes()).await;
 
-    let now = jarvis_shared::store::now_secs().unsigned_abs();
-    let code = jarvis_shared::auth::totp::code_at(&secret, now);
+    let now = jarvis_store::now_secs().unsigned_abs();
+    let code = jarvis_fn_auth::totp::code_at(&secret, now);
     let confirmed = issue(
         &app,
         Some(&access),

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jarvis_shared::config::AwsTarget;
-use jarvis_shared::crdt::{Codec, GCounter, ReplicaId};
-use jarvis_shared::store::dynamo::{DEFAULT_FEED_LAG, DynamoConfig, DynamoStore};
-use jarvis_shared::store::{Key, Store};
+use jarvis_config::AwsTarget;
+use jarvis_crdt::{Codec, GCounter, ReplicaId};
+use jarvis_store::dynamo::{DEFAULT_FEED_LAG, DynamoConfig, DynamoStore};
+use jarvis_store::{Key, Store};
 use jarvis_tests::backends::DYNAMODB_ENDPOINT_VAR;
 
 #[tokio::test]
@@ -44,12 +44,12 @@ async fn a_document_written_at_2_hz_reaches_a_pulling_peer_within_a_bounded_lag(
         })
     };
 
-    let mut cursor = jarvis_shared::sync::FeedCursor::Seq(0);
+    let mut cursor = jarvis_replication::FeedCursor::Seq(0);
     let mut seen = Vec::new();
     let mut latest = 0;
     while started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let page = jarvis_shared::sync::changes_page(store.as_ref(), "a", &cursor, 500)
+        let page = jarvis_replication::changes_page(store.as_ref(), "a", &cursor, 500)
             .await
             .expect("page");
         for change in &page.changes {
@@ -58,7 +58,7 @@ async fn a_document_written_at_2_hz_reaches_a_pulling_peer_within_a_bounded_lag(
                 latest = latest.max(GCounter::decode(&bytes).expect("state").value());
             }
         }
-        cursor = jarvis_shared::sync::FeedCursor::parse(&page.next_cursor).expect("cursor");
+        cursor = jarvis_replication::FeedCursor::parse(&page.next_cursor).expect("cursor");
         seen.push((started.elapsed(), latest));
     }
     let written = writer.await.expect("writer");

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use jarvis_shared::testing::{PASSWORD, TestApp};
+use jarvis_fn_auth::testing::{PASSWORD, TestApp};
 use jarvis_tests::hooked::{Hooked, Operation};
 use jarvis_tests::workspace_root;
 use serde_json::json;

@@ -8,11 +8,11 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::Credentials;
 use axum::http::{Method, StatusCode};
-use jarvis_shared::Config;
-use jarvis_shared::auth::token;
-use jarvis_shared::config::{AwsTarget, SecretsConfig, SecurityConfig};
-use jarvis_shared::secrets::{self, MIN_REFRESH_INTERVAL, Secrets};
-use jarvis_shared::testing::TestApp;
+use jarvis_config::Config;
+use jarvis_config::{AwsTarget, SecretsConfig, SecurityConfig};
+use jarvis_fn_auth::testing::TestApp;
+use jarvis_identity::token;
+use jarvis_secrets::{self as secrets, MIN_REFRESH_INTERVAL, Secrets};
 use serde_json::json;
 
 const ENDPOINT_VAR: &str = "JARVIS_TEST_SECRETS_ENDPOINT";

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
-use jarvis_shared::store::StoreError;
-use jarvis_shared::testing::{SignedIn, TestApp};
+use jarvis_fn_auth::testing::{SignedIn, TestApp};
+use jarvis_store::StoreError;
 use jarvis_tests::all_routes;
 use jarvis_tests::hooked::{Hooked, Operation};
 use serde_json::{Value, json};
@@ -290,7 +290,7 @@ async fn an_idempotent_replay_returns_the_identical_response_and_creates_one_ent
 
 #[tokio::test]
 async fn a_key_whose_first_request_is_still_running_is_a_conflict() {
-    use jarvis_shared::auth::idempotency::{Begin, begin, fingerprint};
+    use jarvis_identity::idempotency::{Begin, begin, fingerprint};
     let (app, _) = app().await;
     let bob = app.sign_up("bob@example.com").await;
     // Another instance has claimed the key and not finished.
@@ -420,7 +420,7 @@ async fn every_response_carries_security_headers_and_a_request_id() {
 async fn pull(from: &TestApp, to: &TestApp) {
     let changes = from.state.store.changes(0, 100_000).await.expect("feed");
     for change in changes {
-        jarvis_shared::sync::merge_encoded(
+        jarvis_replication::merge_encoded(
             to.state.store.as_ref(),
             &change.key,
             change.payload.bytes(),
@@ -456,7 +456,7 @@ async fn the_same_email_registered_on_two_replicas_resolves_to_the_earliest_acco
             .call(
                 Method::POST,
                 "/auth/login",
-                Some(json!({"email": "ada@example.com", "password": jarvis_shared::testing::PASSWORD})),
+                Some(json!({"email": "ada@example.com", "password": jarvis_fn_auth::testing::PASSWORD})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{pair}");
@@ -496,7 +496,7 @@ async fn the_same_email_registered_on_two_replicas_resolves_to_the_earliest_acco
 async fn a_user_registered_on_one_replica_signs_in_on_another_after_sync() {
     let (east, west) = (replica("east").await, replica("west").await);
     let ada = east.sign_up("ada@example.com").await;
-    let login = json!({"email": "ada@example.com", "password": jarvis_shared::testing::PASSWORD});
+    let login = json!({"email": "ada@example.com", "password": jarvis_fn_auth::testing::PASSWORD});
     assert_eq!(
         west.call(Method::POST, "/auth/login", Some(login.clone()))
             .await
@@ -526,10 +526,10 @@ async fn a_user_registered_on_one_replica_signs_in_on_another_after_sync() {
     )
     .await;
     let secret =
-        jarvis_shared::auth::totp::decode_base32(enrollment["secret"].as_str().expect("secret"))
+        jarvis_fn_auth::totp::decode_base32(enrollment["secret"].as_str().expect("secret"))
             .expect("base32");
-    let now = u64::try_from(jarvis_shared::store::now_secs()).unwrap_or(0);
-    let code = jarvis_shared::auth::totp::code_at(&secret, now);
+    let now = u64::try_from(jarvis_store::now_secs()).unwrap_or(0);
+    let code = jarvis_fn_auth::totp::code_at(&secret, now);
     let (status, _) = as_user(
         &east,
         &ada.access_token,
@@ -540,9 +540,8 @@ async fn a_user_registered_on_one_replica_signs_in_on_another_after_sync() {
     .await;
     assert_eq!(status, StatusCode::OK);
     pull(&east, &west).await;
-    let next =
-        jarvis_shared::auth::totp::code_at(&secret, now + jarvis_shared::auth::totp::STEP_SECS);
-    let with_code = json!({"email": "ada@example.com", "password": jarvis_shared::testing::PASSWORD, "totp": next});
+    let next = jarvis_fn_auth::totp::code_at(&secret, now + jarvis_fn_auth::totp::STEP_SECS);
+    let with_code = json!({"email": "ada@example.com", "password": jarvis_fn_auth::testing::PASSWORD, "totp": next});
     assert_eq!(
         west.call(Method::POST, "/auth/login", Some(with_code.clone()))
             .await
@@ -587,7 +586,7 @@ async fn a_disabled_account_stays_disabled_when_a_stale_replica_syncs_back() {
     assert_eq!(status, StatusCode::OK);
     let west_admin = {
         let (_, pair) = west
-            .call(Method::POST, "/auth/login", Some(json!({"email": "admin@example.com", "password": jarvis_shared::testing::PASSWORD})))
+            .call(Method::POST, "/auth/login", Some(json!({"email": "admin@example.com", "password": jarvis_fn_auth::testing::PASSWORD})))
             .await;
         pair["access_token"].as_str().expect("token").to_owned()
     };
@@ -603,7 +602,7 @@ async fn a_disabled_account_stays_disabled_when_a_stale_replica_syncs_back() {
     pull(&east, &west).await;
     for app in [&east, &west] {
         let (status, _) = app
-            .call(Method::POST, "/auth/login", Some(json!({"email": "bob@example.com", "password": jarvis_shared::testing::PASSWORD})))
+            .call(Method::POST, "/auth/login", Some(json!({"email": "bob@example.com", "password": jarvis_fn_auth::testing::PASSWORD})))
             .await;
         assert_eq!(
             status,
@@ -740,7 +739,7 @@ async fn a_transient_refusal_is_not_replayed_so_a_correct_retry_succeeds() {
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let password = jarvis_shared::testing::PASSWORD;
+    let password = jarvis_fn_auth::testing::PASSWORD;
     let locked = app
         .respond(login_request("k-retry", "carol@example.com", password))
         .await;
@@ -759,7 +758,7 @@ async fn a_transient_refusal_is_not_replayed_so_a_correct_retry_succeeds() {
 
 #[test]
 fn only_final_answers_are_kept_for_replay() {
-    use jarvis_shared::auth::idempotency::is_final;
+    use jarvis_identity::idempotency::is_final;
     for kept in [200, 201, 204, 400, 401, 403, 404, 413, 422] {
         assert!(is_final(kept), "{kept}");
     }

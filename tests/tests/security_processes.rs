@@ -158,11 +158,11 @@ async fn no_secret_value_appears_in_captured_logs() {
     .await;
     let totp_secret = enrollment["secret"].as_str().expect("secret").to_owned();
     secrets.push(totp_secret.clone());
-    let raw = jarvis_shared::auth::totp::decode_base32(&totp_secret).expect("base32");
+    let raw = jarvis_fn_auth::totp::decode_base32(&totp_secret).expect("base32");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let code = jarvis_shared::auth::totp::code_at(&raw, now);
+    let code = jarvis_fn_auth::totp::code_at(&raw, now);
     let (_, confirmed) = post(
         &client,
         node.url("/auth/2fa/confirm"),

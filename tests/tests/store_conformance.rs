@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jarvis_shared::crdt::{Crdt, GCounter, GSet, OrSet, ReplicaId};
-use jarvis_shared::store::{Key, MergeOptions, RetryPolicy, Store, StoreError, Write, now_secs};
+use jarvis_crdt::{Crdt, GCounter, GSet, OrSet, ReplicaId};
+use jarvis_store::{Key, MergeOptions, RetryPolicy, Store, StoreError, Write, now_secs};
 
 fn key(partition: &str, sort: &str) -> Key {
     Key::new(partition, sort).expect("valid key")
@@ -210,7 +210,7 @@ async fn purging_removes_only_expired_documents(store: Arc<dyn Store>) {
 }
 
 async fn the_change_feed_lets_a_replica_catch_up(store: Arc<dyn Store>) {
-    use jarvis_shared::crdt::Codec;
+    use jarvis_crdt::Codec;
     let start = store
         .changes(0, 100_000)
         .await
@@ -399,7 +399,7 @@ async fn the_libsql_feed_holds_one_delta_per_merge() {
     assert!(
         changes
             .iter()
-            .all(|c| matches!(c.payload, jarvis_shared::store::Payload::Delta(_)))
+            .all(|c| matches!(c.payload, jarvis_store::Payload::Delta(_)))
     );
 }
 

@@ -2,9 +2,9 @@
 
 use std::process::Command;
 
-use jarvis_shared::crdt::{GCounter, OrSet};
-use jarvis_shared::store::libsql::LibsqlStore;
-use jarvis_shared::store::{Key, Store};
+use jarvis_crdt::{GCounter, OrSet};
+use jarvis_store::libsql::LibsqlStore;
+use jarvis_store::{Key, Store};
 
 #[tokio::test]
 async fn two_processes_merging_into_one_libsql_file_lose_no_update() {

@@ -7,18 +7,17 @@
 //! concurrently elsewhere does not bring a deleted entry back, and its content neither stays
 //! in the document nor syncs on.
 
-use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use jarvis_shared::AppState;
-use jarvis_shared::auth::{Authorized, scope};
-use jarvis_shared::clock::Clock;
-use jarvis_shared::crdt::{Crdt, Record, ReplicaId};
-use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
-use jarvis_shared::http::{Json, Paged, Path, Query, validate};
-use jarvis_shared::principal::Principal;
-use jarvis_shared::store::{Document, Key, encode_cursor};
-use jarvis_shared::time::rfc3339_ms;
+use jarvis_app::AppState;
+use jarvis_crdt::{Crdt, Record, ReplicaId};
+use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
+use jarvis_http::time::rfc3339_ms;
+use jarvis_http::{Json, Paged, Path, Query, validate};
+use jarvis_identity::{Authorized, scope};
+use jarvis_store::clock::Clock;
+use jarvis_store::principal::Principal;
+use jarvis_store::{Document, Key, encode_cursor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -125,7 +124,7 @@ fn view(id: &str, record: &Record) -> Result<Entry, ApiError> {
 const KIND_RULE: &str =
     "must be 1 to 64 characters of letters, digits, '_' or '-' (kept in lower case)";
 
-jarvis_shared::string_schema!(
+jarvis_http::string_schema!(
     /// What an entry is: `note`, `link`, `document`…
     Kind,
     || validate::bounded(
@@ -147,7 +146,7 @@ fn check_kind(kind: &str) -> Result<String, ApiError> {
     }
 }
 
-jarvis_shared::string_schema!(
+jarvis_http::string_schema!(
     /// An entry's title.
     Title,
     || validate::text_schema(
@@ -161,7 +160,7 @@ fn check_title(title: &str) -> Result<String, ApiError> {
     Ok(title.to_owned())
 }
 
-jarvis_shared::string_schema!(
+jarvis_http::string_schema!(
     /// An entry's content.
     Content,
     || validate::string("Up to 65,536 characters, without NUL")
@@ -185,7 +184,7 @@ fn check_content(content: &str) -> Result<String, ApiError> {
 const TAG_RULE: &str =
     "tags are 1 to 64 characters of letters, digits, '_', '-', ':' or '.' (kept in lower case)";
 
-jarvis_shared::string_schema!(
+jarvis_http::string_schema!(
     /// A tag.
     Tag,
     || validate::bounded(
@@ -265,7 +264,7 @@ pub struct NewEntry {
 )]
 #[tracing::instrument(skip_all)]
 async fn create_entry(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::ArchiveWrite>,
     Json(body): Json<NewEntry>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -337,7 +336,7 @@ pub struct ListParams {
 )]
 #[tracing::instrument(skip(state, caller))]
 async fn list_entries(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::ArchiveRead>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Paged<Entry>>, ApiError> {
@@ -412,7 +411,7 @@ async fn list_entries(
     )
 )]
 async fn get_entry(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::ArchiveRead>,
     Path(id): Path<String>,
 ) -> Result<Json<Entry>, ApiError> {
@@ -461,7 +460,7 @@ pub struct EntryPatch {
 )]
 #[tracing::instrument(skip(state, caller, body))]
 async fn patch_entry(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::ArchiveWrite>,
     Path(id): Path<String>,
     Json(body): Json<EntryPatch>,
@@ -521,7 +520,7 @@ async fn patch_entry(
 )]
 #[tracing::instrument(skip(state, caller))]
 async fn delete_entry(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::ArchiveWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

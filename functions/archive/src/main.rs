@@ -1,6 +1,6 @@
 //! The archive function on AWS Lambda.
 
 #[tokio::main]
-async fn main() -> Result<(), jarvis_shared::lambda::Error> {
-    jarvis_shared::lambda::serve(jarvis_archive::routes()).await
+async fn main() -> Result<(), jarvis_app::lambda::Error> {
+    jarvis_app::lambda::serve(jarvis_fn_archive::routes()).await
 }

@@ -1,5 +1,5 @@
 use axum::http::{Method, StatusCode};
-use jarvis_shared::testing::TestApp;
+use jarvis_fn_auth::testing::TestApp;
 use serde_json::{Value, json};
 
 async fn app() -> TestApp {
@@ -186,8 +186,8 @@ async fn ids_that_are_not_ours_are_rejected_or_not_found() {
 
 #[tokio::test]
 async fn a_deleted_entry_keeps_no_content_in_its_document() {
-    use jarvis_shared::principal::Principal;
-    use jarvis_shared::store::Key;
+    use jarvis_store::Key;
+    use jarvis_store::principal::Principal;
 
     let app = TestApp::new(super::routes()).await;
     let owner = app.sign_up("owner@example.com").await;
@@ -270,8 +270,8 @@ async fn a_filter_that_matches_little_examines_a_bounded_number_of_entries_per_r
 
 #[test]
 fn tags_written_as_one_field_by_an_earlier_build_read_back_and_become_a_set_on_the_next_edit() {
-    use jarvis_shared::clock::Clock;
-    use jarvis_shared::crdt::{Record, ReplicaId};
+    use jarvis_crdt::{Record, ReplicaId};
+    use jarvis_store::clock::Clock;
 
     let replica = ReplicaId::from_name("eu-west-1");
     let clock = Clock::new(replica);

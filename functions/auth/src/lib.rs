@@ -1,20 +1,24 @@
 //! The auth function: accounts, sign-in, sessions, API keys and 2FA (`/auth/…`),
 //! administration of accounts (`/admin/users…`) and the audit trail (`/audit…`).
 //!
-//! Handlers parse the request, call [`jarvis_shared::auth::accounts::Accounts`], and shape
-//! the answer; the rules live in the common crate.
+//! Handlers parse the request, call [`accounts::Accounts`], and shape the answer. Account
+//! management lives here, in this function alone: password hashing ([`password`]) and TOTP
+//! ([`totp`]) are linked by no other function. Verifying a credential is `jarvis-identity`'s.
 
-use axum::extract::State;
+pub mod accounts;
+pub mod password;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod totp;
+
+use crate::accounts::{AccountView, Accounts, Enrollment, KeyView, SessionView, TokenPair};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use jarvis_shared::AppState;
-use jarvis_shared::auth::accounts::{
-    AccountView, Accounts, Enrollment, KeyView, SessionView, TokenPair,
-};
-use jarvis_shared::auth::audit::{self, Filter, Record, Verification};
-use jarvis_shared::auth::{Authorized, Identity, Role, SignedIn, scope};
-use jarvis_shared::error::{ApiError, ErrorEnvelope};
-use jarvis_shared::http::{Json, Paged, Path, Query, validate};
+use jarvis_app::AppState;
+use jarvis_http::error::{ApiError, ErrorEnvelope};
+use jarvis_http::{Json, Paged, Path, Query, validate};
+use jarvis_identity::audit::{self, Filter, Record, Verification};
+use jarvis_identity::{Authorized, Identity, Role, SignedIn, scope};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -321,7 +325,7 @@ pub struct NewApiKey {
     #[schema(value_type = validate::Label)]
     pub name: String,
     /// The scopes, each granted by the caller's role (one given twice counts once).
-    #[schema(value_type = Vec<jarvis_shared::auth::Scope>, min_items = 1)]
+    #[schema(value_type = Vec<jarvis_identity::Scope>, min_items = 1)]
     pub scopes: Vec<String>,
     /// When the key stops working (RFC 3339); never when absent.
     #[schema(format = DateTime)]
@@ -521,7 +525,7 @@ pub struct AuditParams {
 )]
 #[tracing::instrument(skip_all)]
 async fn list_audit(
-    State(state): State<AppState>,
+    state: AppState,
     _admin: Authorized<scope::Admin>,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Paged<Record>>, ApiError> {
@@ -565,7 +569,7 @@ pub struct VerifyParams {
 )]
 #[tracing::instrument(skip_all)]
 async fn verify_audit(
-    State(state): State<AppState>,
+    state: AppState,
     _admin: Authorized<scope::Admin>,
     Query(params): Query<VerifyParams>,
 ) -> Result<Json<Verification>, ApiError> {

@@ -1,11 +1,11 @@
+use crate::testing::{PASSWORD, SignedIn, TestApp};
+use crate::totp;
 use axum::http::{Method, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jarvis_shared::auth::token::{ACCESS_TOKEN_TYP, AccessClaims};
-use jarvis_shared::auth::totp;
-use jarvis_shared::crdt::{Codec, Crdt, Entity};
-use jarvis_shared::store::{Key, Write, now_secs};
-use jarvis_shared::testing::{PASSWORD, SignedIn, TestApp};
+use jarvis_crdt::{Codec, Crdt, Entity};
+use jarvis_identity::token::{ACCESS_TOKEN_TYP, AccessClaims};
+use jarvis_store::{Key, Write, now_secs};
 use serde_json::{Value, json};
 
 async fn app() -> TestApp {
@@ -910,7 +910,7 @@ async fn a_stale_copy_from_a_peer_cannot_bring_back_a_revoked_key() {
     )
     .await;
     // A peer that never saw the revocation sends its (older) copy.
-    jarvis_shared::sync::merge_encoded(app.state.store.as_ref(), &doc_key, &before.bytes)
+    jarvis_replication::merge_encoded(app.state.store.as_ref(), &doc_key, &before.bytes)
         .await
         .expect("merge");
     assert_eq!(

@@ -7,14 +7,13 @@
 //! reach another's objects. Every write is a merge on write: concurrent writers, here or on
 //! another replica, never lose each other's changes.
 
-use axum::extract::State;
-use jarvis_shared::AppState;
-use jarvis_shared::auth::{Authorized, scope};
-use jarvis_shared::crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
-use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
-use jarvis_shared::http::{Json, Path, validate};
-use jarvis_shared::principal::Principal;
-use jarvis_shared::store::{Document, Key, MergeOptions};
+use jarvis_app::AppState;
+use jarvis_crdt::{Codec, Crdt, GCounter, GSet, LwwRegister, OrSet};
+use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
+use jarvis_http::{Json, Path, validate};
+use jarvis_identity::{Authorized, scope};
+use jarvis_store::principal::Principal;
+use jarvis_store::{Document, Key, MergeOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -65,7 +64,7 @@ async fn existing<C: Codec>(
         .ok_or_else(|| ApiError::NotFound(format!("no such {noun}").into()))
 }
 
-jarvis_shared::string_schema!(
+jarvis_http::string_schema!(
     /// An element of a set: 1 to 1024 characters.
     Element,
     || validate::bounded(validate::string("1 to 1024 characters"), 1, MAX_ELEMENT_CHARS)
@@ -127,7 +126,7 @@ pub struct CounterView {
 )]
 #[tracing::instrument(skip(state, caller, body))]
 async fn increment_counter(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<Increment>,
@@ -176,7 +175,7 @@ async fn increment_counter(
     )
 )]
 async fn get_counter(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<CounterView>, ApiError> {
@@ -222,7 +221,7 @@ pub struct SetView {
 )]
 #[tracing::instrument(skip(state, caller, body))]
 async fn add_to_set(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<SetAdd>,
@@ -251,7 +250,7 @@ async fn add_to_set(
     )
 )]
 async fn get_set(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<SetView>, ApiError> {
@@ -296,7 +295,7 @@ pub struct RegisterView {
 )]
 #[tracing::instrument(skip(state, caller, body))]
 async fn put_register(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<RegisterPut>,
@@ -344,7 +343,7 @@ fn register_value(register: &LwwRegister<String>) -> Result<serde_json::Value, A
     )
 )]
 async fn get_register(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<RegisterView>, ApiError> {
@@ -389,7 +388,7 @@ pub struct OrSetChange {
 )]
 #[tracing::instrument(skip(state, caller, body))]
 async fn change_orset(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtWrite>,
     Path(name): Path<String>,
     Json(body): Json<OrSetChange>,
@@ -448,7 +447,7 @@ fn sorted(set: &OrSet<String>) -> Vec<String> {
     )
 )]
 async fn get_orset(
-    State(state): State<AppState>,
+    state: AppState,
     caller: Authorized<scope::CrdtRead>,
     Path(name): Path<String>,
 ) -> Result<Json<SetView>, ApiError> {

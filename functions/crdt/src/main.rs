@@ -1,6 +1,6 @@
 //! The CRDT function on AWS Lambda.
 
 #[tokio::main]
-async fn main() -> Result<(), jarvis_shared::lambda::Error> {
-    jarvis_shared::lambda::serve(jarvis_crdt::routes()).await
+async fn main() -> Result<(), jarvis_app::lambda::Error> {
+    jarvis_app::lambda::serve(jarvis_fn_crdt::routes()).await
 }

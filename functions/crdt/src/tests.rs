@@ -1,5 +1,5 @@
 use axum::http::{Method, StatusCode};
-use jarvis_shared::testing::TestApp;
+use jarvis_fn_auth::testing::TestApp;
 use serde_json::json;
 
 async fn app() -> TestApp {
@@ -259,9 +259,9 @@ async fn an_increment_beyond_the_json_safe_range_is_a_400_naming_the_field() {
 
 #[tokio::test]
 async fn an_increment_that_would_overflow_is_a_422_and_changes_nothing() {
-    use jarvis_shared::crdt::{GCounter, ReplicaId};
-    use jarvis_shared::principal::Principal;
-    use jarvis_shared::store::Key;
+    use jarvis_crdt::{GCounter, ReplicaId};
+    use jarvis_store::Key;
+    use jarvis_store::principal::Principal;
 
     let app = TestApp::new(super::routes()).await;
     let owner = app.sign_up("owner@example.com").await;

@@ -4,12 +4,11 @@
 //! administrators, the changes pulled from peers that could not be merged
 //! (`GET /sync/dead-letters`).
 
-use axum::extract::State;
-use jarvis_shared::AppState;
-use jarvis_shared::auth::{Authorized, scope};
-use jarvis_shared::error::{ApiError, AuthRejections, ErrorEnvelope};
-use jarvis_shared::http::{Json, Paged, Query};
-use jarvis_shared::sync::{self, ChangesPage, DeadLetter, FeedCursor, Peer, PeerResult};
+use jarvis_app::AppState;
+use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
+use jarvis_http::{Json, Paged, Query};
+use jarvis_identity::{Authorized, scope};
+use jarvis_replication::{self as sync, ChangesPage, DeadLetter, FeedCursor, PeerResult};
 use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use utoipa::{IntoParams, ToSchema};
@@ -61,7 +60,7 @@ pub struct FeedParams {
 )]
 #[tracing::instrument(skip_all)]
 async fn changes(
-    State(state): State<AppState>,
+    state: AppState,
     _peer: Peer,
     Query(params): Query<FeedParams>,
 ) -> Result<Json<ChangesPage>, ApiError> {
@@ -105,7 +104,7 @@ pub struct RunReport {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn run(State(state): State<AppState>, _peer: Peer) -> Result<Json<RunReport>, ApiError> {
+async fn run(state: AppState, _peer: Peer) -> Result<Json<RunReport>, ApiError> {
     let results = state.sync.run_round().await;
     Ok(Json(RunReport {
         replica_id: state.config.replica_id.clone(),
@@ -122,7 +121,7 @@ pub struct DeadLetterParams {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
-    #[param(value_type = Option<jarvis_shared::http::validate::Cursor>, inline)]
+    #[param(value_type = Option<jarvis_http::validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -144,7 +143,7 @@ pub struct DeadLetterParams {
 )]
 #[tracing::instrument(skip_all)]
 async fn list_dead_letters(
-    State(state): State<AppState>,
+    state: AppState,
     _admin: Authorized<scope::Admin>,
     Query(params): Query<DeadLetterParams>,
 ) -> Result<Json<Paged<DeadLetter>>, ApiError> {
@@ -155,6 +154,23 @@ async fn list_dead_letters(
     let (items, next_cursor) =
         sync::dead_letters(state.store.as_ref(), params.cursor.as_deref(), limit).await?;
     Ok(Json(Paged { items, next_cursor }))
+}
+
+/// A request from a peer: extracting it checks the peer token, so a route that takes a
+/// `Peer` cannot be reached without one.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer;
+
+impl axum::extract::FromRequestParts<AppState> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let token = sync::peer_token(&state.config.sync, state.secrets.as_ref()).await?;
+        sync::authorize(&parts.headers, token.as_ref()).map(|()| Peer)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The sync function on AWS Lambda.
 
 #[tokio::main]
-async fn main() -> Result<(), jarvis_shared::lambda::Error> {
-    jarvis_shared::lambda::serve(jarvis_sync::routes()).await
+async fn main() -> Result<(), jarvis_app::lambda::Error> {
+    jarvis_app::lambda::serve(jarvis_fn_sync::routes()).await
 }

@@ -1,8 +1,8 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use jarvis_shared::crdt::{Codec, GCounter};
-use jarvis_shared::store::Key;
-use jarvis_shared::testing::TestApp;
+use jarvis_crdt::{Codec, GCounter};
+use jarvis_fn_auth::testing::TestApp;
+use jarvis_store::Key;
 use serde_json::json;
 
 const TOKEN: &str = "test-peer-token-0123456789";

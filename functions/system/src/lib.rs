@@ -1,12 +1,11 @@
 //! The system function: `GET /health` (component health, overall status and score) and
 //! `GET /version` (what is deployed).
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use jarvis_shared::AppState;
-use jarvis_shared::auth::{Identity, Scope};
-use jarvis_shared::health::{HealthReport, Status};
-use jarvis_shared::http::Json;
+use jarvis_app::AppState;
+use jarvis_health::{HealthReport, Status};
+use jarvis_http::Json;
+use jarvis_identity::{Identity, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,10 +38,7 @@ pub fn routes() -> axum::Router<AppState> {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn health(
-    State(state): State<AppState>,
-    caller: Option<Identity>,
-) -> (StatusCode, Json<HealthReport>) {
+async fn health(state: AppState, caller: Option<Identity>) -> (StatusCode, Json<HealthReport>) {
     let report = state.health.report().await;
     // Component messages and details describe the deployment: admins only.
     let report = if caller.is_some_and(|c| c.allows(Scope::Admin)) {
@@ -89,8 +85,8 @@ mod tests {
     use super::*;
     use axum::body::{Body, to_bytes};
     use axum::http::{Method, Request};
-    use jarvis_shared::Config;
-    use jarvis_shared::store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
+    use jarvis_config::Config;
+    use jarvis_store::{Change, Key, ListQuery, Store, StoreError, Stored, Write};
     use std::sync::Arc;
     use tower::ServiceExt;
 
@@ -140,10 +136,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config =
             Config::from_vars([("JARVIS_DATA_DIR", dir.path().to_string_lossy())]).expect("config");
-        jarvis_shared::secrets::ensure_local_file(&dir.path().join("secrets.json"))
-            .expect("secrets file");
+        jarvis_secrets::ensure_local_file(&dir.path().join("secrets.json")).expect("secrets file");
         let state = AppState::from_config(config).await.expect("state");
-        (jarvis_shared::http::app(routes(), state), dir)
+        (jarvis_app::app(routes(), state), dir)
     }
 
     async fn get(app: axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
@@ -158,7 +153,7 @@ mod tests {
 
     #[tokio::test]
     async fn admins_see_the_store_and_secret_components_in_detail() {
-        let app = jarvis_shared::testing::TestApp::signed_in(routes()).await;
+        let app = jarvis_fn_auth::testing::TestApp::signed_in(routes()).await;
         let (status, body) = app.call(Method::GET, "/health", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
@@ -198,7 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config.with_data_dir(dir.path());
         let state = AppState::from_config(config).await.expect("state");
-        let app = jarvis_shared::http::app(routes(), state);
+        let app = jarvis_app::app(routes(), state);
         let (_, body) = get(app, "/health").await;
         assert_eq!(body["components"][1]["name"], "secrets");
         assert_eq!(body["components"][1]["status"], "down");
@@ -208,7 +203,7 @@ mod tests {
     async fn health_is_503_when_the_store_is_down() {
         let config = Config::from_vars(Vec::<(String, String)>::new()).expect("config");
         let state = AppState::with_store(config, Arc::new(DownStore));
-        let app = jarvis_shared::http::app(routes(), state);
+        let app = jarvis_app::app(routes(), state);
         let (status, body) = get(app, "/health").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["status"], "down");

@@ -10,13 +10,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use axum::routing::get;
-use jarvis_shared::config::SecretsConfig;
-use jarvis_shared::http::{Json, app};
-use jarvis_shared::secrets::ensure_local_file;
-use jarvis_shared::state::StartupError;
-use jarvis_shared::store;
-use jarvis_shared::{AppState, Config};
+use jarvis_app::state::StartupError;
+use jarvis_app::{AppState, app};
+use jarvis_config::{Config, SecretsConfig};
+use jarvis_http::Json;
+use jarvis_secrets::ensure_local_file;
+use jarvis_store as store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -36,23 +38,23 @@ pub fn functions() -> Vec<Function> {
     vec![
         Function {
             name: "system",
-            api: jarvis_system::api(),
+            api: jarvis_fn_system::api(),
         },
         Function {
             name: "crdt",
-            api: jarvis_crdt::api(),
+            api: jarvis_fn_crdt::api(),
         },
         Function {
             name: "archive",
-            api: jarvis_archive::api(),
+            api: jarvis_fn_archive::api(),
         },
         Function {
             name: "sync",
-            api: jarvis_sync::api(),
+            api: jarvis_fn_sync::api(),
         },
         Function {
             name: "auth",
-            api: jarvis_auth::api(),
+            api: jarvis_fn_auth::api(),
         },
     ]
 }
@@ -91,13 +93,16 @@ pub fn routes_and_openapi() -> (axum::Router<AppState>, OpenApi) {
                 SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))).into(),
             ),
         ]);
-    jarvis_shared::http::openapi::document_shared_answers(&mut openapi);
+    jarvis_http::openapi::document_shared_answers(&mut openapi);
     (routes, openapi)
 }
 
 /// The gateway's own route serving the merged OpenAPI document (local only: on AWS each
 /// function is deployed on its own).
 pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The gateway's Prometheus endpoint: loopback callers only (see [`metrics_text`]).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Options of a gateway run.
 #[derive(Debug, Clone)]
@@ -106,6 +111,47 @@ pub struct Options {
     pub addr: SocketAddr,
     /// Directory holding the embedded database (created if missing).
     pub data_dir: PathBuf,
+    /// The installed Prometheus recorder, served on [`METRICS_PATH`]; `None` serves no metrics.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Installs the process-wide Prometheus recorder every `metrics::…!` call records into.
+/// Request durations are histograms with buckets from 1 ms to 10 s.
+pub fn install_metrics() -> Result<PrometheusHandle, GatewayError> {
+    const BUCKETS: [f64; 13] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| GatewayError::Metrics(e.to_string()))
+}
+
+/// `GET /metrics`: the Prometheus text exposition, to callers on a loopback address only.
+///
+/// Metrics name routes, peers and failure reasons; they are for the machine's own scraper,
+/// so no credential is involved and any other address gets a 403. The gateway binds
+/// loopback by default; one bound to another interface still serves metrics only locally.
+pub async fn metrics_text(
+    handle: PrometheusHandle,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !peer.ip().to_canonical().is_loopback() {
+        return jarvis_http::ApiError::Forbidden(
+            "metrics are served to loopback callers only".into(),
+        )
+        .into_response();
+    }
+    handle.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 /// A bound, ready-to-run gateway.
@@ -122,11 +168,11 @@ impl Gateway {
         let mut config = config.with_data_dir(&options.data_dir);
         if config.replica_id_from_data_dir {
             config.replica_id =
-                jarvis_shared::datadir::replica_id(&config.data_dir).map_err(|source| {
+                jarvis_config::datadir::replica_id(&config.data_dir).map_err(|source| {
                     GatewayError::Secrets {
                         path: config
                             .data_dir
-                            .join(jarvis_shared::datadir::REPLICA_ID_FILE),
+                            .join(jarvis_config::datadir::REPLICA_ID_FILE),
                         source,
                     }
                 })?;
@@ -141,7 +187,13 @@ impl Gateway {
         }
         let state = AppState::from_config(config.clone()).await?;
         let (routes, openapi) = routes_and_openapi();
-        let routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
+        let mut routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
+        if let Some(handle) = options.metrics.clone() {
+            routes = routes.route(
+                METRICS_PATH,
+                get(move |peer| metrics_text(handle.clone(), peer)),
+            );
+        }
         let listener =
             TcpListener::bind(options.addr)
                 .await
@@ -223,6 +275,9 @@ pub enum GatewayError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Resolves once the flag is set or its sender is gone.
@@ -255,5 +310,39 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use axum::body::to_bytes;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    fn handle() -> PrometheusHandle {
+        PrometheusBuilder::new().build_recorder().handle()
+    }
+
+    #[tokio::test]
+    async fn metrics_are_refused_to_a_caller_off_the_loopback_interface() {
+        let from = SocketAddr::from(([192, 0, 2, 7], 5000));
+        let response = metrics_text(handle(), ConnectInfo(from)).await;
+        assert_eq!(response.status(), 403);
+        let body = to_bytes(response.into_body(), 4096).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("envelope");
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_to_loopback_callers_over_ipv4_and_ipv6() {
+        for from in [
+            SocketAddr::from(([127, 0, 0, 1], 5000)),
+            SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 5000)),
+            "[::ffff:127.0.0.1]:5000".parse().expect("mapped"),
+        ] {
+            let response = metrics_text(handle(), ConnectInfo(from)).await;
+            assert_eq!(response.status(), 200, "{from}");
+        }
     }
 }

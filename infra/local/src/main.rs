@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use jarvis_app::telemetry;
+use jarvis_config::Config;
 use jarvis_local::{Gateway, Options, shutdown_signal};
-use jarvis_shared::{Config, telemetry};
 
 /// Runs every Jarvis function on one local address, on an embedded libSQL file.
 #[derive(Debug, Parser)]
@@ -66,6 +67,7 @@ async fn run(args: Args) -> Result<(), String> {
     let options = Options {
         addr: args.addr,
         data_dir: args.data_dir,
+        metrics: Some(jarvis_local::install_metrics().map_err(|e| e.to_string())?),
     };
     let gateway = Gateway::bind(config, &options)
         .await
@@ -88,6 +90,10 @@ async fn run(args: Args) -> Result<(), String> {
     }
     println!("  health:  http://{addr}/health");
     println!("  openapi: http://{addr}{}", jarvis_local::OPENAPI_PATH);
+    println!(
+        "  metrics: http://{addr}{} (loopback only)",
+        jarvis_local::METRICS_PATH
+    );
     println!("Press Ctrl-C to stop.");
     gateway
         .run(shutdown_signal())

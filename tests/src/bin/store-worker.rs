@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jarvis_shared::crdt::{GCounter, OrSet, ReplicaId};
-use jarvis_shared::store::libsql::LibsqlStore;
-use jarvis_shared::store::{Key, MergeOptions, RetryPolicy, Store};
+use jarvis_crdt::{GCounter, OrSet, ReplicaId};
+use jarvis_store::libsql::LibsqlStore;
+use jarvis_store::{Key, MergeOptions, RetryPolicy, Store};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -1,0 +1,30 @@
+//! The Lambda entry point every function's `main` calls: configuration, telemetry, metrics,
+//! state, then the runtime loop serving the function's routes (flushing metrics after each
+//! invocation).
+
+use axum::Router;
+
+use crate::state::AppState;
+use crate::telemetry;
+use jarvis_config::Config;
+
+/// The error a function's `main` returns when it cannot start or the runtime fails.
+pub type Error = lambda_http::Error;
+
+/// Serves `routes` on the Lambda runtime until the sandbox is shut down.
+///
+/// Startup failures (a missing variable, an unreachable store) are returned with a message
+/// that names what to fix; the runtime reports them as an init error.
+pub async fn serve(routes: Router<AppState>) -> Result<(), Error> {
+    let config = Config::from_env()?;
+    telemetry::init(&config)?;
+    let collector = crate::metrics::lambda_collector(&config.service);
+    let state = AppState::from_config(config).await?;
+    let app = crate::app(routes, state);
+    match collector {
+        Some(collector) => {
+            metrics_cloudwatch_embedded::lambda::service::run_http(collector, app).await
+        }
+        None => lambda_http::run(app).await,
+    }
+}
