@@ -342,6 +342,10 @@ pub fn encode_cursor(sort: &str) -> String {
 
 /// Decodes a page cursor; `None` when it is not one of ours.
 pub fn decode_cursor(cursor: &str) -> Option<String> {
+    // No listing hands out an empty cursor: the last page has none at all.
+    if cursor.is_empty() {
+        return None;
+    }
     decode_hex_text(cursor, MAX_KEY_BYTES)
 }
 
@@ -693,6 +697,12 @@ impl HealthCheck for StoreHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_cursor_is_not_a_cursor() {
+        assert_eq!(decode_cursor(""), None);
+        assert_eq!(decode_cursor(&encode_cursor("a")), Some("a".to_owned()));
+    }
 
     #[tokio::test]
     async fn the_purge_loop_reclaims_expired_documents() {
