@@ -77,5 +77,5 @@ print(f"wrk, 2 threads, {conns} connections, release jarvis-local on embedded li
 print(f"  GET /health                     {health:9.0f} req/s")
 print(f"  GET /archive?limit=20 (signed)  {read:9.0f} req/s   {read / health:.2f} x /health")
 print(f"  POST /archive (signed)          {write:9.0f} req/s")
-print(f"  store writes per signed-in read {writes:9.4f}")
+print(f"  store writes per signed-in read {writes:9.4f}   (a caller's leases: 10 / JARVIS_RATE_LIMIT by design)")
 PY

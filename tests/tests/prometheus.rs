@@ -1,5 +1,5 @@
 //! `jarvis-local` serves what it measured as Prometheus text on `GET /metrics`, to loopback
-//! callers: requests by route and status, latency histograms, store operations, sign-in
+//! callers only (a caller behind a trusted proxy on the machine is not one): requests by route and status, latency histograms, store operations, sign-in
 //! failures and rate-limit refusals.
 
 use jarvis_tests::LocalNode;
@@ -14,7 +14,13 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_store_operations_sign_in_failures_and_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = LocalNode::start(dir.path(), &[("JARVIS_AUTH_RATE_LIMIT", "1")]);
+    let node = LocalNode::start(
+        dir.path(),
+        &[
+            ("JARVIS_AUTH_RATE_LIMIT", "1"),
+            ("JARVIS_TRUSTED_PROXY_HOPS", "1"),
+        ],
+    );
     let client = reqwest::Client::new();
     for _ in 0..2 {
         let health = client

@@ -1,22 +1,5 @@
-//! Accounts, sessions, API keys and second factors, as store documents.
-//!
-//! | document | key | kinds of state |
-//! | --- | --- | --- |
-//! | account | `users` / `<id>` | fields `email`, `role`, `password` (argon2id PHC), `created_at`, `totp_secret` and `totp_pending` (AES-GCM sealed), `recovery_codes` (peppered hashes); levels `totp` (flag), `totp_step` (last accepted step), `disabled` (a flag of earlier builds, only ever lowered by an enable); marks `disable:<stamp>` and `enable:<stamp>` (see [`is_disabled`]), `recovery_used:<hash>`, `abandoned` |
-//! | email claim | `email#<address>` / `owner` | marks `claim:<stamp>:<id>` |
-//! | session | `user#<id>` / `session#<sid>` | fields `seed` (AES-GCM sealed), `created_at`, `expires_at`, `ip`; level `generation` (of the live refresh token); mark `revoked` |
-//! | API key | `user#<id>` / `apikey#<kid>` | fields `name`, `scopes`, `hash`, `created_at`, `expires_at`; mark `revoked` |
-//! | first admin | `auth` / `bootstrap` | mark `admin:<id>` |
-//!
-//! What a sync must never undo is a level or a mark: revocations, spent recovery codes, the
-//! generation of a session's refresh token (every earlier token is spent) and the last
-//! accepted TOTP step only grow, and disabling resolves toward the safe side (a disable
-//! that an enable has not seen wins; see [`is_disabled`]), so no stale copy from another
-//! replica can bring a revoked token back, re-enable a code or undo a disable.
-//!
-//! A session's expiry is part of the session (`expires_at`), checked on every use on every
-//! replica: the store's expiry of the document is only housekeeping, and a copy merged in by
-//! sync carries none.
+//! Accounts, sessions, API keys and second factors: creating and changing the documents whose
+//! layout, and what sync may never undo in them, [`jarvis_identity::credential`] describes.
 //!
 //! **The same email registered on two replicas before they sync**: each replica accepts it
 //! (a replica can only serialise its own writers). After sync the email document holds both
@@ -1083,11 +1066,12 @@ impl axum::extract::FromRequestParts<AppState> for Accounts {
             .extensions
             .get::<jarvis_app::layers::ClientIp>()
             .and_then(|c| c.0.clone());
-        let deadline = parts
-            .extensions
-            .get::<jarvis_app::state::Deadline>()
-            .map(|d| d.0);
-        Self::new(state.until(deadline), ip).await
+        let Ok(state) =
+            <AppState as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                parts, state,
+            )
+            .await;
+        Self::new(state, ip).await
     }
 }
 

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
 use axum::routing::get;
+use jarvis_app::layers::ClientIp;
 use jarvis_app::state::StartupError;
 use jarvis_app::{AppState, app};
 use jarvis_config::{Config, SecretsConfig};
@@ -130,14 +130,18 @@ pub fn install_metrics() -> Result<PrometheusHandle, GatewayError> {
 /// `GET /metrics`: the Prometheus text exposition, to callers on a loopback address only.
 ///
 /// Metrics name routes, peers and failure reasons; they are for the machine's own scraper,
-/// so no credential is involved and any other address gets a 403. The gateway binds
-/// loopback by default; one bound to another interface still serves metrics only locally.
+/// so no credential is involved and any other address gets a 403. The address is the
+/// client's as the request layers resolved it ([`ClientIp`]), so behind
+/// `JARVIS_TRUSTED_PROXY_HOPS` proxies on the same machine a remote caller is still remote.
 pub async fn metrics_text(
     handle: PrometheusHandle,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if !peer.ip().to_canonical().is_loopback() {
+    let loopback = client
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.to_canonical().is_loopback());
+    if !loopback {
         return jarvis_http::ApiError::Forbidden(
             "metrics are served to loopback callers only".into(),
         )
@@ -191,7 +195,7 @@ impl Gateway {
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
                 METRICS_PATH,
-                get(move |peer| metrics_text(handle.clone(), peer)),
+                get(move |client| metrics_text(handle.clone(), client)),
             );
         }
         let listener =
@@ -324,24 +328,25 @@ mod tests {
         PrometheusBuilder::new().build_recorder().handle()
     }
 
+    fn client(ip: Option<&str>) -> ClientIp {
+        ClientIp(ip.map(str::to_owned))
+    }
+
     #[tokio::test]
     async fn metrics_are_refused_to_a_caller_off_the_loopback_interface() {
-        let from = SocketAddr::from(([192, 0, 2, 7], 5000));
-        let response = metrics_text(handle(), ConnectInfo(from)).await;
-        assert_eq!(response.status(), 403);
-        let body = to_bytes(response.into_body(), 4096).await.expect("body");
-        let body: serde_json::Value = serde_json::from_slice(&body).expect("envelope");
-        assert_eq!(body["error"]["code"], "forbidden");
+        for from in [Some("192.0.2.7"), None] {
+            let response = metrics_text(handle(), client(from)).await;
+            assert_eq!(response.status(), 403, "{from:?}");
+            let body = to_bytes(response.into_body(), 4096).await.expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("envelope");
+            assert_eq!(body["error"]["code"], "forbidden");
+        }
     }
 
     #[tokio::test]
     async fn metrics_are_served_to_loopback_callers_over_ipv4_and_ipv6() {
-        for from in [
-            SocketAddr::from(([127, 0, 0, 1], 5000)),
-            SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 5000)),
-            "[::ffff:127.0.0.1]:5000".parse().expect("mapped"),
-        ] {
-            let response = metrics_text(handle(), ConnectInfo(from)).await;
+        for from in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let response = metrics_text(handle(), client(Some(from))).await;
             assert_eq!(response.status(), 200, "{from}");
         }
     }

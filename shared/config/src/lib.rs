@@ -87,17 +87,9 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
-    /// The backend's name, as `/health` reports it.
+    /// The backend's name: also the cargo feature of `jarvis-store` (and of each function)
+    /// that builds it in.
     pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Libsql { .. } => "libsql",
-            Self::LibsqlRemote { .. } => "libsql-remote",
-            Self::Dynamodb { .. } => "dynamodb",
-        }
-    }
-
-    /// The cargo feature of `jarvis-store` (and of each function) that builds this backend in.
-    pub fn feature(&self) -> &'static str {
         match self {
             Self::Libsql { .. } => "libsql",
             Self::LibsqlRemote { .. } => "libsql-remote",

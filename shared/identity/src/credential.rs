@@ -1,7 +1,6 @@
 //! What the auth function stores about accounts, sessions and API keys, and how a presented
 //! credential is checked against it: the part every function needs to know who calls.
 //!
-//!
 //! | document | key | kinds of state |
 //! | --- | --- | --- |
 //! | account | `users` / `<id>` | fields `email`, `role`, `password` (argon2id PHC), `created_at`, `totp_secret` and `totp_pending` (AES-GCM sealed), `recovery_codes` (peppered hashes); levels `totp` (flag), `totp_step` (last accepted step), `disabled` (a flag of earlier builds, only ever lowered by an enable); marks `disable:<stamp>` and `enable:<stamp>` (see [`is_disabled`]), `recovery_used:<hash>`, `abandoned` |
@@ -19,13 +18,6 @@
 //! A session's expiry is part of the session (`expires_at`), checked on every use on every
 //! replica: the store's expiry of the document is only housekeeping, and a copy merged in by
 //! sync carries none.
-//!
-//! **The same email registered on two replicas before they sync**: each replica accepts it
-//! (a replica can only serialise its own writers). After sync the email document holds both
-//! claims and the earliest one (by hybrid logical clock, then account id) owns the address
-//! everywhere: sign-in by that email reaches the first account. The other account keeps its
-//! data but can no longer sign in; `GET /admin/users` shows it with `"email_conflict": true`
-//! so an administrator can contact the user.
 
 use jarvis_config::SecurityConfig;
 use jarvis_crdt::{Crdt, Entity};

@@ -37,6 +37,8 @@ fn key(partition: String, sort: String) -> Result<Key, ApiError> {
 struct Lease {
     window: i64,
     left: u64,
+    /// The store granted nothing more in this window.
+    spent: bool,
 }
 
 /// Rate limits with leased tokens (see the module documentation). One per process.
@@ -66,43 +68,58 @@ impl RateLimiter {
     ) -> Result<Spent, ApiError> {
         let now = now_secs();
         let window = now - now.rem_euclid(WINDOW_SECS);
-        if self.spend_leased(bucket, window) {
-            return Ok(Spent::Leased);
-        }
-        let granted = lease(store, replica, bucket, window, limit).await?;
-        if granted == 0 {
+        let refused = || {
             let retry_after_secs = u64::try_from(window + WINDOW_SECS - now)
                 .unwrap_or(1)
                 .max(1);
-            return Err(ApiError::TooManyRequests { retry_after_secs });
+            ApiError::TooManyRequests { retry_after_secs }
+        };
+        match self.spend_leased(bucket, window) {
+            Some(true) => return Ok(Spent::Leased),
+            // Grants only grow within a window: a spent window stays spent, with no store read.
+            Some(false) => return Err(refused()),
+            None => {}
         }
-        self.keep(bucket, window, granted - 1);
+        let granted = lease(store, replica, bucket, window, limit).await?;
+        self.keep(bucket, window, granted);
+        if granted == 0 {
+            return Err(refused());
+        }
         Ok(Spent::Granted)
     }
 
-    fn spend_leased(&self, bucket: &str, window: i64) -> bool {
+    /// Spends a held token: `Some(true)`; `Some(false)` when this window is known to be
+    /// spent; `None` when the store must be asked.
+    fn spend_leased(&self, bucket: &str, window: i64) -> Option<bool> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        match leases.get_mut(bucket) {
-            Some(lease) if lease.window == window && lease.left > 0 => {
-                lease.left -= 1;
-                true
-            }
-            _ => false,
+        let lease = leases
+            .get_mut(bucket)
+            .filter(|lease| lease.window == window)?;
+        if lease.left > 0 {
+            lease.left -= 1;
+            return Some(true);
         }
+        lease.spent.then_some(false)
     }
 
-    fn keep(&self, bucket: &str, window: i64, left: u64) {
+    /// Keeps what the store granted, less the token this request takes; a grant of nothing
+    /// marks the window spent.
+    fn keep(&self, bucket: &str, window: i64, granted: u64) {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         if leases.len() >= MAX_LEASES {
-            leases.retain(|_, lease| lease.window == window && lease.left > 0);
+            leases.retain(|_, lease| lease.window == window && (lease.left > 0 || lease.spent));
         }
-        let lease = leases
-            .entry(bucket.to_owned())
-            .or_insert(Lease { window, left: 0 });
+        let fresh = Lease {
+            window,
+            left: 0,
+            spent: false,
+        };
+        let lease = leases.entry(bucket.to_owned()).or_insert(fresh);
         if lease.window != window {
-            *lease = Lease { window, left: 0 };
+            *lease = fresh;
         }
-        lease.left += left;
+        lease.left += granted.saturating_sub(1);
+        lease.spent = granted == 0;
     }
 }
 
@@ -309,5 +326,25 @@ mod tests {
         let over = limiter.hit(store.as_ref(), REPLICA, "ip:c", 3).await;
         assert!(matches!(over, Err(ApiError::TooManyRequests { .. })));
         assert_eq!(granted(store.as_ref(), "ip:c").await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_spent_window_refuses_without_asking_the_store_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir).await;
+        within_one_window().await;
+        let limiter = RateLimiter::default();
+        limiter
+            .hit(store.as_ref(), REPLICA, "ip:d", 1)
+            .await
+            .expect("the one token");
+        let over = limiter.hit(store.as_ref(), REPLICA, "ip:d", 1).await;
+        assert!(matches!(over, Err(ApiError::TooManyRequests { .. })));
+        // A store that would grant (it has never seen this bucket) is not consulted.
+        let other = tempfile::tempdir().expect("tempdir");
+        let untouched = self::store(&other).await;
+        let again = limiter.hit(untouched.as_ref(), REPLICA, "ip:d", 1).await;
+        assert!(matches!(again, Err(ApiError::TooManyRequests { .. })));
+        assert_eq!(granted(untouched.as_ref(), "ip:d").await, 0);
     }
 }

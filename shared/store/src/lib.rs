@@ -615,9 +615,8 @@ async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError
         #[allow(unreachable_patterns)]
         other => Err(StoreError::Open {
             context: format!(
-                "this build has no {} backend (cargo feature `{}`)",
-                other.backend(),
-                other.feature()
+                "this build has no {0} backend (cargo feature `{0}`)",
+                other.backend()
             ),
             source: "backend not built in".into(),
         }),
