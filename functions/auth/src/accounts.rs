@@ -843,10 +843,7 @@ impl Accounts {
             }
         };
         let user_id = identity.user_id.as_str();
-        let key_id = {
-            let bytes = jarvis_secrets::random_bytes::<8>();
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
+        let key_id = hex::encode(jarvis_secrets::random_bytes::<8>());
         let secret = Opaque::generate(user_id, &key_id);
         let rendered = secret.render(API_KEY_PREFIX);
         let prefix: String = rendered

@@ -2,9 +2,10 @@
 //! entry point and `jarvis-local` call it, so the two hosts behave the same.
 
 use std::any::Any;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -13,21 +14,29 @@ use jarvis_crdt::hlc::system_time_ms;
 use jarvis_http::ApiError;
 use jarvis_http::request_id;
 use lambda_http::RequestExt;
+use tower::ServiceBuilder;
+use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tracing::Instrument;
+use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::set_header::{SetRequestHeaderLayer, SetResponseHeaderLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use crate::layers as auth;
 use crate::state::{AppState, Deadline};
 
-/// Serves function routers as one application: fallbacks, body limit, panic guard, security
-/// headers and the request context (request id, span, access log), over `state`.
+/// Serves function routers as one application: fallbacks, body limit, panic guard, timeout,
+/// security headers and the request context (request id, span, access log, metrics), over
+/// `state`.
 ///
-/// In request order: request context → CORS → security headers → authentication → rate
-/// limit → idempotency → panic guard → body limit → the route.
+/// In request order: request id → span and access log → request context → CORS → security
+/// headers → timeout → authentication → rate limit → idempotency → panic guard → body
+/// limit → the route.
 pub fn app(routes: Router<AppState>, state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let timeout = state.config.request_timeout;
+    let request_id = HeaderName::from_static(request_id::HEADER);
     let mut router = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -44,7 +53,14 @@ pub fn app(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ));
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::Timeout
+                }))
+                .layer(TimeoutLayer::new(timeout)),
+        );
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
@@ -56,7 +72,54 @@ pub fn app(routes: Router<AppState>, state: AppState) -> Router {
     }
     router
         .layer(middleware::from_fn(request_context))
+        .layer(
+            ServiceBuilder::new()
+                // The id is always this server's own: a client's `x-request-id` is replaced,
+                // so no log line or envelope carries an id the client chose.
+                .layer(SetRequestHeaderLayer::overriding(
+                    request_id.clone(),
+                    |_: &Request| HeaderValue::from_str(&request_id::generate()).ok(),
+                ))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_request(())
+                        .on_response(access_log)
+                        .on_failure(()),
+                ),
+        )
         .with_state(state)
+}
+
+/// The span of one request: its id, the Lambda request id on Lambda, the user once known.
+fn request_span(request: &Request) -> Span {
+    let id = request
+        .headers()
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        lambda_request_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    if let Some(context) = request.lambda_context_ref() {
+        span.record("lambda_request_id", context.request_id.as_str());
+    }
+    span
+}
+
+/// One access-log line per request, inside its span.
+fn access_log(response: &Response, latency: Duration, _span: &Span) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request finished"
+    );
 }
 
 /// CORS for the configured origins only; `None` (no CORS headers at all) when none are.
@@ -122,27 +185,19 @@ const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
     ),
 ];
 
-/// Gives every request an id, a span carrying it (and the Lambda request id on Lambda), and
-/// one access-log line when it finishes.
+/// Makes the request id readable by the error envelope, hands the Lambda deadline on as a
+/// value, and counts the request.
 async fn request_context(mut request: Request, next: Next) -> Response {
-    let id = request_id::generate();
-    let lambda = request.lambda_context_ref();
-    let lambda_request_id = lambda.map(|context| context.request_id.clone());
-    let deadline = lambda.and_then(|context| {
+    let id = request
+        .headers()
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let deadline = request.lambda_context_ref().and_then(|context| {
         let left = context.deadline.checked_sub(system_time_ms())?;
-        Some(Instant::now() + std::time::Duration::from_millis(left))
+        Some(Instant::now() + Duration::from_millis(left))
     });
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        lambda_request_id = tracing::field::Empty,
-        user_id = tracing::field::Empty,
-        method = %request.method(),
-        path = %request.uri().path(),
-    );
-    if let Some(lambda_request_id) = &lambda_request_id {
-        span.record("lambda_request_id", lambda_request_id.as_str());
-    }
     if let Some(due) = deadline {
         request.extensions_mut().insert(Deadline(due));
     }
@@ -152,15 +207,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let mut response = request_id::scope(id.clone(), next.run(request))
-        .instrument(span.clone())
-        .await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(request_id::HEADER), value);
-    }
-    let elapsed = started.elapsed();
+    let response = request_id::scope(id, next.run(request)).await;
     let status = response.status().as_u16();
     metrics::counter!(
         "http_requests_total",
@@ -170,13 +217,6 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     )
     .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request finished"
-        )
-    });
+        .record(started.elapsed().as_secs_f64());
     response
 }

@@ -42,7 +42,7 @@ pub fn replica_id(dir: &Path) -> std::io::Result<String> {
     let mut bytes = [0u8; 6];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| std::io::Error::other("the system's random source failed"))?;
-    let id = format!("local-{}", hex(&bytes));
+    let id = format!("local-{}", hex::encode(bytes));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -51,10 +51,6 @@ pub fn replica_id(dir: &Path) -> std::io::Result<String> {
     file.write_all(id.as_bytes())?;
     file.sync_all()?;
     Ok(id)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(all(test, unix))]

@@ -1,6 +1,7 @@
 //! Typed configuration, read once at startup from the environment.
 //!
-//! Every setting has one variable, a documented default and a parser; a missing or invalid
+//! Every setting has one variable, a documented default and a typed field in the struct of
+//! its concern (`vars`, read with `serde` derive through `figment`); a missing or invalid
 //! value is a [`ConfigError`] naming the variable, never a panic. The reader takes any
 //! iterator of `(name, value)` pairs so tests pass a map instead of touching the process
 //! environment.
@@ -13,13 +14,16 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod datadir;
+mod vars;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
+use serde::Deserialize;
+
+use vars::{Backend, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars, SyncVars, Vars};
 
 /// Name of the embedded libSQL database file inside the data directory.
 pub const DATABASE_FILE: &str = "jarvis.db";
@@ -29,15 +33,15 @@ pub const DATABASE_FILE: &str = "jarvis.db";
 #[error("configuration variable {variable}: {reason}")]
 pub struct ConfigError {
     /// The environment variable at fault.
-    pub variable: &'static str,
+    pub variable: String,
     /// What is wrong with it, without echoing its value.
     pub reason: String,
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+    fn new(variable: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
-            variable,
+            variable: variable.into(),
             reason: reason.into(),
         }
     }
@@ -52,8 +56,9 @@ pub enum Host {
     Local,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How log lines are written (`JARVIS_LOG_FORMAT`: `json` or `text`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line (CloudWatch-friendly).
     Json,
@@ -152,6 +157,10 @@ pub struct Config {
     pub log_filter: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request may take before it is answered 503 `timeout`
+    /// (`JARVIS_REQUEST_TIMEOUT_SECONDS`, 1 to 900). On Lambda, set it below the function's
+    /// timeout so the client gets an answer rather than a dropped invocation.
+    pub request_timeout: Duration,
     /// This deployment's replica name (`JARVIS_REPLICA_ID`): the actor of every CRDT change
     /// made here, and the name peers know it by.
     pub replica_id: String,
@@ -238,35 +247,23 @@ pub struct SyncConfig {
 /// Default seconds between pull rounds.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Checks a peer base URL and drops a trailing slash.
-pub fn parse_peer(url: &str) -> Result<String, ConfigError> {
-    let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(url.to_owned()),
-        _ => Err(ConfigError::new(
-            "JARVIS_PEERS",
-            "each peer must be an http:// or https:// base URL",
-        )),
-    }
-}
-
 /// Default largest request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Default time a request may take: below the 30 s an API Gateway HTTP API waits.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
 
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        // Variables whose names are not UTF-8 cannot be ours; a value of ours that is not
-        // UTF-8 is reported by name.
         Self::from_env_with(Vec::new())
     }
 
     /// Reads the configuration from the process environment, with `overrides` (e.g. from
     /// command-line flags) taking precedence over variables of the same name.
     pub fn from_env_with(overrides: Vec<(String, String)>) -> Result<Self, ConfigError> {
+        // Variables whose names are not UTF-8 cannot be ours; a value of ours that is not
+        // UTF-8 is reported by name.
         let mut vars: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let key = k.into_string().ok()?;
@@ -285,265 +282,64 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let get = |name: &'static str| -> Result<Option<&str>, ConfigError> {
-            match vars.get(name).map(String::as_str) {
-                None => Ok(None),
-                Some(v) if v.contains('\u{FFFD}') => {
-                    Err(ConfigError::new(name, "is not valid UTF-8"))
-                }
-                Some(v) if v.trim().is_empty() => Ok(None),
-                Some(v) => Ok(Some(v.trim())),
-            }
+        let vars = Vars::new(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )?;
+        let host_vars: HostVars = vars.read()?;
+        let host = match host_vars.aws_lambda_function_name {
+            Some(_) => Host::Lambda,
+            None => Host::Local,
         };
-
-        let function = get("AWS_LAMBDA_FUNCTION_NAME")?;
-        let host = if function.is_some() {
-            Host::Lambda
-        } else {
-            Host::Local
-        };
-        let service = function.unwrap_or("jarvis-local").to_owned();
-
-        let data_dir = match get("JARVIS_DATA_DIR")? {
-            Some(dir) => PathBuf::from(dir),
+        let service = host_vars
+            .aws_lambda_function_name
+            .clone()
+            .unwrap_or_else(|| "jarvis-local".to_owned());
+        let data_dir = host_vars.data_dir.clone().unwrap_or_else(|| match host {
             // The only writable place in a Lambda sandbox.
-            None if host == Host::Lambda => PathBuf::from("/tmp/jarvis"),
-            None => PathBuf::from(".jarvis"),
+            Host::Lambda => PathBuf::from("/tmp/jarvis"),
+            Host::Local => PathBuf::from(".jarvis"),
+        });
+        let aws_target = |endpoint: Option<vars::Endpoint>| AwsTarget {
+            endpoint: endpoint.map(|e| e.0),
+            region: host_vars.aws_region.clone(),
+            env_credentials: host_vars.aws_access_key_id.is_some(),
         };
 
-        // An AWS client's target: an optional endpoint override read from `endpoint_var`.
-        let aws_target = |endpoint_var: &'static str| -> Result<AwsTarget, ConfigError> {
-            let endpoint = get(endpoint_var)?.map(str::to_owned);
-            if let Some(url) = &endpoint
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(ConfigError::new(
-                    endpoint_var,
-                    "expected an http:// or https:// URL",
-                ));
-            }
-            Ok(AwsTarget {
-                endpoint,
-                region: get("AWS_REGION")?.map(str::to_owned),
-                env_credentials: get("AWS_ACCESS_KEY_ID")?.is_some(),
-            })
-        };
+        let store = Self::store(vars.read()?, &data_dir, aws_target)?;
+        let secrets = Self::secrets(vars.read()?, host, &data_dir, aws_target);
+        let security = Self::security(vars.read()?);
+        let sync = Self::sync(vars.read()?);
 
-        let store = match get("JARVIS_STORE")?.unwrap_or("libsql") {
-            "libsql" => match get("JARVIS_LIBSQL_URL")? {
-                None => StoreConfig::Libsql {
-                    path: data_dir.join(DATABASE_FILE),
-                },
-                Some(url) => {
-                    let scheme_ok = ["libsql://", "https://", "http://"]
-                        .iter()
-                        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
-                    if !scheme_ok || url.contains(char::is_whitespace) {
-                        return Err(ConfigError::new(
-                            "JARVIS_LIBSQL_URL",
-                            "expected a libsql://, https:// or http:// URL",
-                        ));
-                    }
-                    let token = get("JARVIS_LIBSQL_AUTH_TOKEN")?.ok_or_else(|| {
-                        ConfigError::new(
-                            "JARVIS_LIBSQL_AUTH_TOKEN",
-                            "required with JARVIS_LIBSQL_URL",
-                        )
-                    })?;
-                    StoreConfig::LibsqlRemote {
-                        url: url.to_owned(),
-                        token: SecretString::from(token.to_owned()),
-                    }
-                }
-            },
-            "dynamodb" => {
-                let table = get("JARVIS_DYNAMODB_TABLE")?.ok_or_else(|| {
-                    ConfigError::new(
-                        "JARVIS_DYNAMODB_TABLE",
-                        "required when JARVIS_STORE=dynamodb",
-                    )
-                })?;
-                if !(3..=255).contains(&table.len())
-                    || !table
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-                {
-                    return Err(ConfigError::new(
-                        "JARVIS_DYNAMODB_TABLE",
-                        "expected 3 to 255 characters of A-Z, a-z, 0-9, '_', '-', '.'",
-                    ));
-                }
-                StoreConfig::Dynamodb {
-                    table: table.to_owned(),
-                    aws: aws_target("JARVIS_DYNAMODB_ENDPOINT")?,
-                }
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    "JARVIS_STORE",
-                    "unknown backend; expected \"libsql\" or \"dynamodb\"",
-                ));
-            }
-        };
-
-        let log_format = match get("JARVIS_LOG_FORMAT")? {
-            None if host == Host::Lambda => LogFormat::Json,
-            None => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "JARVIS_LOG_FORMAT",
-                    "expected \"json\" or \"text\"",
-                ));
-            }
-        };
-
-        let log_filter = match get("JARVIS_LOG")? {
-            Some(filter) => filter.to_owned(),
-            None => get("RUST_LOG")?.unwrap_or("info").to_owned(),
-        };
-
-        let max_body_bytes = match get("JARVIS_MAX_BODY_BYTES")? {
-            None => DEFAULT_MAX_BODY_BYTES,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        "JARVIS_MAX_BODY_BYTES",
-                        "expected a positive number of bytes",
-                    ));
-                }
-            },
-        };
-
-        let replica_id_from_data_dir = get("JARVIS_REPLICA_ID")?.is_none() && host != Host::Lambda;
-        let replica_id = match get("JARVIS_REPLICA_ID")? {
-            Some(id) => id.to_owned(),
+        let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
+        let replica_id = match host_vars.replica_id {
+            Some(id) => id.0,
             // One deployment per region on AWS; a laptop is "local".
-            None if host == Host::Lambda => get("AWS_REGION")?.unwrap_or("aws").to_owned(),
+            None if host == Host::Lambda => host_vars
+                .aws_region
+                .clone()
+                .unwrap_or_else(|| "aws".to_owned()),
             None => "local".to_owned(),
         };
-        if !(1..=64).contains(&replica_id.len())
-            || !replica_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(ConfigError::new(
-                "JARVIS_REPLICA_ID",
-                "expected 1 to 64 characters of letters, digits, '_', '-' or '.'",
-            ));
-        }
-
-        let token = match get("JARVIS_SYNC_TOKEN")? {
-            Some(token) if token.len() < 16 => {
-                return Err(ConfigError::new(
-                    "JARVIS_SYNC_TOKEN",
-                    "must be at least 16 characters",
-                ));
-            }
-            Some(token) => Some(SecretString::from(token.to_owned())),
-            None => None,
-        };
-        let peers = match get("JARVIS_PEERS")? {
-            Some(list) => list
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(parse_peer)
-                .collect::<Result<Vec<_>, _>>()?,
-            None => Vec::new(),
-        };
-        let interval = match get("JARVIS_SYNC_INTERVAL")? {
-            None => DEFAULT_SYNC_INTERVAL,
-            Some(raw) => match raw.parse::<u64>() {
-                Ok(secs) if (1..=86_400).contains(&secs) => Duration::from_secs(secs),
-                _ => {
-                    return Err(ConfigError::new(
-                        "JARVIS_SYNC_INTERVAL",
-                        "expected 1 to 86400 seconds",
-                    ));
-                }
-            },
-        };
-
-        let number =
-            |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match get(
-                name,
-            )? {
-                None => Ok(default),
-                Some(raw) => match raw.parse::<u64>() {
-                    Ok(n) if range.contains(&n) => Ok(n),
-                    _ => Err(ConfigError::new(
-                        name,
-                        format!(
-                            "expected a whole number from {} to {}",
-                            range.start(),
-                            range.end()
-                        ),
-                    )),
-                },
-            };
-
-        let secrets = if let Some(secret_id) = get("JARVIS_SECRET_ID")? {
-            SecretsConfig::AwsSecretsManager {
-                secret_id: secret_id.to_owned(),
-                aws: aws_target("JARVIS_SECRETS_ENDPOINT")?,
-                ttl: Duration::from_secs(number(
-                    "JARVIS_SECRETS_TTL",
-                    DEFAULT_SECRETS_TTL.as_secs(),
-                    1..=86_400,
-                )?),
-            }
-        } else if let Some(inline) = get("JARVIS_SECRETS")? {
-            SecretsConfig::Inline(SecretString::from(inline.to_owned()))
-        } else if let Some(path) = get("JARVIS_SECRETS_FILE")? {
-            SecretsConfig::File(PathBuf::from(path))
-        } else if host == Host::Lambda {
-            SecretsConfig::Missing
-        } else {
-            SecretsConfig::File(data_dir.join(SECRETS_FILE))
-        };
-
-        let cors_origins = match get("JARVIS_CORS_ORIGINS")? {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(|origin| {
-                    let rest = origin
-                        .strip_prefix("https://")
-                        .or_else(|| origin.strip_prefix("http://"));
-                    match rest {
-                        Some(host) if !host.is_empty() && !host.contains('/') => {
-                            Ok(origin.to_owned())
-                        }
-                        _ => Err(ConfigError::new(
-                            "JARVIS_CORS_ORIGINS",
-                            "each origin must be scheme://host[:port], e.g. https://app.example.com",
-                        )),
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        let security = SecurityConfig {
-            issuer: get("JARVIS_TOKEN_ISSUER")?.unwrap_or("jarvis").to_owned(),
-            audience: get("JARVIS_TOKEN_AUDIENCE")?
-                .unwrap_or("jarvis-api")
-                .to_owned(),
-            rate_limit_per_minute: number("JARVIS_RATE_LIMIT", 600, 1..=1_000_000)?,
-            auth_rate_limit_per_minute: number("JARVIS_AUTH_RATE_LIMIT", 30, 1..=1_000_000)?,
-            lockout_threshold: number("JARVIS_LOCKOUT_THRESHOLD", 5, 1..=1_000)?,
-            lockout: Duration::from_secs(number("JARVIS_LOCKOUT_SECONDS", 900, 1..=86_400)?),
-            cors_origins,
-            // At most 10, so the value always fits in a usize.
-            trusted_proxy_hops: usize::try_from(number("JARVIS_TRUSTED_PROXY_HOPS", 0, 0..=10)?)
-                .unwrap_or(0),
-        };
+        let log_format = host_vars.log_format.unwrap_or(match host {
+            Host::Lambda => LogFormat::Json,
+            Host::Local => LogFormat::Text,
+        });
+        let log_filter = host_vars
+            .log
+            .or(host_vars.rust_log)
+            .unwrap_or_else(|| "info".to_owned());
+        let http: HttpVars = vars.read()?;
+        let max_body_bytes = http
+            .max_body_bytes
+            // Bounded by `usize::MAX` when read.
+            .map_or(DEFAULT_MAX_BODY_BYTES, |n| {
+                usize::try_from(n.0).unwrap_or(usize::MAX)
+            });
+        let request_timeout = http
+            .request_timeout_seconds
+            .map_or(DEFAULT_REQUEST_TIMEOUT, |s| Duration::from_secs(s.0));
 
         Ok(Self {
             host,
@@ -553,19 +349,102 @@ impl Config {
             log_format,
             log_filter,
             max_body_bytes,
+            request_timeout,
             replica_id,
             replica_id_from_data_dir,
-            sync: SyncConfig {
-                token,
-                peers,
-                interval,
-                feed_retention: Duration::from_secs(
-                    number("JARVIS_FEED_RETENTION_HOURS", 168, 1..=8_760)? * 3_600,
-                ),
-            },
+            sync,
             secrets,
             security,
         })
+    }
+
+    fn store(
+        vars: StoreVars,
+        data_dir: &Path,
+        aws_target: impl Fn(Option<vars::Endpoint>) -> AwsTarget,
+    ) -> Result<StoreConfig, ConfigError> {
+        Ok(match (vars.store, vars.libsql_url) {
+            (Backend::Libsql, None) => StoreConfig::Libsql {
+                path: data_dir.join(DATABASE_FILE),
+            },
+            (Backend::Libsql, Some(url)) => StoreConfig::LibsqlRemote {
+                url: url.0,
+                token: vars.libsql_auth_token.ok_or_else(|| {
+                    ConfigError::new(
+                        "JARVIS_LIBSQL_AUTH_TOKEN",
+                        "required with JARVIS_LIBSQL_URL",
+                    )
+                })?,
+            },
+            (Backend::Dynamodb, _) => StoreConfig::Dynamodb {
+                table: vars
+                    .dynamodb_table
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "JARVIS_DYNAMODB_TABLE",
+                            "required when JARVIS_STORE=dynamodb",
+                        )
+                    })?
+                    .0,
+                aws: aws_target(vars.dynamodb_endpoint),
+            },
+        })
+    }
+
+    fn secrets(
+        vars: SecretsVars,
+        host: Host,
+        data_dir: &Path,
+        aws_target: impl Fn(Option<vars::Endpoint>) -> AwsTarget,
+    ) -> SecretsConfig {
+        if let Some(secret_id) = vars.secret_id {
+            SecretsConfig::AwsSecretsManager {
+                secret_id,
+                aws: aws_target(vars.secrets_endpoint),
+                ttl: vars
+                    .secrets_ttl
+                    .map_or(DEFAULT_SECRETS_TTL, |s| Duration::from_secs(s.0)),
+            }
+        } else if let Some(inline) = vars.secrets {
+            SecretsConfig::Inline(inline)
+        } else if let Some(path) = vars.secrets_file {
+            SecretsConfig::File(path)
+        } else if host == Host::Lambda {
+            SecretsConfig::Missing
+        } else {
+            SecretsConfig::File(data_dir.join(SECRETS_FILE))
+        }
+    }
+
+    fn security(vars: SecurityVars) -> SecurityConfig {
+        SecurityConfig {
+            issuer: vars.token_issuer.unwrap_or_else(|| "jarvis".to_owned()),
+            audience: vars
+                .token_audience
+                .unwrap_or_else(|| "jarvis-api".to_owned()),
+            rate_limit_per_minute: vars.rate_limit.map_or(600, |n| n.0),
+            auth_rate_limit_per_minute: vars.auth_rate_limit.map_or(30, |n| n.0),
+            lockout_threshold: vars.lockout_threshold.map_or(5, |n| n.0),
+            lockout: Duration::from_secs(vars.lockout_seconds.map_or(900, |n| n.0)),
+            cors_origins: vars.cors_origins.0.into_iter().map(|o| o.0).collect(),
+            // At most 10 when read, so it always fits.
+            trusted_proxy_hops: vars
+                .trusted_proxy_hops
+                .map_or(0, |n| usize::try_from(n.0).unwrap_or(0)),
+        }
+    }
+
+    fn sync(vars: SyncVars) -> SyncConfig {
+        SyncConfig {
+            token: vars.sync_token.map(|t| t.0),
+            peers: vars.peers.0.into_iter().map(|p| p.0).collect(),
+            interval: vars
+                .sync_interval
+                .map_or(DEFAULT_SYNC_INTERVAL, |s| Duration::from_secs(s.0)),
+            feed_retention: Duration::from_secs(
+                vars.feed_retention_hours.map_or(168, |h| h.0) * 3_600,
+            ),
+        }
     }
 
     /// Moves the data directory (and the embedded database inside it) elsewhere.
@@ -604,6 +483,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(c.replica_id, "local");
     }
 
@@ -629,6 +509,8 @@ mod tests {
             ("JARVIS_MAX_BODY_BYTES", "-1"),
             ("JARVIS_MAX_BODY_BYTES", "0"),
             ("JARVIS_REPLICA_ID", "has space"),
+            ("JARVIS_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("JARVIS_REQUEST_TIMEOUT_SECONDS", "901"),
         ];
         for (name, value) in cases {
             let err = config(&[(name, value)]).expect_err("must be rejected");
@@ -779,6 +661,34 @@ mod tests {
                 name
             );
         }
+    }
+
+    #[test]
+    fn errors_say_what_the_variable_expects() {
+        let reason = |name: &str, value: &str| config(&[(name, value)]).expect_err(value).reason;
+        assert_eq!(
+            reason("JARVIS_RATE_LIMIT", "many"),
+            "expected a whole number from 1 to 1000000"
+        );
+        assert_eq!(
+            reason("JARVIS_LOG_FORMAT", "xml"),
+            "expected one of: json, text"
+        );
+        assert_eq!(
+            reason("JARVIS_STORE", "mongodb"),
+            "expected one of: libsql, dynamodb"
+        );
+        assert_eq!(reason("JARVIS_DATA_DIR", "\u{FFFD}"), "is not valid UTF-8");
+        assert_eq!(
+            reason("JARVIS_MAX_BODY_BYTES", "0"),
+            "expected a whole number of at least 1"
+        );
+    }
+
+    #[test]
+    fn variables_of_other_programs_are_ignored() {
+        let c = config(&[("JARVIS_ADDR", "not read here"), ("AWS_PROFILE", "x")]).expect("valid");
+        assert_eq!(c.host, Host::Local);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! Nothing in this module performs I/O or reads a clock: callers pass time in through the
 //! [`hlc`] module's clock, so a merge is a pure function of its inputs.
 //!
+//! Written here rather than taken from a crate: `crdts` (the field's best-kept crate, used by
+//! the tests as a reference) has no delta mutators, no hybrid-logical-clock registers, no
+//! observed-remove record without tombstones and no versioned byte format with invariant
+//! checks on decode, and those four are what the store merges on every write.
+//!
 //! Owns the merge semantics and the byte format of every document; changes when a type or
 //! its encoding does. The bottom of the crate map: imports no other Jarvis crate and nothing
 //! that does I/O (no tokio, no store, no HTTP).

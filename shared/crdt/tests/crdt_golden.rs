@@ -26,7 +26,7 @@ fn laptop() -> ReplicaId {
 fn hex(bytes: &[u8]) -> String {
     bytes
         .chunks(32)
-        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .map(hex::encode)
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
@@ -35,11 +35,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The bytes of a golden `.hex` file.
 fn unhex(text: &str) -> Vec<u8> {
     text.split_whitespace()
-        .flat_map(|line| {
-            (0..line.len())
-                .step_by(2)
-                .map(move |i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
-        })
+        .flat_map(|line| hex::decode(line).expect("hex"))
         .collect()
 }
 

@@ -84,6 +84,10 @@ pub enum ApiError {
     /// it on.
     #[error("{0}")]
     NotConfigured(Cow<'static, str>),
+    /// The request took longer than this deployment allows (503). A write may or may not
+    /// have happened; retrying with the same `Idempotency-Key` is safe.
+    #[error("the request took too long")]
+    Timeout,
     /// A dependency is unavailable; retrying later may succeed (503).
     #[error("service unavailable")]
     Unavailable(#[source] BoxError),
@@ -139,7 +143,9 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } | Self::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotConfigured(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotConfigured(_) | Self::Timeout | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,6 +166,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => "rate_limited",
             Self::LockedOut { .. } => "locked_out",
             Self::NotConfigured(_) => "not_configured",
+            Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -228,6 +235,7 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) => {
                 tracing::warn!(error = %cause_chain(cause.as_ref()), "dependency unavailable")
             }
+            Self::Timeout => tracing::warn!("request timed out"),
             other => tracing::debug!(code = other.code(), message = %other, "request rejected"),
         }
         let body = ErrorEnvelope {

@@ -75,7 +75,9 @@ fn document(operation: &mut Operation) {
         ("500", "`internal`: a fault on the server's side"),
         (
             "503",
-            "`unavailable` (a dependency is down; retry later) or `not_configured`",
+            "`unavailable` (a dependency is down; retry later), `timeout` (the request took \
+             longer than the deployment allows; retry with the same `Idempotency-Key`) or \
+             `not_configured`",
         ),
     ]);
     let responses = &mut operation.responses.responses;

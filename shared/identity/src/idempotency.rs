@@ -13,6 +13,10 @@
 //!   returned, and the key stays claimed until its lease ends;
 //! - records expire after [`RECORD_SECS`].
 //!
+//! Written here rather than taken from a crate: no Rust crate offers Powertools-style
+//! idempotency over a pluggable store (the Python and TypeScript utilities have no Rust
+//! port), and sealing the kept answers is specific to this API's credentials.
+//!
 //! Keys are scoped to the caller (the account, or the client address when anonymous), and
 //! records live in replica-local partitions.
 //!
@@ -66,11 +70,7 @@ pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
     hasher.update(path_and_query.as_bytes());
     hasher.update([0]);
     hasher.update(body);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// Whether an answer with `status` is final, and so kept for replay. A transient refusal is
@@ -107,10 +107,7 @@ fn sealing_input(scope: &str, key: &str) -> Vec<u8> {
 }
 
 fn record_key(scope: &str, key: &str) -> Result<Key, ApiError> {
-    let digest: String = Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
     Key::new(format!("~idem#{scope}"), digest).map_err(ApiError::from)
 }
 

@@ -117,10 +117,7 @@ pub async fn verify_access(
 
 /// Hex SHA-256 of an opaque token's secret part: what the store keeps.
 pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Constant-time comparison of two digests.
@@ -222,7 +219,7 @@ fn generation_mac(seed: &[u8], session_id: &str, generation: u64) -> String {
         &key,
         format!("jarvis-refresh-v1:{session_id}:{generation}").as_bytes(),
     );
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(tag)
 }
 
 impl RefreshToken {

@@ -502,10 +502,7 @@ async fn quarantine(
     reason: &str,
 ) -> Result<(), StoreError> {
     let now = now_secs();
-    let peer_tag: String = Sha256::digest(peer.as_bytes())[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let peer_tag = hex::encode(&Sha256::digest(peer.as_bytes())[..6]);
     // The peer and its feed position name the letter, so a page pulled again (after a crash
     // before its cursor was saved) finds the letter already there and counts nothing twice.
     let key = Key::new(

@@ -334,8 +334,7 @@ fn open_under(key: &[u8], context: &str, sealed: &str) -> Option<Vec<u8>> {
 }
 
 fn mac_hex(key: &[u8], data: &[u8]) -> String {
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data);
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data))
 }
 
 /// Fills a buffer from the operating system's CSPRNG.
@@ -752,12 +751,7 @@ mod tests {
     #[test]
     fn derived_keys_are_stable_across_builds() {
         let secrets = parse(serde_json::json!({ "master_key": MASTER })).expect("valid");
-        let signing: String = secrets
-            .signing_key()
-            .bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let signing = hex::encode(secrets.signing_key().bytes());
         assert_eq!(
             signing,
             "4497c9ba2eb5bbd109bc57a3181f63f8b4a0eb46d3623b9095acd8aa0c20b20a"

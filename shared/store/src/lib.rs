@@ -337,7 +337,7 @@ pub fn now_secs() -> i64 {
 
 /// Encodes a sort key as an opaque page cursor.
 pub fn encode_cursor(sort: &str) -> String {
-    sort.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sort)
 }
 
 /// Decodes a page cursor; `None` when it is not one of ours.
@@ -351,20 +351,11 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
 
 /// The UTF-8 text whose lowercase hex form is `hex`, when it is one of at most `max_bytes`.
 pub fn decode_hex_text(hex: &str, max_bytes: usize) -> Option<String> {
-    if !hex.len().is_multiple_of(2) || hex.len() > 2 * max_bytes {
+    // Lowercase only, as encoded: one text, one spelling.
+    if hex.len() > 2 * max_bytes || hex.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    let bytes = hex
-        .as_bytes()
-        .chunks_exact(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(hex::decode(hex).ok()?).ok()
 }
 
 /// The smallest string greater than every string starting with `prefix`, when one exists.

@@ -1,0 +1,360 @@
+//! The environment variables, one typed struct per concern, read by `serde` derive through
+//! `figment`.
+//!
+//! A variable `JARVIS_RATE_LIMIT` is the field `rate_limit` of the struct of its concern;
+//! the few variables Jarvis reads from outside its namespace (`AWS_REGION`, `RUST_LOG`…)
+//! keep their whole name, lowercased. Each value type below checks its own rule and says
+//! what it expects without repeating the value, and figment reports which field failed, so
+//! every error names its variable. Rules between variables (a remote libSQL URL needs its
+//! token) are checked where the structs are assembled, in the crate root.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::error::Kind;
+use figment::providers::Serialized;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::{ConfigError, LogFormat};
+
+/// The prefix of every variable of Jarvis's own.
+const PREFIX: &str = "JARVIS_";
+
+/// Variables read from outside the `JARVIS_` namespace.
+const FOREIGN: [&str; 4] = [
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "RUST_LOG",
+];
+
+/// The variables of one process, keyed by field name, ready to be read into each struct.
+pub(crate) struct Vars(Figment);
+
+impl Vars {
+    /// Keeps the variables Jarvis reads. A blank value counts as unset; a value that is not
+    /// UTF-8 (marked with U+FFFD by the caller) is refused by name.
+    pub(crate) fn new(vars: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut fields = BTreeMap::new();
+        for (name, value) in vars {
+            let field = if let Some(rest) = name.strip_prefix(PREFIX) {
+                rest.to_ascii_lowercase()
+            } else if FOREIGN.contains(&name.as_str()) {
+                name.to_ascii_lowercase()
+            } else {
+                continue;
+            };
+            if value.contains('\u{FFFD}') {
+                return Err(ConfigError::new(name, "is not valid UTF-8"));
+            }
+            let value = value.trim();
+            if !value.is_empty() {
+                fields.insert(field, value.to_owned());
+            }
+        }
+        Ok(Self(Figment::from(Serialized::defaults(fields))))
+    }
+
+    /// Reads the struct of one concern.
+    pub(crate) fn read<'de, T: Deserialize<'de>>(&self) -> Result<T, ConfigError> {
+        self.0.extract().map_err(|err| {
+            let field = err.path.first().cloned().unwrap_or_default();
+            let variable = if FOREIGN.iter().any(|name| name.eq_ignore_ascii_case(&field)) {
+                field.to_ascii_uppercase()
+            } else {
+                format!("{PREFIX}{}", field.to_ascii_uppercase())
+            };
+            // Figment's own messages quote the value; these name only what was expected.
+            let reason = match err.kind {
+                Kind::Message(message) => message,
+                Kind::UnknownVariant(_, expected) => {
+                    format!("expected one of: {}", expected.join(", "))
+                }
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+                    format!("expected {expected}")
+                }
+                _ => "is not valid".to_owned(),
+            };
+            ConfigError::new(variable, reason)
+        })
+    }
+}
+
+/// Where the process runs and how it logs.
+#[derive(Deserialize)]
+pub(crate) struct HostVars {
+    /// `AWS_LAMBDA_FUNCTION_NAME`: set inside a Lambda sandbox.
+    pub aws_lambda_function_name: Option<String>,
+    /// `AWS_REGION`.
+    pub aws_region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`: only whether it is set matters here.
+    pub aws_access_key_id: Option<IgnoredAny>,
+    /// `JARVIS_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `JARVIS_REPLICA_ID`.
+    pub replica_id: Option<ReplicaId>,
+    /// `JARVIS_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+    /// `JARVIS_LOG`, else `RUST_LOG`.
+    pub log: Option<String>,
+    /// `RUST_LOG`.
+    pub rust_log: Option<String>,
+}
+
+/// What one HTTP request may use.
+#[derive(Deserialize)]
+pub(crate) struct HttpVars {
+    /// `JARVIS_MAX_BODY_BYTES`.
+    pub max_body_bytes: Option<Whole<1, { usize::MAX as u64 }>>,
+    /// `JARVIS_REQUEST_TIMEOUT_SECONDS`.
+    pub request_timeout_seconds: Option<Whole<1, 900>>,
+}
+
+/// Which store keeps the documents.
+#[derive(Deserialize)]
+pub(crate) struct StoreVars {
+    /// `JARVIS_STORE`.
+    #[serde(default)]
+    pub store: Backend,
+    /// `JARVIS_LIBSQL_URL`.
+    pub libsql_url: Option<LibsqlUrl>,
+    /// `JARVIS_LIBSQL_AUTH_TOKEN`.
+    pub libsql_auth_token: Option<SecretString>,
+    /// `JARVIS_DYNAMODB_TABLE`.
+    pub dynamodb_table: Option<TableName>,
+    /// `JARVIS_DYNAMODB_ENDPOINT`.
+    pub dynamodb_endpoint: Option<Endpoint>,
+}
+
+/// `JARVIS_STORE`: the backends one can name.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Backend {
+    /// libSQL: the embedded file, or a remote database with `JARVIS_LIBSQL_URL`.
+    #[default]
+    Libsql,
+    /// DynamoDB.
+    Dynamodb,
+}
+
+/// Where the secrets come from.
+#[derive(Deserialize)]
+pub(crate) struct SecretsVars {
+    /// `JARVIS_SECRET_ID`.
+    pub secret_id: Option<String>,
+    /// `JARVIS_SECRETS_ENDPOINT`.
+    pub secrets_endpoint: Option<Endpoint>,
+    /// `JARVIS_SECRETS_TTL`, seconds.
+    pub secrets_ttl: Option<Whole<1, 86_400>>,
+    /// `JARVIS_SECRETS`.
+    pub secrets: Option<SecretString>,
+    /// `JARVIS_SECRETS_FILE`.
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// Request security.
+#[derive(Deserialize)]
+pub(crate) struct SecurityVars {
+    /// `JARVIS_TOKEN_ISSUER`.
+    pub token_issuer: Option<String>,
+    /// `JARVIS_TOKEN_AUDIENCE`.
+    pub token_audience: Option<String>,
+    /// `JARVIS_RATE_LIMIT`, requests per minute.
+    pub rate_limit: Option<Whole<1, 1_000_000>>,
+    /// `JARVIS_AUTH_RATE_LIMIT`, requests per minute.
+    pub auth_rate_limit: Option<Whole<1, 1_000_000>>,
+    /// `JARVIS_LOCKOUT_THRESHOLD`, failed logins.
+    pub lockout_threshold: Option<Whole<1, 1_000>>,
+    /// `JARVIS_LOCKOUT_SECONDS`.
+    pub lockout_seconds: Option<Whole<1, 86_400>>,
+    /// `JARVIS_CORS_ORIGINS`.
+    #[serde(default)]
+    pub cors_origins: List<Origin>,
+    /// `JARVIS_TRUSTED_PROXY_HOPS`.
+    pub trusted_proxy_hops: Option<Whole<0, 10>>,
+}
+
+/// Sync with peer deployments.
+#[derive(Deserialize)]
+pub(crate) struct SyncVars {
+    /// `JARVIS_SYNC_TOKEN`.
+    pub sync_token: Option<SyncToken>,
+    /// `JARVIS_PEERS`.
+    #[serde(default)]
+    pub peers: List<Peer>,
+    /// `JARVIS_SYNC_INTERVAL`, seconds.
+    pub sync_interval: Option<Whole<1, 86_400>>,
+    /// `JARVIS_FEED_RETENTION_HOURS`.
+    pub feed_retention_hours: Option<Whole<1, 8_760>>,
+}
+
+/// A value checked by a rule of its own: `Self::check` says what it expects on failure.
+trait Rule: Sized {
+    fn check(value: String) -> Result<Self, &'static str>;
+}
+
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $rule:expr) => {
+        $(#[$doc])*
+        #[derive(Deserialize)]
+        #[serde(try_from = "String")]
+        pub(crate) struct $name(pub String);
+
+        impl TryFrom<String> for $name {
+            type Error = &'static str;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                let rule: fn(String) -> Result<String, &'static str> = $rule;
+                rule(value).map(Self)
+            }
+        }
+
+        impl Rule for $name {
+            fn check(value: String) -> Result<Self, &'static str> {
+                Self::try_from(value)
+            }
+        }
+    };
+}
+
+/// `true` when `url` has one of `schemes`, something after it, and no whitespace.
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes
+        .iter()
+        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme))
+        && !url.contains(char::is_whitespace)
+}
+
+checked_string!(
+    /// A replica name: 1 to 64 letters, digits, `_`, `-` or `.`.
+    ReplicaId,
+    |id| {
+        let ok = (1..=64).contains(&id.len())
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if ok { Ok(id) } else { Err("expected 1 to 64 characters of letters, digits, '_', '-' or '.'") }
+    }
+);
+
+checked_string!(
+    /// A remote libSQL database URL.
+    LibsqlUrl,
+    |url| {
+        if has_scheme(&url, &["libsql://", "https://", "http://"]) {
+            Ok(url)
+        } else {
+            Err("expected a libsql://, https:// or http:// URL")
+        }
+    }
+);
+
+checked_string!(
+    /// A DynamoDB table name.
+    TableName,
+    |table| {
+        let ok = (3..=255).contains(&table.len())
+            && table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if ok { Ok(table) } else { Err("expected 3 to 255 characters of A-Z, a-z, 0-9, '_', '-', '.'") }
+    }
+);
+
+checked_string!(
+    /// An endpoint override for an AWS client.
+    Endpoint,
+    |url| {
+        if has_scheme(&url, &["https://", "http://"]) {
+            Ok(url)
+        } else {
+            Err("expected an http:// or https:// URL")
+        }
+    }
+);
+
+checked_string!(
+    /// An origin allowed by CORS: `scheme://host[:port]`.
+    Origin,
+    |origin| {
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        match host {
+            Some(host) if !host.is_empty() && !host.contains('/') => Ok(origin),
+            _ => Err("each origin must be scheme://host[:port], e.g. https://app.example.com"),
+        }
+    }
+);
+
+checked_string!(
+    /// A peer deployment's base URL, without a trailing slash.
+    Peer,
+    |url| {
+        let url = url.trim_end_matches('/');
+        if has_scheme(url, &["https://", "http://"]) {
+            Ok(url.to_owned())
+        } else {
+            Err("each peer must be an http:// or https:// base URL")
+        }
+    }
+);
+
+/// The token of sync between deployments: at least 16 characters, never printed.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct SyncToken(pub SecretString);
+
+impl TryFrom<String> for SyncToken {
+    type Error = &'static str;
+    fn try_from(token: String) -> Result<Self, Self::Error> {
+        if token.len() < 16 {
+            Err("must be at least 16 characters")
+        } else {
+            Ok(Self(SecretString::from(token)))
+        }
+    }
+}
+
+/// A comma-separated list; blank entries are skipped, each entry obeys its own rule.
+pub(crate) struct List<T>(pub Vec<T>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, T: Rule> Deserialize<'de> for List<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| T::check(entry.to_owned()).map_err(serde::de::Error::custom))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// A whole number from `MIN` to `MAX`, written in decimal.
+pub(crate) struct Whole<const MIN: u64, const MAX: u64>(pub u64);
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Whole<MIN, MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Expecting<const MIN: u64, const MAX: u64>(PhantomData<()>);
+        impl<const MIN: u64, const MAX: u64> fmt::Display for Expecting<MIN, MAX> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                if MAX == usize::MAX as u64 {
+                    write!(f, "expected a whole number of at least {MIN}")
+                } else {
+                    write!(f, "expected a whole number from {MIN} to {MAX}")
+                }
+            }
+        }
+        match String::deserialize(deserializer)?.parse::<u64>() {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(serde::de::Error::custom(Expecting::<MIN, MAX>(PhantomData))),
+        }
+    }
+}
