@@ -28,7 +28,9 @@ for f in "${FUNCTIONS[@]}"; do
   echo "building $f (Lambda, then embedded store)" >&2
   cargo build --release --quiet -p "jarvis-fn-$f"
   cp "$TARGET/release/$f" "$OUT/lambda/$f"
-  cargo build --release --quiet -p "jarvis-fn-$f" --features "jarvis-fn-$f/libsql"
+  # `--features libsql`, not `jarvis-fn-auth/libsql`: auth dev-depends on itself, and that
+  # spelling would name the dependency's feature.
+  cargo build --release --quiet -p "jarvis-fn-$f" --features libsql
   cp "$TARGET/release/$f" "$OUT/embedded/$f"
 done
 cargo build --release --quiet -p jarvis-coldstart
