@@ -238,9 +238,10 @@ impl CausalContext {
     }
 }
 
-/// Joins two lists of `(replica, counter)` sorted by replica into `mine`, keeping the larger
-/// counter of a replica both hold: the join of version vectors and of grow-only counters.
-pub(crate) fn join_max(mine: &mut Vec<(ReplicaId, u64)>, theirs: &[(ReplicaId, u64)]) {
+/// Joins two lists of `(key, counter)` sorted by key into `mine`, keeping the larger counter
+/// of a key both hold: the join of version vectors and of grow-only counters (keyed by
+/// replica) and of escrow transfers (keyed by a pair of replicas).
+pub(crate) fn join_max<K: Ord + Copy>(mine: &mut Vec<(K, u64)>, theirs: &[(K, u64)]) {
     // The steady state: the same replicas on both sides, merged in place.
     if mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(a, b)| a.0 == b.0) {
         for (a, b) in mine.iter_mut().zip(theirs) {

@@ -15,7 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Entity, GCounter, GSet, InvalidState, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    BoundedCounter, Entity, GCounter, GSet, InvalidState, LwwMap, LwwRegister, MvRegister, OrSet,
+    PNCounter, Record,
 };
 
 /// First byte of every encoded state.
@@ -49,6 +50,8 @@ pub enum TypeTag {
     Entity = 9,
     /// [`Record`]
     Record = 10,
+    /// [`BoundedCounter`]
+    BoundedCounter = 11,
 }
 
 impl TypeTag {
@@ -65,6 +68,7 @@ impl TypeTag {
             Self::RecordV1,
             Self::Entity,
             Self::Record,
+            Self::BoundedCounter,
         ]
         .into_iter()
         .find(|tag| *tag as u8 == byte)
@@ -187,6 +191,10 @@ impl Codec for GCounter {
 
 impl Codec for PNCounter {
     const TAG: TypeTag = TypeTag::PNCounter;
+}
+
+impl Codec for BoundedCounter {
+    const TAG: TypeTag = TypeTag::BoundedCounter;
 }
 
 impl<E: Ord + Clone + Serialize + DeserializeOwned> Codec for GSet<E> {

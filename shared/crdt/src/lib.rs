@@ -20,6 +20,7 @@
 //! | --- | --- |
 //! | [`GCounter`] | grow-only counter (metrics) |
 //! | [`PNCounter`] | counter that also decrements |
+//! | [`BoundedCounter`] | non-negative counter whose rights are escrowed per replica (quotas, limits) |
 //! | [`GSet`] | grow-only set (permanent records) |
 //! | [`LwwRegister`] | last-writer-wins value on hybrid logical clocks (configuration) |
 //! | [`MvRegister`] | multi-value register: keeps concurrent writes so a conflict can be shown |
@@ -57,6 +58,7 @@
 //!   would mint dots that others have already seen.
 #![deny(missing_docs)]
 
+pub mod bounded;
 pub mod causal;
 pub mod codec;
 pub mod counter;
@@ -68,6 +70,7 @@ pub mod orset;
 pub mod record;
 pub mod register;
 
+pub use bounded::{BoundedCounter, Insufficient};
 pub use causal::{CausalContext, Dot, ReplicaId};
 pub use codec::{Codec, DecodeError};
 pub use counter::{GCounter, PNCounter};

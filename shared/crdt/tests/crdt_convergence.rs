@@ -5,7 +5,8 @@
 mod support;
 
 use jarvis_crdt::{
-    Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    BoundedCounter, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter,
+    Record,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -102,6 +103,10 @@ macro_rules! convergence {
 
 convergence!(g_counters_converge_over_a_lossy_channel, GCounter);
 convergence!(pn_counters_converge_over_a_lossy_channel, PNCounter);
+convergence!(
+    bounded_counters_converge_over_a_lossy_channel,
+    BoundedCounter
+);
 convergence!(g_sets_converge_over_a_lossy_channel, GSet<String>);
 convergence!(
     lww_registers_converge_over_a_lossy_channel,

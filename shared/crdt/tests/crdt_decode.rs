@@ -3,8 +3,8 @@
 
 use jarvis_crdt::codec::{FORMAT_VERSION, MAGIC, TypeTag};
 use jarvis_crdt::{
-    Codec, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
-    Validate,
+    BoundedCounter, Codec, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet,
+    PNCounter, Record, Validate,
 };
 use proptest::prelude::*;
 
@@ -78,6 +78,7 @@ proptest! {
     ) {
         never_panics::<GCounter>(&bytes, &json);
         never_panics::<PNCounter>(&bytes, &json);
+        never_panics::<BoundedCounter>(&bytes, &json);
         never_panics::<GSet<String>>(&bytes, &json);
         never_panics::<LwwRegister<String>>(&bytes, &json);
         never_panics::<MvRegister<String>>(&bytes, &json);

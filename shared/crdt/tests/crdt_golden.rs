@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use jarvis_crdt::{
-    Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
-    ReplicaId, Timestamp,
+    BoundedCounter, Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet,
+    PNCounter, Record, ReplicaId, Timestamp,
 };
 
 fn golden_dir() -> PathBuf {
@@ -78,6 +78,17 @@ fn pn_counter_encodings_are_stable() {
     counter.increment(eu(), 10);
     counter.decrement(laptop(), 4);
     check("pn_counter", &counter);
+}
+
+#[test]
+fn bounded_counter_encodings_are_stable() {
+    let mut counter = BoundedCounter::new();
+    counter.grant(eu(), 1_000);
+    counter
+        .transfer(eu(), laptop(), 300)
+        .expect("eu holds 1000");
+    counter.spend(eu(), 250).expect("eu holds 700");
+    check("bounded_counter", &counter);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 mod support;
 
 use jarvis_crdt::{
-    Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
+    BoundedCounter, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet,
+    PNCounter, Record,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -83,6 +84,7 @@ macro_rules! laws {
 
 laws!(g_counter_obeys_the_lattice_laws, GCounter);
 laws!(pn_counter_obeys_the_lattice_laws, PNCounter);
+laws!(bounded_counter_obeys_the_lattice_laws, BoundedCounter);
 laws!(g_set_obeys_the_lattice_laws, GSet<String>);
 laws!(lww_register_obeys_the_lattice_laws, LwwRegister<u16>);
 laws!(mv_register_obeys_the_lattice_laws, MvRegister<u16>);
@@ -93,6 +95,33 @@ laws!(entity_obeys_the_lattice_laws, Entity);
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Bounded counter: whatever the partitions, replicas together never spend more than was
+    /// granted, no replica ever holds a negative balance, and every state they pass through
+    /// is one a decoder accepts.
+    #[test]
+    fn bounded_counter_replicas_never_spend_more_than_was_granted(
+        steps in history::<BoundedCounter>(4, 80),
+    ) {
+        use jarvis_crdt::Validate;
+        let mut world = World::<BoundedCounter>::new(4);
+        let pool = world.run(&steps)?;
+        let mut everything = BoundedCounter::default();
+        for state in pool {
+            prop_assert!(state.validate().is_ok(), "{:?}", state);
+            everything.join(state);
+        }
+        prop_assert!(everything.validate().is_ok(), "{:?}", everything);
+        prop_assert!(everything.spent() <= everything.granted());
+        for replica in everything.replicas() {
+            prop_assert!(everything.balance(replica) >= 0, "{} overspent", replica);
+        }
+        for i in 0..4 {
+            let held = everything.held_by(support::replica(i));
+            let mut probe = everything.clone();
+            prop_assert!(probe.spend(support::replica(i), held + 1).is_err());
+        }
+    }
 
     /// OR-set: an add concurrent with a remove of the same element wins, whatever came
     /// before and whichever way the join goes.

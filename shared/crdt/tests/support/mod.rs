@@ -8,8 +8,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use jarvis_crdt::{
-    Codec, Crdt, Entity, GCounter, GSet, Hlc, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter,
-    Record, ReplicaId, Timestamp,
+    BoundedCounter, Codec, Crdt, Entity, GCounter, GSet, Hlc, LwwMap, LwwRegister, MvRegister,
+    OrSet, PNCounter, Record, ReplicaId, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -168,6 +168,48 @@ impl Model for PNCounter {
     fn keeps_observed(part: &Self, other: &Self, joined: &Self) -> bool {
         GCounter::keeps_observed(&part.increments, &other.increments, &joined.increments)
             && GCounter::keeps_observed(&part.decrements, &other.decrements, &joined.decrements)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum EscrowOp {
+    Grant(u64),
+    Spend(u64),
+    /// To replica number `.0` (of four).
+    Transfer(usize, u64),
+}
+
+impl Model for BoundedCounter {
+    type Op = EscrowOp;
+    type Value = (u64, u64);
+    fn op() -> BoxedStrategy<EscrowOp> {
+        prop_oneof![
+            1 => (1u64..100).prop_map(EscrowOp::Grant),
+            3 => (1u64..40).prop_map(EscrowOp::Spend),
+            1 => (0usize..4, 1u64..60).prop_map(|(to, n)| EscrowOp::Transfer(to, n)),
+        ]
+        .boxed()
+    }
+    /// A refused spend or transfer changes nothing: its delta is empty.
+    fn apply(&mut self, at: ReplicaId, _: Timestamp, op: &EscrowOp) -> Self {
+        match op {
+            EscrowOp::Grant(n) => self.grant(at, *n),
+            EscrowOp::Spend(n) => self.spend(at, *n).unwrap_or_default(),
+            EscrowOp::Transfer(to, n) => self.transfer(at, replica(*to), *n).unwrap_or_default(),
+        }
+    }
+    fn value(&self) -> (u64, u64) {
+        (self.granted(), self.spent())
+    }
+    fn keeps_observed(part: &Self, _: &Self, joined: &Self) -> bool {
+        joined.granted() >= part.granted()
+            && joined.spent() >= part.spent()
+            && part.transfers().iter().all(|(pair, n)| {
+                joined
+                    .transfers()
+                    .iter()
+                    .any(|(other, m)| other == pair && m >= n)
+            })
     }
 }
 
