@@ -6,7 +6,7 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 9] = [
+const ORDER: [&str; 10] = [
     "crdt",
     "health",
     "config",
@@ -15,6 +15,7 @@ const ORDER: [&str; 9] = [
     "http",
     "identity",
     "replication",
+    "ai",
     "app",
 ];
 
