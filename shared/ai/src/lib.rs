@@ -10,6 +10,7 @@
 //! quotas and routes come from the crates above it in the crate map.
 #![deny(missing_docs)]
 
+pub mod openai;
 pub mod scripted;
 
 use std::pin::Pin;

@@ -1,0 +1,353 @@
+//! OpenAI-compatible Chat Completions, streamed, with tools and embeddings, at any base URL:
+//! OpenAI itself, and the servers that speak its protocol (Ollama, vLLM, llama.cpp's server,
+//! LM Studio, OpenRouter, Groq).
+//!
+//! `POST {base}/chat/completions` with `"stream": true` and `"stream_options":
+//! {"include_usage": true}` answers server-sent events, each `data:` a `chat.completion.chunk`
+//! (`choices[0].delta` with `content` or `tool_calls` fragments, then a `finish_reason`), a
+//! last chunk with `usage` and empty `choices`, and `data: [DONE]`. `POST {base}/embeddings`
+//! answers `data[i].embedding`. The API key is sent as a bearer token and never appears in
+//! an error.
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::{
+    ChatRequest, Event, EventStream, Part, Provider, ProviderError, Role, StopReason, Usage,
+};
+
+/// An OpenAI-compatible server.
+pub struct OpenAi {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<SecretString>,
+    embedding_model: Option<String>,
+}
+
+impl OpenAi {
+    /// A server at `base_url` (e.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1`),
+    /// with `api_key` when it needs one.
+    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<SecretString>) -> Self {
+        Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            embedding_model: None,
+        }
+    }
+
+    /// The same server, embedding with `model` (e.g. `text-embedding-3-small`).
+    pub fn with_embedding_model(mut self, model: impl Into<String>) -> Self {
+        self.embedding_model = Some(model.into());
+        self
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let message = response
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|body| body["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+        Err(status_error(status.as_u16(), retry_after, message))
+    }
+}
+
+/// The error a failed status stands for.
+pub(crate) fn status_error(
+    status: u16,
+    retry_after: Option<u64>,
+    message: String,
+) -> ProviderError {
+    match status {
+        429 => ProviderError::RateLimited {
+            retry_after_secs: retry_after,
+        },
+        500..=599 => ProviderError::Failed { status },
+        _ => ProviderError::Refused { status, message },
+    }
+}
+
+/// `Retry-After` in seconds, when it is a number of seconds.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A transport error, without the URL (which may carry a key in a query string).
+pub(crate) fn unreachable(err: reqwest::Error) -> ProviderError {
+    ProviderError::Unreachable {
+        message: err.without_url().to_string(),
+    }
+}
+
+/// The request body of a chat completion.
+pub fn chat_body(request: &ChatRequest) -> Value {
+    let mut messages = Vec::new();
+    if let Some(system) = &request.system {
+        messages.push(json!({ "role": "system", "content": system }));
+    }
+    for message in &request.messages {
+        match message.role {
+            Role::User => {
+                let content: Vec<Value> = message
+                    .parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        Part::Text { text } => Some(json!({ "type": "text", "text": text })),
+                        Part::Image { media_type, data } => Some(json!({
+                            "type": "image_url",
+                            "image_url": { "url": format!("data:{media_type};base64,{data}") }
+                        })),
+                        _ => None,
+                    })
+                    .collect();
+                messages.push(json!({ "role": "user", "content": content }));
+            }
+            Role::Assistant => {
+                let calls: Vec<Value> = message
+                    .parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        Part::ToolCall {
+                            id,
+                            name,
+                            arguments,
+                        } => Some(json!({
+                            "id": id,
+                            "type": "function",
+                            "function": { "name": name, "arguments": arguments.to_string() }
+                        })),
+                        _ => None,
+                    })
+                    .collect();
+                let mut entry = json!({ "role": "assistant", "content": message.text() });
+                if !calls.is_empty() {
+                    entry["tool_calls"] = Value::Array(calls);
+                }
+                messages.push(entry);
+            }
+            Role::Tool => {
+                for part in &message.parts {
+                    if let Part::ToolResult {
+                        call_id, content, ..
+                    } = part
+                    {
+                        messages.push(
+                            json!({ "role": "tool", "tool_call_id": call_id, "content": content }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut body = json!({
+        "model": request.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|tool| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    }
+                })
+            })
+            .collect();
+    }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    if let Some(max) = request.max_output_tokens {
+        body["max_tokens"] = json!(max);
+    }
+    if !request.stop.is_empty() {
+        body["stop"] = json!(request.stop);
+    }
+    body
+}
+
+/// The events of one `chat.completion.chunk`, noting its finish reason in `finish`.
+fn chunk_events(chunk: &Value, finish: &mut Option<StopReason>) -> Result<Vec<Event>, String> {
+    if !chunk.is_object() {
+        return Err("a chunk is not a JSON object".into());
+    }
+    let mut events = Vec::new();
+    if let Some(choice) = chunk["choices"].get(0) {
+        let delta = &choice["delta"];
+        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+            events.push(Event::TextDelta {
+                text: text.to_owned(),
+            });
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = call["index"]
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or("a tool call fragment has no index")?;
+            events.push(Event::ToolCallDelta {
+                index,
+                id: call["id"].as_str().map(str::to_owned),
+                name: call["function"]["name"].as_str().map(str::to_owned),
+                arguments: call["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            *finish = Some(match reason {
+                "length" => StopReason::MaxTokens,
+                "tool_calls" | "function_call" => StopReason::ToolUse,
+                "content_filter" => StopReason::Refused,
+                // "stop": the end of the turn or a stop sequence, which the protocol does
+                // not tell apart.
+                _ => StopReason::EndTurn,
+            });
+        }
+    }
+    if let Some(usage) = chunk["usage"].as_object() {
+        events.push(Event::Usage(Usage {
+            input_tokens: usage
+                .get("prompt_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            output_tokens: usage
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        }));
+    }
+    Ok(events)
+}
+
+#[async_trait::async_trait]
+impl Provider for OpenAi {
+    fn name(&self) -> &str {
+        "openai"
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        let response = self.post("/chat/completions", &chat_body(&request)).await?;
+        let sse = response.bytes_stream().eventsource();
+        let events = futures_util::stream::unfold(
+            (sse, None::<StopReason>, false),
+            |(mut sse, mut finish, ended)| async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    let Some(item) = sse.next().await else {
+                        // The stream closed: complete only if the reply said it finished.
+                        let last = match finish {
+                            Some(stop_reason) => Event::Done { stop_reason },
+                            None => Event::Error(ProviderError::Truncated),
+                        };
+                        return Some((vec![last], (sse, finish, true)));
+                    };
+                    let message = match item {
+                        Ok(message) => message,
+                        Err(err) => {
+                            let error = ProviderError::Unreachable {
+                                message: format!("the stream broke: {err}"),
+                            };
+                            return Some((vec![Event::Error(error)], (sse, finish, true)));
+                        }
+                    };
+                    if message.data.trim() == "[DONE]" {
+                        let last = match finish {
+                            Some(stop_reason) => Event::Done { stop_reason },
+                            None => Event::Error(ProviderError::Protocol {
+                                message: "[DONE] before a finish reason".into(),
+                            }),
+                        };
+                        return Some((vec![last], (sse, finish, true)));
+                    }
+                    let parsed = serde_json::from_str::<Value>(&message.data)
+                        .map_err(|_| "a chunk is not JSON".to_owned())
+                        .and_then(|chunk| {
+                            if let Some(error) = chunk.get("error") {
+                                return Err(format!(
+                                    "the server sent an error: {}",
+                                    error["message"].as_str().unwrap_or("unknown")
+                                ));
+                            }
+                            chunk_events(&chunk, &mut finish)
+                        });
+                    match parsed {
+                        Ok(events) if events.is_empty() => continue,
+                        Ok(events) => return Some((events, (sse, finish, false))),
+                        Err(message) => {
+                            let error = ProviderError::Protocol { message };
+                            return Some((vec![Event::Error(error)], (sse, finish, true)));
+                        }
+                    }
+                }
+            },
+        )
+        .flat_map(futures_util::stream::iter);
+        Ok(Box::pin(events))
+    }
+
+    /// Embeds `texts`, in order, with the embedding model this server was given.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let Some(model) = &self.embedding_model else {
+            return Err(ProviderError::Unsupported {
+                what: "embedding without an embedding model".into(),
+            });
+        };
+        let response = self
+            .post("/embeddings", &json!({ "model": model, "input": texts }))
+            .await?;
+        let body: Value = response.json().await.map_err(unreachable)?;
+        let protocol = |message: &str| ProviderError::Protocol {
+            message: message.to_owned(),
+        };
+        let mut rows: Vec<(u64, Vec<f32>)> = body["data"]
+            .as_array()
+            .ok_or_else(|| protocol("no data in the embeddings answer"))?
+            .iter()
+            .map(|row| {
+                let index = row["index"]
+                    .as_u64()
+                    .ok_or_else(|| protocol("a row has no index"))?;
+                let vector = row["embedding"]
+                    .as_array()
+                    .ok_or_else(|| protocol("a row has no embedding"))?
+                    .iter()
+                    .map(|x| x.as_f64().map(|x| x as f32))
+                    .collect::<Option<Vec<f32>>>()
+                    .ok_or_else(|| protocol("an embedding holds a non-number"))?;
+                Ok((index, vector))
+            })
+            .collect::<Result<_, ProviderError>>()?;
+        rows.sort_by_key(|(index, _)| *index);
+        if rows.len() != texts.len() || rows.iter().enumerate().any(|(i, (n, _))| *n != i as u64) {
+            return Err(protocol("the embeddings do not match the texts one to one"));
+        }
+        Ok(rows.into_iter().map(|(_, vector)| vector).collect())
+    }
+}
