@@ -10,8 +10,11 @@
 //! quotas and routes come from the crates above it in the crate map.
 #![deny(missing_docs)]
 
+pub mod anthropic;
 pub mod openai;
 pub mod scripted;
+mod sse;
+mod wire;
 
 use std::pin::Pin;
 

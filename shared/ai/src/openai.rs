@@ -9,14 +9,12 @@
 //! answers `data[i].embedding`. The API key is sent as a bearer token and never appears in
 //! an error.
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::{
-    ChatRequest, Event, EventStream, Part, Provider, ProviderError, Role, StopReason, Usage,
+    ChatRequest, Event, EventStream, Part, Provider, ProviderError, Role, StopReason, Usage, sse,
+    wire,
 };
 
 /// An OpenAI-compatible server.
@@ -53,46 +51,7 @@ impl OpenAi {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let retry_after = retry_after(response.headers());
-        let message = response
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|body| body["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-        Err(status_error(status.as_u16(), retry_after, message))
-    }
-}
-
-/// The error a failed status stands for.
-pub(crate) fn status_error(
-    status: u16,
-    retry_after: Option<u64>,
-    message: String,
-) -> ProviderError {
-    match status {
-        429 => ProviderError::RateLimited {
-            retry_after_secs: retry_after,
-        },
-        500..=599 => ProviderError::Failed { status },
-        _ => ProviderError::Refused { status, message },
-    }
-}
-
-/// `Retry-After` in seconds, when it is a number of seconds.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// A transport error, without the URL (which may carry a key in a query string).
-pub(crate) fn unreachable(err: reqwest::Error) -> ProviderError {
-    ProviderError::Unreachable {
-        message: err.without_url().to_string(),
+        wire::send(request).await
     }
 }
 
@@ -190,6 +149,39 @@ pub fn chat_body(request: &ChatRequest) -> Value {
     body
 }
 
+/// Reads `chat.completion.chunk`s; the reply is complete at `[DONE]` after a finish reason.
+#[derive(Default)]
+struct Chunks {
+    finish: Option<StopReason>,
+}
+
+impl sse::Decoder for Chunks {
+    fn message(&mut self, _: &str, data: &str) -> Result<(Vec<Event>, bool), String> {
+        if data.trim() == "[DONE]" {
+            return match self.finish {
+                Some(stop_reason) => Ok((vec![Event::Done { stop_reason }], true)),
+                None => Err("[DONE] before a finish reason".into()),
+            };
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|_| "a chunk is not JSON")?;
+        if let Some(error) = chunk.get("error") {
+            return Err(format!(
+                "the server sent an error: {}",
+                error["message"].as_str().unwrap_or("unknown")
+            ));
+        }
+        Ok((chunk_events(&chunk, &mut self.finish)?, false))
+    }
+
+    /// Servers that close without `[DONE]` after a finish reason have still finished.
+    fn closed(&mut self) -> Event {
+        match self.finish {
+            Some(stop_reason) => Event::Done { stop_reason },
+            None => Event::Error(ProviderError::Truncated),
+        }
+    }
+}
+
 /// The events of one `chat.completion.chunk`, noting its finish reason in `finish`.
 fn chunk_events(chunk: &Value, finish: &mut Option<StopReason>) -> Result<Vec<Event>, String> {
     if !chunk.is_object() {
@@ -252,64 +244,7 @@ impl Provider for OpenAi {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let response = self.post("/chat/completions", &chat_body(&request)).await?;
-        let sse = response.bytes_stream().eventsource();
-        let events = futures_util::stream::unfold(
-            (sse, None::<StopReason>, false),
-            |(mut sse, mut finish, ended)| async move {
-                if ended {
-                    return None;
-                }
-                loop {
-                    let Some(item) = sse.next().await else {
-                        // The stream closed: complete only if the reply said it finished.
-                        let last = match finish {
-                            Some(stop_reason) => Event::Done { stop_reason },
-                            None => Event::Error(ProviderError::Truncated),
-                        };
-                        return Some((vec![last], (sse, finish, true)));
-                    };
-                    let message = match item {
-                        Ok(message) => message,
-                        Err(err) => {
-                            let error = ProviderError::Unreachable {
-                                message: format!("the stream broke: {err}"),
-                            };
-                            return Some((vec![Event::Error(error)], (sse, finish, true)));
-                        }
-                    };
-                    if message.data.trim() == "[DONE]" {
-                        let last = match finish {
-                            Some(stop_reason) => Event::Done { stop_reason },
-                            None => Event::Error(ProviderError::Protocol {
-                                message: "[DONE] before a finish reason".into(),
-                            }),
-                        };
-                        return Some((vec![last], (sse, finish, true)));
-                    }
-                    let parsed = serde_json::from_str::<Value>(&message.data)
-                        .map_err(|_| "a chunk is not JSON".to_owned())
-                        .and_then(|chunk| {
-                            if let Some(error) = chunk.get("error") {
-                                return Err(format!(
-                                    "the server sent an error: {}",
-                                    error["message"].as_str().unwrap_or("unknown")
-                                ));
-                            }
-                            chunk_events(&chunk, &mut finish)
-                        });
-                    match parsed {
-                        Ok(events) if events.is_empty() => continue,
-                        Ok(events) => return Some((events, (sse, finish, false))),
-                        Err(message) => {
-                            let error = ProviderError::Protocol { message };
-                            return Some((vec![Event::Error(error)], (sse, finish, true)));
-                        }
-                    }
-                }
-            },
-        )
-        .flat_map(futures_util::stream::iter);
-        Ok(Box::pin(events))
+        Ok(sse::decode(response, Chunks::default()))
     }
 
     /// Embeds `texts`, in order, with the embedding model this server was given.
@@ -322,7 +257,7 @@ impl Provider for OpenAi {
         let response = self
             .post("/embeddings", &json!({ "model": model, "input": texts }))
             .await?;
-        let body: Value = response.json().await.map_err(unreachable)?;
+        let body: Value = response.json().await.map_err(wire::unreachable)?;
         let protocol = |message: &str| ProviderError::Protocol {
             message: message.to_owned(),
         };

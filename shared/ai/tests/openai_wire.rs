@@ -3,15 +3,12 @@
 //! (server-sent `chat.completion.chunk`s, a usage chunk, `data: [DONE]`; error statuses with
 //! `{"error":{"message"}}` bodies).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+mod support;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
 use futures_util::StreamExt;
 use jarvis_ai::openai::OpenAi;
 use jarvis_ai::{
@@ -20,44 +17,16 @@ use jarvis_ai::{
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use support::{Server, status};
 
 const KEY: &str = "sk-test-0123456789abcdef";
 
-/// What the server answers next, and what it was asked.
-#[derive(Default)]
-struct Server {
-    answers: Mutex<VecDeque<Response>>,
-    asked: Mutex<Vec<(HeaderMap, Value)>>,
-}
-
-async fn answer(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    server.asked.lock().expect("lock").push((headers, body));
-    server
-        .answers
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .unwrap_or_else(|| status(500, json!({})))
-}
-
 fn sse(chunks: &[Value], done: bool) -> Response {
-    let mut text: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    let mut messages: Vec<(&str, String)> = chunks.iter().map(|c| ("", c.to_string())).collect();
     if done {
-        text.push_str("data: [DONE]\n\n");
+        messages.push(("", "[DONE]".to_owned()));
     }
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from(text))
-        .expect("response")
-}
-
-fn status(code: u16, body: Value) -> Response {
-    Response::builder()
-        .status(StatusCode::from_u16(code).expect("status"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("response")
+    support::events(&messages)
 }
 
 fn chunk(delta: Value, finish: Option<&str>) -> Value {
@@ -78,21 +47,13 @@ fn usage(prompt: u64, completion: u64) -> Value {
 }
 
 async fn start(answers: Vec<Response>) -> (OpenAi, Arc<Server>) {
-    let server = Arc::new(Server {
-        answers: Mutex::new(answers.into()),
-        ..Server::default()
-    });
-    let app = Router::new()
-        .route("/v1/chat/completions", post(answer))
-        .route("/v1/embeddings", post(answer))
-        .with_state(Arc::clone(&server));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/v1/", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let provider = OpenAi::new(reqwest::Client::new(), &base, Some(SecretString::from(KEY)))
-        .with_embedding_model("text-embedding-3-small");
+    let (base, server) = support::serve(&["/v1/chat/completions", "/v1/embeddings"], answers).await;
+    let provider = OpenAi::new(
+        reqwest::Client::new(),
+        &format!("{base}/v1/"),
+        Some(SecretString::from(KEY)),
+    )
+    .with_embedding_model("text-embedding-3-small");
     (provider, server)
 }
 

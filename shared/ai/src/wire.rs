@@ -1,0 +1,45 @@
+//! What every HTTP provider does with an answer's status: success goes on, a failure becomes
+//! a typed [`ProviderError`] with the provider's own message and never the credentials.
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
+
+use crate::ProviderError;
+
+/// Sends `request`; a failed status is the error it stands for. Providers put their
+/// message in `{"error":{"message"}}`, which every adapter here reads.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ProviderError> {
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = retry_after(response.headers());
+    let message = response
+        .json::<Value>()
+        .await
+        .ok()
+        .and_then(|body| body["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    Err(match status.as_u16() {
+        429 => ProviderError::RateLimited {
+            retry_after_secs: retry_after,
+        },
+        status @ 500..=599 => ProviderError::Failed { status },
+        status => ProviderError::Refused { status, message },
+    })
+}
+
+/// `Retry-After` in seconds, when it is a number of seconds.
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A transport error, without the URL (which may carry a key in a query string).
+pub(crate) fn unreachable(err: reqwest::Error) -> ProviderError {
+    ProviderError::Unreachable {
+        message: err.without_url().to_string(),
+    }
+}
