@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::{
@@ -104,7 +104,7 @@ pub fn messages_body(request: &ChatRequest) -> Value {
             .collect();
     }
     if let Some(temperature) = request.temperature {
-        body["temperature"] = json!(temperature);
+        body["temperature"] = wire::decimal(temperature);
     }
     if !request.stop.is_empty() {
         body["stop_sequences"] = json!(request.stop);
@@ -235,14 +235,7 @@ impl Provider for Anthropic {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let mut headers = HeaderMap::new();
-        let mut key = HeaderValue::from_str(self.api_key.expose_secret()).map_err(|_| {
-            ProviderError::Refused {
-                status: 0,
-                message: "the API key is not a valid header value".into(),
-            }
-        })?;
-        key.set_sensitive(true);
-        headers.insert("x-api-key", key);
+        headers.insert("x-api-key", wire::key_header(&self.api_key)?);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         let response = wire::send(
             self.client

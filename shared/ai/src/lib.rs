@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod scripted;
 mod sse;

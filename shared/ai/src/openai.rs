@@ -138,7 +138,7 @@ pub fn chat_body(request: &ChatRequest) -> Value {
             .collect();
     }
     if let Some(temperature) = request.temperature {
-        body["temperature"] = json!(temperature);
+        body["temperature"] = wire::decimal(temperature);
     }
     if let Some(max) = request.max_output_tokens {
         body["max_tokens"] = json!(max);

@@ -1,7 +1,8 @@
 //! What every HTTP provider does with an answer's status: success goes on, a failure becomes
 //! a typed [`ProviderError`] with the provider's own message and never the credentials.
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::ProviderError;
@@ -42,4 +43,26 @@ pub(crate) fn unreachable(err: reqwest::Error) -> ProviderError {
     ProviderError::Unreachable {
         message: err.without_url().to_string(),
     }
+}
+
+/// An API key as a header value, marked sensitive so no debug output shows it.
+pub(crate) fn key_header(key: &SecretString) -> Result<HeaderValue, ProviderError> {
+    let mut value =
+        HeaderValue::from_str(key.expose_secret()).map_err(|_| ProviderError::Refused {
+            status: 0,
+            message: "the API key is not a valid header value".into(),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A sampling parameter as JSON, written as its shortest decimal (`0.3`, not the
+/// `0.30000001192092896` an `f32` widened to `f64` would give).
+pub(crate) fn decimal(value: f32) -> serde_json::Value {
+    value
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
