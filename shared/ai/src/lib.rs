@@ -13,6 +13,7 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod resilience;
 pub mod scripted;
 mod sse;
 mod wire;
