@@ -35,6 +35,9 @@ pub struct BoundedCounter {
     granted: GCounter,
     /// Rights spent at each replica.
     spent: GCounter,
+    /// Rights each replica gave back after spending them (a reservation settled for less):
+    /// never more than it spent.
+    returned: GCounter,
     /// Rights each replica handed to another, `((from, to), total)`: sorted, no zero
     /// totals, never `from == to`.
     transfers: Vec<((ReplicaId, ReplicaId), u64)>,
@@ -49,12 +52,20 @@ impl BoundedCounter {
     /// Rights not yet spent, wherever they are held.
     pub fn value(&self) -> u64 {
         // Spending is bounded by what was granted, so this never underflows in a valid state.
-        self.granted.value().saturating_sub(self.spent.value())
+        self.granted
+            .value()
+            .saturating_add(self.returned.value())
+            .saturating_sub(self.spent.value())
     }
 
-    /// Rights spent so far, across replicas.
+    /// Rights spent so far and not given back, across replicas.
     pub fn spent(&self) -> u64 {
-        self.spent.value()
+        self.spent.value().saturating_sub(self.returned.value())
+    }
+
+    /// Rights `replica` has granted itself so far.
+    pub fn granted_by(&self, replica: ReplicaId) -> u64 {
+        self.granted.count(replica)
     }
 
     /// Rights granted so far, across replicas.
@@ -83,7 +94,9 @@ impl BoundedCounter {
             .filter(|((from, _), _)| *from == replica)
             .map(|(_, n)| i128::from(*n))
             .sum();
-        i128::from(self.granted.count(replica)) + incoming
+        i128::from(self.granted.count(replica))
+            + i128::from(self.returned.count(replica))
+            + incoming
             - outgoing
             - i128::from(self.spent.count(replica))
     }
@@ -102,6 +115,26 @@ impl BoundedCounter {
         self.check(replica, rights)?;
         Ok(Self {
             spent: self.spent.increment(replica, rights),
+            ..Self::default()
+        })
+    }
+
+    /// Gives back `rights` that `replica` spent (the unused part of a reservation); returns
+    /// the delta, or [`Insufficient`] (naming what it may still give back) when it spent
+    /// less, and changes nothing.
+    pub fn release(&mut self, replica: ReplicaId, rights: u64) -> Result<Self, Insufficient> {
+        let releasable = self
+            .spent
+            .count(replica)
+            .saturating_sub(self.returned.count(replica));
+        if rights > releasable {
+            return Err(Insufficient {
+                wanted: rights,
+                held: releasable,
+            });
+        }
+        Ok(Self {
+            returned: self.returned.increment(replica, rights),
             ..Self::default()
         })
     }
@@ -155,6 +188,7 @@ impl BoundedCounter {
             .counts()
             .iter()
             .chain(self.spent.counts())
+            .chain(self.returned.counts())
             .map(|(r, _)| *r)
             .chain(self.transfers.iter().flat_map(|((a, b), _)| [*a, *b]))
     }
@@ -164,6 +198,7 @@ impl Crdt for BoundedCounter {
     fn join(&mut self, other: Self) {
         self.granted.join(other.granted);
         self.spent.join(other.spent);
+        self.returned.join(other.returned);
         super::causal::join_max(&mut self.transfers, &other.transfers);
     }
 }
@@ -172,6 +207,7 @@ impl Validate for BoundedCounter {
     fn validate(&self) -> Result<(), InvalidState> {
         self.granted.validate()?;
         self.spent.validate()?;
+        self.returned.validate()?;
         for pair in self.transfers.windows(2) {
             if pair[0].0 == pair[1].0 {
                 return Err(InvalidState::Duplicate("transfer between two replicas"));
@@ -191,19 +227,20 @@ impl Validate for BoundedCounter {
             }
         }
         // Balances are not checked: a delta (a spend shipped without the grant it spends
-        // from) is a valid state with a negative balance. A state claiming spends it never
+        // from, a release without its spend) is a valid state with a negative balance. A state claiming spends it never
         // had rights for only lowers the value, which saturates at zero.
         Ok(())
     }
 }
 
-/// The wire and stored form: JSON `{"granted":{…},"spent":{…},"transfers":[[from,to,n],…]}`,
-/// binary the same fields in order.
+/// The wire and stored form: JSON `{"granted":{…},"spent":{…},"returned":{…},
+/// "transfers":[[from,to,n],…]}`, binary the same fields in order.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Layout {
     granted: GCounter,
     spent: GCounter,
+    returned: GCounter,
     transfers: Vec<(ReplicaId, ReplicaId, u64)>,
 }
 
@@ -212,6 +249,7 @@ impl Serialize for BoundedCounter {
         Layout {
             granted: self.granted.clone(),
             spent: self.spent.clone(),
+            returned: self.returned.clone(),
             transfers: self
                 .transfers
                 .iter()
@@ -228,6 +266,7 @@ impl<'de> Deserialize<'de> for BoundedCounter {
         let counter = Self {
             granted: layout.granted,
             spent: layout.spent,
+            returned: layout.returned,
             transfers: layout
                 .transfers
                 .into_iter()
@@ -286,6 +325,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reservation_settled_for_less_gives_the_rest_back_and_no_more() {
+        let mut counter = BoundedCounter::new();
+        counter.grant(A, 100);
+        counter.spend(A, 60).expect("reserve the worst case");
+        counter.release(A, 45).expect("settle: 15 used");
+        assert_eq!(counter.spent(), 15);
+        assert_eq!(counter.value(), 85);
+        assert_eq!(counter.held_by(A), 85);
+        assert_eq!(
+            counter.release(A, 16),
+            Err(Insufficient {
+                wanted: 16,
+                held: 15
+            })
+        );
+        assert!(counter.release(B, 1).is_err(), "B spent nothing");
+    }
+
+    #[test]
     fn a_refused_operation_changes_nothing() {
         let mut counter = BoundedCounter::new();
         counter.grant(A, 5);
@@ -308,6 +366,7 @@ mod tests {
         let forged = serde_json::json!({
             "granted": {},
             "spent": {},
+            "returned": {},
             "transfers": [[A.to_string(), A.to_string(), 3]]
         });
         assert!(serde_json::from_value::<BoundedCounter>(forged).is_err());
