@@ -88,6 +88,7 @@ fn bounded_counter_encodings_are_stable() {
         .transfer(eu(), laptop(), 300)
         .expect("eu holds 1000");
     counter.spend(eu(), 250).expect("eu holds 700");
+    counter.release(eu(), 50).expect("eu spent 250");
     check("bounded_counter", &counter);
 }
 
