@@ -5,14 +5,18 @@
 //! deltas, usage, and one final `Done` or `Error`. A non-streaming call is the collected
 //! stream ([`collect`]). Providers that have embeddings answer [`Provider::embed`].
 //!
-//! Owns the request and event model and each provider's translation of it; changes when a
-//! provider's protocol or the model changes. Imports no other Jarvis crate yet: credentials,
-//! quotas and routes come from the crates above it in the crate map.
+//! [`quota`] keeps each user's token budgets in the store, escrowed per replica.
+//!
+//! Owns the request and event model, each provider's translation of it and the budgets calls
+//! spend; changes when a provider's protocol, the model or the budget rules change. Imports
+//! `jarvis-crdt` and `jarvis-store`; credentials and routes come from the crates above it in
+//! the crate map.
 #![deny(missing_docs)]
 
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod quota;
 pub mod resilience;
 pub mod scripted;
 mod sse;

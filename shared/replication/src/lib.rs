@@ -30,8 +30,8 @@ use jarvis_config::SyncConfig;
 use jarvis_crdt::codec::TypeTag;
 use jarvis_crdt::hlc::{DEFAULT_MAX_DRIFT, system_time_ms};
 use jarvis_crdt::{
-    Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet, PNCounter, Record,
-    ReplicaId, Timestamp,
+    BoundedCounter, Codec, Crdt, Entity, GCounter, GSet, LwwMap, LwwRegister, MvRegister, OrSet,
+    PNCounter, Record, ReplicaId, Timestamp,
 };
 use jarvis_health::{Finding, HealthCheck, Status};
 use jarvis_http::error::ApiError;
@@ -442,6 +442,9 @@ async fn merge_checked(
         Some(TypeTag::GCounter) => merge_as::<GCounter>(store, key, bytes, clock, unstamped).await,
         Some(TypeTag::PNCounter) => {
             merge_as::<PNCounter>(store, key, bytes, clock, unstamped).await
+        }
+        Some(TypeTag::BoundedCounter) => {
+            merge_as::<BoundedCounter>(store, key, bytes, clock, unstamped).await
         }
         Some(TypeTag::GSet) => merge_as::<GSet<String>>(store, key, bytes, clock, unstamped).await,
         Some(TypeTag::LwwRegister) => {
