@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod quota;
