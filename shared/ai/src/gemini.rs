@@ -23,6 +23,7 @@ pub struct Gemini {
     client: reqwest::Client,
     base_url: String,
     api_key: SecretString,
+    embedding_model: Option<String>,
 }
 
 impl Gemini {
@@ -32,7 +33,31 @@ impl Gemini {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
+            embedding_model: None,
         }
+    }
+
+    /// The same API, embedding with `model` (e.g. `gemini-embedding-001`).
+    pub fn with_embedding_model(mut self, model: impl Into<String>) -> Self {
+        self.embedding_model = Some(model.into());
+        self
+    }
+
+    /// `{base}/v1beta/models/{model}:{method}`, once `model` is known to stay one segment.
+    fn url(&self, model: &str, method: &str) -> Result<String, ProviderError> {
+        let model = model.trim_start_matches("models/");
+        if model.is_empty()
+            || !model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || model.contains("..")
+        {
+            return Err(ProviderError::Refused {
+                status: 400,
+                message: "a Gemini model name is letters, digits, '-', '_' and '.'".into(),
+            });
+        }
+        Ok(format!("{}/v1beta/models/{model}:{method}", self.base_url))
     }
 }
 
@@ -201,30 +226,60 @@ impl Provider for Gemini {
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let key = wire::key_header(&self.api_key)?;
-        let model = request.model.trim_start_matches("models/");
-        // The model is a path segment: nothing in it may leave that segment.
-        if model.is_empty()
-            || !model
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || model.contains("..")
-        {
-            return Err(ProviderError::Refused {
-                status: 400,
-                message: "a Gemini model name is letters, digits, '-', '_' and '.'".into(),
-            });
-        }
+        let url = self.url(&request.model, "streamGenerateContent")?;
         let response = wire::send(
             self.client
-                .post(format!(
-                    "{}/v1beta/models/{model}:streamGenerateContent",
-                    self.base_url
-                ))
+                .post(url)
                 .query(&[("alt", "sse")])
                 .header("x-goog-api-key", key)
                 .json(&generate_body(&request)),
         )
         .await?;
         Ok(sse::decode(response, Chunks::default()))
+    }
+
+    /// Embeds `texts`, in order, with `batchEmbedContents` and the embedding model this API
+    /// was given.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let Some(model) = &self.embedding_model else {
+            return Err(ProviderError::Unsupported {
+                what: "embedding without an embedding model".into(),
+            });
+        };
+        let url = self.url(model, "batchEmbedContents")?;
+        let name = format!("models/{}", model.trim_start_matches("models/"));
+        let requests: Vec<Value> = texts
+            .iter()
+            .map(|text| json!({ "model": name, "content": { "parts": [{ "text": text }] } }))
+            .collect();
+        let response = wire::send(
+            self.client
+                .post(url)
+                .header("x-goog-api-key", wire::key_header(&self.api_key)?)
+                .json(&json!({ "requests": requests })),
+        )
+        .await?;
+        let body: Value = response.json().await.map_err(wire::unreachable)?;
+        let protocol = |message: &str| ProviderError::Protocol {
+            message: message.to_owned(),
+        };
+        let vectors = body["embeddings"]
+            .as_array()
+            .ok_or_else(|| protocol("no embeddings in the answer"))?
+            .iter()
+            .map(|embedding| {
+                embedding["values"]
+                    .as_array()
+                    .ok_or_else(|| protocol("an embedding has no values"))?
+                    .iter()
+                    .map(|x| x.as_f64().map(|x| x as f32))
+                    .collect::<Option<Vec<f32>>>()
+                    .ok_or_else(|| protocol("an embedding holds a non-number"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if vectors.len() != texts.len() {
+            return Err(protocol("the embeddings do not match the texts one to one"));
+        }
+        Ok(vectors)
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 const KEY: &str = "AIza-test-0123456789";
 const PATH: &str = "/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+const EMBED_PATH: &str = "/v1beta/models/gemini-embedding-001:batchEmbedContents";
 
 fn chunk(parts: Value, finish: Option<&str>, usage: Option<(u64, u64)>) -> (&'static str, String) {
     let mut candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
@@ -34,8 +35,9 @@ fn chunk(parts: Value, finish: Option<&str>, usage: Option<(u64, u64)>) -> (&'st
 }
 
 async fn start(answers: Vec<axum::response::Response>) -> (Gemini, Arc<support::Server>) {
-    let (base, server) = support::serve(&[PATH], answers).await;
-    let provider = Gemini::new(reqwest::Client::new(), &base, SecretString::from(KEY));
+    let (base, server) = support::serve(&[PATH, EMBED_PATH], answers).await;
+    let provider = Gemini::new(reqwest::Client::new(), &base, SecretString::from(KEY))
+        .with_embedding_model("gemini-embedding-001");
     (provider, server)
 }
 
@@ -218,4 +220,27 @@ async fn a_model_name_cannot_leave_its_path_segment() {
         );
     }
     assert!(server.asked.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn embeddings_are_batched_in_one_call_and_come_back_in_order() {
+    let (provider, server) = start(vec![support::status(
+        200,
+        json!({ "embeddings": [ { "values": [0.25, -0.5] }, { "values": [1.0, 0.0] } ] }),
+    )])
+    .await;
+    let vectors = provider
+        .embed(&["first".to_owned(), "second".to_owned()])
+        .await
+        .expect("vectors");
+    assert_eq!(vectors, vec![vec![0.25, -0.5], vec![1.0, 0.0]]);
+    let asked = server.asked.lock().expect("lock");
+    assert_eq!(asked[0].0["x-goog-api-key"], KEY);
+    assert_eq!(
+        asked[0].1,
+        json!({ "requests": [
+            { "model": "models/gemini-embedding-001", "content": { "parts": [{ "text": "first" }] } },
+            { "model": "models/gemini-embedding-001", "content": { "parts": [{ "text": "second" }] } }
+        ]})
+    );
 }
