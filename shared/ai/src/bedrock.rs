@@ -6,13 +6,15 @@
 //! `contentBlockDelta` (text, or a fragment of a tool use's JSON input), `contentBlockStop`,
 //! `messageStop` (the stop reason) and `metadata` (token usage), in that order; the reply is
 //! complete after both `messageStop` and `metadata`, or when the stream ends after
-//! `messageStop`.
+//! `messageStop`. Embeddings come from an Amazon Titan text embeddings model through
+//! `InvokeModel`.
 
 use std::collections::HashMap;
 
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError as CallError;
+use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError as InvokeError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError as StreamFailure;
 use aws_sdk_bedrockruntime::types::{
@@ -32,12 +34,23 @@ use crate::{
 /// Bedrock in one region (the client's).
 pub struct Bedrock {
     client: Client,
+    embedding_model: Option<String>,
 }
 
 impl Bedrock {
     /// Calls Bedrock through `client`.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            embedding_model: None,
+        }
+    }
+
+    /// The same, embedding with an Amazon Titan text embeddings model (e.g.
+    /// `amazon.titan-embed-text-v2:0`) through `InvokeModel`.
+    pub fn with_embedding_model(mut self, model: impl Into<String>) -> Self {
+        self.embedding_model = Some(model.into());
+        self
     }
 }
 
@@ -149,6 +162,22 @@ fn call_failure(err: &CallError) -> Failure {
         CallError::ModelTimeoutException(_) => Failure::Timeout,
         CallError::AccessDeniedException(_) => Failure::Denied,
         CallError::ResourceNotFoundException(_) => Failure::NotFound,
+        _ => Failure::Invalid,
+    }
+}
+
+fn invoke_failure(err: &InvokeError) -> Failure {
+    match err {
+        InvokeError::ThrottlingException(_) => Failure::Throttled,
+        InvokeError::ServiceUnavailableException(_) | InvokeError::ModelNotReadyException(_) => {
+            Failure::Unavailable
+        }
+        InvokeError::InternalServerException(_) | InvokeError::ModelErrorException(_) => {
+            Failure::Internal
+        }
+        InvokeError::ModelTimeoutException(_) => Failure::Timeout,
+        InvokeError::AccessDeniedException(_) => Failure::Denied,
+        InvokeError::ResourceNotFoundException(_) => Failure::NotFound,
         _ => Failure::Invalid,
     }
 }
@@ -384,5 +413,45 @@ impl Provider for Bedrock {
         )
         .flat_map(futures_util::stream::iter);
         Ok(Box::pin(events))
+    }
+
+    /// Embeds `texts`, in order: Titan takes one text per `InvokeModel` call
+    /// (`{"inputText"}` → `{"embedding": [...]}`), so the calls run concurrently.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let Some(model) = &self.embedding_model else {
+            return Err(ProviderError::Unsupported {
+                what: "embedding without an embedding model".into(),
+            });
+        };
+        let calls = texts.iter().map(|text| async move {
+            let body = serde_json::json!({ "inputText": text }).to_string();
+            let output = self
+                .client
+                .invoke_model()
+                .model_id(model)
+                .content_type("application/json")
+                .accept("application/json")
+                .body(Blob::new(body.into_bytes()))
+                .send()
+                .await
+                .map_err(|err| error_of(&err, invoke_failure))?;
+            let answer: Value = serde_json::from_slice(output.body().as_ref()).map_err(|_| {
+                ProviderError::Protocol {
+                    message: "the embedding answer is not JSON".into(),
+                }
+            })?;
+            answer["embedding"]
+                .as_array()
+                .and_then(|values| {
+                    values
+                        .iter()
+                        .map(|x| x.as_f64().map(|x| x as f32))
+                        .collect::<Option<Vec<f32>>>()
+                })
+                .ok_or_else(|| ProviderError::Protocol {
+                    message: "the answer holds no embedding".into(),
+                })
+        });
+        futures_util::future::try_join_all(calls).await
     }
 }

@@ -100,7 +100,11 @@ fn text_then_tool_use() -> Vec<Vec<u8>> {
 }
 
 async fn start(answers: Vec<Response>) -> (Bedrock, std::sync::Arc<support::Server>) {
-    let (base, server) = support::serve(&["/model/{model}/converse-stream"], answers).await;
+    let (base, server) = support::serve(
+        &["/model/{model}/converse-stream", "/model/{model}/invoke"],
+        answers,
+    )
+    .await;
     let config = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -114,7 +118,8 @@ async fn start(answers: Vec<Response>) -> (Bedrock, std::sync::Arc<support::Serv
         .endpoint_url(base)
         .build();
     let client = aws_sdk_bedrockruntime::Client::from_conf(config);
-    (Bedrock::new(client), server)
+    let provider = Bedrock::new(client).with_embedding_model("amazon.titan-embed-text-v2:0");
+    (provider, server)
 }
 
 fn request() -> ChatRequest {
@@ -287,4 +292,37 @@ async fn error_statuses_are_typed_by_their_error_type() {
             message: "You don't have access to the model.".into()
         })
     );
+}
+
+#[tokio::test]
+async fn an_embedding_is_one_signed_invoke_model_call_per_text() {
+    let (provider, server) = start(vec![
+        support::status(
+            200,
+            json!({ "embedding": [0.125, -0.25, 0.5], "inputTextTokenCount": 3 }),
+        ),
+        support::status(200, json!({ "inputTextTokenCount": 3 })),
+    ])
+    .await;
+    let vectors = provider
+        .embed(&["hello world".to_owned()])
+        .await
+        .expect("vectors");
+    assert_eq!(vectors, vec![vec![0.125, -0.25, 0.5]]);
+    {
+        let asked = server.asked.lock().expect("lock");
+        let (headers, body) = &asked[0];
+        assert_eq!(body, &json!({ "inputText": "hello world" }));
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(
+            headers["authorization"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("AWS4-HMAC-SHA256 ")
+        );
+    }
+    assert!(matches!(
+        provider.embed(&["again".to_owned()]).await,
+        Err(ProviderError::Protocol { .. })
+    ));
 }
