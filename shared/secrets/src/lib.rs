@@ -6,7 +6,8 @@
 //! {
 //!   "master_key": "at least 32 characters",
 //!   "signing_keys": [{ "kid": "2026-11", "secret": "at least 32 characters" }],
-//!   "sync_token": "optional, at least 16 characters"
+//!   "sync_token": "optional, at least 16 characters",
+//!   "providers": { "openai": { "api_key": "sk-…" }, "anthropic": { "api_key": "…" } }
 //! }
 //! ```
 //!
@@ -17,6 +18,8 @@
 //!   so a new key is put first and the old one stays until the tokens it signed expire. A key
 //!   derived from the master key (kid `master`) always verifies and signs when no other key
 //!   is listed — a fresh deployment needs nothing but the master key.
+//! - `providers` (optional) holds the API key of each AI provider by its name (1 to 32 of
+//!   `a-z 0-9 - _`); Bedrock needs none (the function's role signs its calls).
 //!
 //! Sources ([`SecretSource`]): AWS Secrets Manager (cached for a TTL, fetched again early when
 //! a token arrives with a key id the cache does not know, so rotation needs no redeploy), the
@@ -110,6 +113,7 @@ pub struct Secrets {
     pepper: SecretBox<[u8; 32]>,
     replay_key: SecretBox<[u8; 32]>,
     sync_token: Option<SecretString>,
+    providers: Vec<(String, SecretString)>,
 }
 
 impl fmt::Debug for Secrets {
@@ -129,6 +133,14 @@ struct Document {
     signing_keys: Vec<KeyEntry>,
     #[serde(default)]
     sync_token: Option<String>,
+    #[serde(default)]
+    providers: std::collections::BTreeMap<String, ProviderEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderEntry {
+    api_key: String,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +224,26 @@ impl Secrets {
                 "sync_token must be at least 16 characters".into(),
             ));
         }
+        let mut providers = Vec::with_capacity(doc.providers.len());
+        for (name, entry) in doc.providers {
+            let name_ok = (1..=32).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c));
+            if !name_ok {
+                return Err(SecretError::Invalid(
+                    "providers: a provider name is 1 to 32 of a-z 0-9 - _".into(),
+                ));
+            }
+            if entry.api_key.trim().is_empty() {
+                return Err(SecretError::Invalid(format!(
+                    "providers.{name}.api_key is empty"
+                )));
+            }
+            providers.push((name, SecretString::from(entry.api_key)));
+        }
         Ok(Self {
+            providers,
             signing,
             data_key: SecretBox::new(Box::new(derive(master, "data encryption"))),
             audit_key: SecretBox::new(Box::new(derive(master, "audit chain"))),
@@ -231,6 +262,14 @@ impl Secrets {
     /// The key with this id, if it may verify tokens.
     pub fn verification_key(&self, kid: &str) -> Option<&SigningKey> {
         self.signing.iter().find(|k| k.kid == kid)
+    }
+
+    /// The API key of the AI provider named `name`, when the document has one.
+    pub fn provider_key(&self, name: &str) -> Option<&SecretString> {
+        self.providers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, key)| key)
     }
 
     /// Ids of every key that verifies.
@@ -649,6 +688,33 @@ mod tests {
             .expect_err("number");
         assert!(!wrong_type.to_string().contains("1234"), "{wrong_type}");
         assert!(parse(serde_json::json!({ "master_key": MASTER, "extra": 1 })).is_err());
+    }
+
+    #[test]
+    fn provider_keys_are_read_by_name_and_never_printed() {
+        let secrets = parse(serde_json::json!({
+            "master_key": MASTER,
+            "providers": {
+                "openai": { "api_key": "sk-provider-secret-value" },
+                "anthropic": { "api_key": "sk-ant-other-value" }
+            }
+        }))
+        .expect("valid");
+        assert_eq!(
+            secrets
+                .provider_key("openai")
+                .map(|k| k.expose_secret().to_owned()),
+            Some("sk-provider-secret-value".to_owned())
+        );
+        assert!(secrets.provider_key("gemini").is_none());
+        assert!(!format!("{secrets:?}").contains("provider-secret"));
+        for bad in [
+            serde_json::json!({ "master_key": MASTER, "providers": { "Open AI": { "api_key": "k" } } }),
+            serde_json::json!({ "master_key": MASTER, "providers": { "openai": { "api_key": " " } } }),
+            serde_json::json!({ "master_key": MASTER, "providers": { "openai": { "key": "k" } } }),
+        ] {
+            assert!(parse(bad).is_err());
+        }
     }
 
     #[test]
