@@ -19,6 +19,7 @@ pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod quota;
+pub mod registry;
 pub mod resilience;
 pub mod scripted;
 mod sse;

@@ -23,7 +23,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use vars::{Backend, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars, SyncVars, Vars};
+use vars::{
+    AiVars, Backend, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars, SyncVars, Vars,
+};
 
 /// Name of the embedded libSQL database file inside the data directory.
 pub const DATABASE_FILE: &str = "jarvis.db";
@@ -174,6 +176,37 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Request security: token audience, rate limits, lockout, CORS.
     pub security: SecurityConfig,
+    /// AI providers and model aliases.
+    pub ai: AiConfig,
+}
+
+/// One model alias (`smart`, `fast`, `embed`…): the providers and models it may use, tried
+/// in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelAlias {
+    /// The alias.
+    pub name: String,
+    /// `(provider, model)` pairs, in the order they are tried.
+    pub targets: Vec<(String, String)>,
+}
+
+/// The AI provider layer's settings. Provider keys are in the secret document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AiConfig {
+    /// Aliases (`JARVIS_AI_MODELS`, e.g.
+    /// `smart=anthropic:claude-sonnet-4-5,openai:gpt-4o;fast=openai:gpt-4o-mini`); without
+    /// it, `smart`, `fast` and `embed` use the offline scripted provider.
+    pub aliases: Vec<ModelAlias>,
+    /// OpenAI's base URL (`JARVIS_AI_OPENAI_URL`).
+    pub openai_url: String,
+    /// Anthropic's base URL (`JARVIS_AI_ANTHROPIC_URL`).
+    pub anthropic_url: String,
+    /// Gemini's base URL (`JARVIS_AI_GEMINI_URL`).
+    pub gemini_url: String,
+    /// Further OpenAI-compatible servers by name (`JARVIS_AI_SERVERS`, e.g.
+    /// `ollama=http://127.0.0.1:11434/v1`); a key, when one is needed, is the secret
+    /// document's `providers.<name>.api_key`.
+    pub servers: Vec<(String, String)>,
 }
 
 /// Where the process reads its secrets from. See [`jarvis_secrets`] for the format.
@@ -311,6 +344,7 @@ impl Config {
         let secrets = Self::secrets(vars.read()?, host, &data_dir, aws_target);
         let security = Self::security(vars.read()?);
         let sync = Self::sync(vars.read()?);
+        let ai = Self::ai(vars.read()?);
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -355,7 +389,46 @@ impl Config {
             sync,
             secrets,
             security,
+            ai,
         })
+    }
+
+    fn ai(vars: AiVars) -> AiConfig {
+        let aliases = if vars.ai_models.0.is_empty() {
+            // With nothing configured, every alias answers offline.
+            ["smart", "fast", "embed"]
+                .into_iter()
+                .map(|alias| ModelAlias {
+                    name: alias.to_owned(),
+                    targets: vec![("scripted".to_owned(), "echo".to_owned())],
+                })
+                .collect()
+        } else {
+            vars.ai_models
+                .0
+                .into_iter()
+                .map(|(name, targets)| ModelAlias { name, targets })
+                .collect()
+        };
+        AiConfig {
+            aliases,
+            openai_url: vars
+                .ai_openai_url
+                .map_or_else(|| "https://api.openai.com/v1".to_owned(), |u| u.0),
+            anthropic_url: vars
+                .ai_anthropic_url
+                .map_or_else(|| "https://api.anthropic.com".to_owned(), |u| u.0),
+            gemini_url: vars.ai_gemini_url.map_or_else(
+                || "https://generativelanguage.googleapis.com".to_owned(),
+                |u| u.0,
+            ),
+            servers: vars
+                .ai_servers
+                .0
+                .into_iter()
+                .map(|server| (server.0, server.1))
+                .collect(),
+        }
     }
 
     fn store(
@@ -683,6 +756,64 @@ mod tests {
             reason("JARVIS_MAX_BODY_BYTES", "0"),
             "expected a whole number of at least 1"
         );
+    }
+
+    #[test]
+    fn model_aliases_and_servers_are_read_and_checked() {
+        let c = config(&[
+            (
+                "JARVIS_AI_MODELS",
+                "smart=anthropic:claude-sonnet-4-5, bedrock:anthropic.claude-3-haiku-20240307-v1:0; \
+                 fast=ollama:llama3.2",
+            ),
+            ("JARVIS_AI_SERVERS", "ollama=http://127.0.0.1:11434/v1/"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.ai.aliases,
+            [
+                ModelAlias {
+                    name: "smart".into(),
+                    targets: vec![
+                        ("anthropic".into(), "claude-sonnet-4-5".into()),
+                        (
+                            "bedrock".into(),
+                            "anthropic.claude-3-haiku-20240307-v1:0".into()
+                        ),
+                    ],
+                },
+                ModelAlias {
+                    name: "fast".into(),
+                    targets: vec![("ollama".into(), "llama3.2".into())],
+                },
+            ]
+        );
+        assert_eq!(
+            c.ai.servers,
+            [("ollama".to_owned(), "http://127.0.0.1:11434/v1".to_owned())]
+        );
+        let offline = config(&[]).expect("defaults");
+        assert_eq!(offline.ai.aliases.len(), 3);
+        assert!(
+            offline
+                .ai
+                .aliases
+                .iter()
+                .all(|a| a.targets == [("scripted".to_owned(), "echo".to_owned())])
+        );
+        for (name, value) in [
+            ("JARVIS_AI_MODELS", "smart"),
+            ("JARVIS_AI_MODELS", "smart=openai"),
+            ("JARVIS_AI_MODELS", "Smart=openai:gpt-4o"),
+            (
+                "JARVIS_AI_MODELS",
+                "smart=openai:gpt-4o;smart=openai:gpt-4o-mini",
+            ),
+            ("JARVIS_AI_SERVERS", "ollama=127.0.0.1:11434"),
+            ("JARVIS_AI_OPENAI_URL", "api.openai.com"),
+        ] {
+            assert_eq!(config(&[(name, value)]).expect_err(value).variable, name);
+        }
     }
 
     #[test]

@@ -193,6 +193,85 @@ pub(crate) struct SyncVars {
     pub feed_retention_hours: Option<Whole<1, 8_760>>,
 }
 
+/// The AI provider layer.
+#[derive(Deserialize)]
+pub(crate) struct AiVars {
+    /// `JARVIS_AI_MODELS`: `alias=provider:model,provider:model;alias=…`.
+    #[serde(default)]
+    pub ai_models: Aliases,
+    /// `JARVIS_AI_OPENAI_URL`.
+    pub ai_openai_url: Option<Endpoint>,
+    /// `JARVIS_AI_ANTHROPIC_URL`.
+    pub ai_anthropic_url: Option<Endpoint>,
+    /// `JARVIS_AI_GEMINI_URL`.
+    pub ai_gemini_url: Option<Endpoint>,
+    /// `JARVIS_AI_SERVERS`: `name=url,…`, further OpenAI-compatible servers.
+    #[serde(default)]
+    pub ai_servers: List<Server>,
+}
+
+/// `JARVIS_AI_MODELS`, parsed: each alias and its targets in order.
+#[derive(Default)]
+pub(crate) struct Aliases(pub Vec<(String, Vec<(String, String)>)>);
+
+/// A name of an alias or a provider: 1 to 32 of `a-z 0-9 - _`.
+fn is_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c))
+}
+
+impl<'de> Deserialize<'de> for Aliases {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const SHAPE: &str = "expected alias=provider:model[,provider:model…][;alias=…], \
+             names of a-z 0-9 - _";
+        let text = String::deserialize(deserializer)?;
+        let mut aliases: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (alias, targets) = entry
+                .split_once('=')
+                .ok_or_else(|| serde::de::Error::custom(SHAPE))?;
+            let alias = alias.trim();
+            let targets = targets
+                .split(',')
+                .map(|target| {
+                    let (provider, model) = target.trim().split_once(':')?;
+                    let model = model.trim();
+                    (is_name(provider.trim())
+                        && !model.is_empty()
+                        && !model.contains(char::is_whitespace))
+                    .then(|| (provider.trim().to_owned(), model.to_owned()))
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| serde::de::Error::custom(SHAPE))?;
+            if !is_name(alias) || aliases.iter().any(|(a, _)| a == alias) {
+                return Err(serde::de::Error::custom(
+                    "expected each alias once, named with a-z 0-9 - _",
+                ));
+            }
+            aliases.push((alias.to_owned(), targets));
+        }
+        Ok(Self(aliases))
+    }
+}
+
+/// `name=url` of an OpenAI-compatible server.
+pub(crate) struct Server(pub String, pub String);
+
+impl Rule for Server {
+    fn check(value: String) -> Result<Self, &'static str> {
+        const SHAPE: &str = "each server is name=http(s)://base-url, names of a-z 0-9 - _";
+        let (name, url) = value.split_once('=').ok_or(SHAPE)?;
+        let (name, url) = (name.trim(), url.trim().trim_end_matches('/'));
+        if is_name(name) && has_scheme(url, &["https://", "http://"]) {
+            Ok(Self(name.to_owned(), url.to_owned()))
+        } else {
+            Err(SHAPE)
+        }
+    }
+}
+
 /// A value checked by a rule of its own: `Self::check` says what it expects on failure.
 trait Rule: Sized {
     fn check(value: String) -> Result<Self, &'static str>;
