@@ -440,17 +440,9 @@ impl Provider for Bedrock {
                     message: "the embedding answer is not JSON".into(),
                 }
             })?;
-            answer["embedding"]
-                .as_array()
-                .and_then(|values| {
-                    values
-                        .iter()
-                        .map(|x| x.as_f64().map(|x| x as f32))
-                        .collect::<Option<Vec<f32>>>()
-                })
-                .ok_or_else(|| ProviderError::Protocol {
-                    message: "the answer holds no embedding".into(),
-                })
+            crate::wire::vector(&answer["embedding"]).ok_or_else(|| ProviderError::Protocol {
+                message: "the answer holds no embedding".into(),
+            })
         });
         futures_util::future::try_join_all(calls).await
     }

@@ -268,13 +268,8 @@ impl Provider for Gemini {
             .ok_or_else(|| protocol("no embeddings in the answer"))?
             .iter()
             .map(|embedding| {
-                embedding["values"]
-                    .as_array()
-                    .ok_or_else(|| protocol("an embedding has no values"))?
-                    .iter()
-                    .map(|x| x.as_f64().map(|x| x as f32))
-                    .collect::<Option<Vec<f32>>>()
-                    .ok_or_else(|| protocol("an embedding holds a non-number"))
+                wire::vector(&embedding["values"])
+                    .ok_or_else(|| protocol("an embedding is not an array of numbers"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if vectors.len() != texts.len() {

@@ -269,13 +269,8 @@ impl Provider for OpenAi {
                 let index = row["index"]
                     .as_u64()
                     .ok_or_else(|| protocol("a row has no index"))?;
-                let vector = row["embedding"]
-                    .as_array()
-                    .ok_or_else(|| protocol("a row has no embedding"))?
-                    .iter()
-                    .map(|x| x.as_f64().map(|x| x as f32))
-                    .collect::<Option<Vec<f32>>>()
-                    .ok_or_else(|| protocol("an embedding holds a non-number"))?;
+                let vector = wire::vector(&row["embedding"])
+                    .ok_or_else(|| protocol("an embedding is not an array of numbers"))?;
                 Ok((index, vector))
             })
             .collect::<Result<_, ProviderError>>()?;

@@ -66,3 +66,13 @@ pub(crate) fn decimal(value: f32) -> serde_json::Value {
         .and_then(serde_json::Number::from_f64)
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
+
+/// An embedding: a JSON array of numbers as `f32`s; `None` when it is anything else.
+pub(crate) fn vector(value: &serde_json::Value) -> Option<Vec<f32>> {
+    value
+        .as_array()?
+        .iter()
+        // Embeddings are f32 at every provider; the JSON number is its decimal form.
+        .map(|x| x.as_f64().map(|x| x as f32))
+        .collect()
+}
