@@ -23,7 +23,7 @@ PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pr
 BASE="http://127.0.0.1:$PORT"
 export JARVIS_ST_SYNC_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
 JARVIS_SYNC_TOKEN="$JARVIS_ST_SYNC_TOKEN" JARVIS_RATE_LIMIT=1000000 JARVIS_AUTH_RATE_LIMIT=1000000 \
-  JARVIS_LOCKOUT_THRESHOLD=1000 JARVIS_LOG=warn \
+  JARVIS_LOCKOUT_THRESHOLD=1000 JARVIS_LOG=warn JARVIS_AI_LOCAL_DIR="$WORK/no-models" \
   ./target/debug/jarvis-local --addr "127.0.0.1:$PORT" --data-dir "$WORK/data" \
   > "$WORK/server.log" 2>&1 &
 SERVER="$!"
@@ -54,7 +54,7 @@ for _ in range(120):
 credentials = {"email": os.environ["JARVIS_ST_EMAIL"], "password": os.environ["JARVIS_ST_PASSWORD"]}
 call("/auth/register", credentials)
 token = call("/auth/login", credentials)["access_token"]
-scopes = ["archive:read", "archive:write", "crdt:read", "crdt:write", "admin"]
+scopes = ["archive:read", "archive:write", "crdt:read", "crdt:write", "ai", "admin"]
 print(call("/auth/api-keys", {"name": "schemathesis", "scopes": scopes}, token)["key"])
 PY
 )"

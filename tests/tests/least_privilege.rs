@@ -116,7 +116,7 @@ async fn send(
 }
 
 #[tokio::test]
-async fn the_system_crdt_and_archive_functions_touch_only_what_their_policies_grant() {
+async fn the_system_crdt_archive_and_ai_functions_touch_only_what_their_policies_grant() {
     for (resource, calls) in [
         (
             "SystemFunction",
@@ -156,6 +156,20 @@ async fn the_system_crdt_and_archive_functions_touch_only_what_their_policies_gr
                     "/archive/0190a0c2-7a3e-7000-8000-000000000000",
                     None,
                 ),
+            ],
+        ),
+        (
+            // The routes that need no model; the budgeted calls are exercised by the
+            // function's own tests and schemathesis.
+            "AiFunction",
+            vec![
+                (
+                    Method::PUT,
+                    "/admin/quotas/roles/user",
+                    Some(json!({"tokens_per_day": 1000})),
+                ),
+                (Method::GET, "/admin/quotas/roles/user", None),
+                (Method::GET, "/ai/usage", None),
             ],
         ),
     ] {

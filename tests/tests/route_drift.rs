@@ -204,7 +204,9 @@ fn every_template_function_builds_the_binary_it_names() {
 
 /// Least privilege: every function may only read and write items (no scans, deletes or
 /// table administration), reach the secret and nothing else; every function but sync —
-/// which merges any document a peer sends — is confined to the partitions it uses.
+/// which merges any document a peer sends — is confined to the partitions it uses. The AI
+/// function alone may also invoke Bedrock foundation models (and inference profiles) of
+/// its own region, nothing else of Bedrock.
 #[test]
 fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
     const ALLOWED: [&str; 4] = [
@@ -232,11 +234,24 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 Yaml::Sequence(many) => many.iter().filter_map(Yaml::as_str).collect(),
                 other => panic!("{name}: unexpected Action {other:?}"),
             };
+            let target = format!("{:?}", statement["Resource"]);
+            assert!(!target.contains("\"*\""), "{name}: a wildcard resource");
+            if name == "AiFunction"
+                && actions
+                    == [
+                        "bedrock:InvokeModel",
+                        "bedrock:InvokeModelWithResponseStream",
+                    ]
+            {
+                assert!(
+                    target.contains("foundation-model/*") && target.contains("${AWS::Region}"),
+                    "{name}: Bedrock beyond this region's models: {target}"
+                );
+                continue;
+            }
             for action in &actions {
                 assert!(ALLOWED.contains(action), "{name} may {action}");
             }
-            let target = format!("{:?}", statement["Resource"]);
-            assert!(!target.contains("\"*\""), "{name}: a wildcard resource");
             if actions == ["secretsmanager:GetSecretValue"] {
                 assert!(
                     target.contains("Secrets"),

@@ -56,6 +56,10 @@ pub fn functions() -> Vec<Function> {
             name: "auth",
             api: jarvis_fn_auth::api(),
         },
+        Function {
+            name: "ai",
+            api: jarvis_fn_ai::api(),
+        },
     ]
 }
 
@@ -189,9 +193,17 @@ impl Gateway {
         {
             tracing::info!(path = %path.display(), "generated a local secrets file with random keys");
         }
-        let state = AppState::from_config(config.clone()).await?;
+        let mut state = AppState::from_config(config.clone()).await?;
+        let ai = Arc::new(jarvis_fn_ai::Ai::new(
+            &config,
+            Arc::clone(&state.secrets),
+            local_models(&config).await,
+        ));
+        ai.register_health(&mut state);
         let (routes, openapi) = routes_and_openapi();
-        let mut routes = routes.route(OPENAPI_PATH, get(move || async move { Json(openapi) }));
+        let mut routes = routes
+            .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))
+            .layer(axum::Extension(ai));
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
                 METRICS_PATH,
@@ -252,6 +264,41 @@ impl Gateway {
         let _ = tokio::join!(sync, purge);
         served.map_err(GatewayError::Serve)
     }
+}
+
+/// The local models found in the configured directory, as the `local` provider; none (with
+/// a hint) when they are not installed or do not load.
+#[cfg(feature = "local-models")]
+async fn local_models(config: &Config) -> Vec<(String, Arc<dyn jarvis_ai::Provider>)> {
+    let dir = config.ai.local_dir.clone();
+    let shown = dir.display().to_string();
+    match tokio::task::spawn_blocking(move || jarvis_ai::local::Local::discover(&dir)).await {
+        Ok(Ok(Some(local))) => {
+            tracing::info!(dir = %shown, chat = local.has_chat(), embedder = local.has_embedder(), "local models loaded");
+            vec![(
+                "local".to_owned(),
+                Arc::new(local) as Arc<dyn jarvis_ai::Provider>,
+            )]
+        }
+        Ok(Ok(None)) => {
+            tracing::warn!(dir = %shown, "no local models: replies are scripted echoes until ./infra/fetch-models.sh fetches them");
+            Vec::new()
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(dir = %shown, error = %err, "the local models did not load; run ./infra/fetch-models.sh again");
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "loading the local models failed");
+            Vec::new()
+        }
+    }
+}
+
+/// Without the `local-models` feature there is no `local` provider.
+#[cfg(not(feature = "local-models"))]
+async fn local_models(_config: &Config) -> Vec<(String, Arc<dyn jarvis_fn_ai::Provider>)> {
+    Vec::new()
 }
 
 /// Why the gateway could not start or stopped with an error.

@@ -17,12 +17,15 @@ pub mod anthropic;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
 pub mod gemini;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod openai;
 pub mod quota;
 pub mod registry;
 pub mod resilience;
 pub mod scripted;
 mod sse;
+pub mod usage;
 mod wire;
 
 use std::pin::Pin;

@@ -12,12 +12,15 @@
 //! while partitioned. A budget lowered mid-period takes effect in the next period (granted
 //! rights are not taken back).
 
-use jarvis_crdt::{BoundedCounter, ReplicaId};
+use jarvis_crdt::{BoundedCounter, LwwRegister, ReplicaId};
+use jarvis_store::clock::Clock;
 use jarvis_store::{Key, MergeOptions, Store, StoreError};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// A user's token budget; `None` is unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A token budget; `None` is unlimited. Stored (postcard, in a last-writer-wins register)
+/// as each limit in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Budget {
     /// Tokens per UTC day.
     pub per_day: Option<u64>,
@@ -84,6 +87,63 @@ impl Escrow {
         // Rounded down: the shares of all deployments never add up past the budget.
         ((limit as f64) * share).floor() as u64
     }
+}
+
+/// Whose budget an admin sets: one user's, or every user's of a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// One user, by id.
+    User(String),
+    /// Every user of a role (`admin`, `user`) who has no budget of their own.
+    Role(String),
+}
+
+/// Budgets are set by admins, replicated, one document per subject.
+fn budget_key(subject: &Subject) -> Result<Key, StoreError> {
+    let sort = match subject {
+        Subject::User(id) => format!("user#{id}"),
+        Subject::Role(role) => format!("role#{role}"),
+    };
+    Key::new("quota#budgets", sort)
+}
+
+/// Sets `subject`'s budget (the last write wins across replicas).
+pub async fn set_budget(
+    store: &dyn Store,
+    clock: &Clock,
+    subject: &Subject,
+    budget: Budget,
+) -> Result<(), StoreError> {
+    let key = budget_key(subject)?;
+    store
+        .update(&key, |register: &mut LwwRegister<Budget>| {
+            register.set(clock.stamp_after(register.stamp()), budget)
+        })
+        .await?;
+    Ok(())
+}
+
+/// `subject`'s own budget, when one was set.
+pub async fn budget_of(store: &dyn Store, subject: &Subject) -> Result<Option<Budget>, StoreError> {
+    let key = budget_key(subject)?;
+    Ok(store
+        .read::<LwwRegister<Budget>>(&key)
+        .await?
+        .and_then(|doc| doc.state.get().copied()))
+}
+
+/// The budget that applies to a user: their own, else their role's, else none (unlimited).
+pub async fn effective_budget(
+    store: &dyn Store,
+    user: &str,
+    role: &str,
+) -> Result<Budget, StoreError> {
+    if let Some(own) = budget_of(store, &Subject::User(user.to_owned())).await? {
+        return Ok(own);
+    }
+    Ok(budget_of(store, &Subject::Role(role.to_owned()))
+        .await?
+        .unwrap_or_default())
 }
 
 /// A reservation refused: the budget of `period` is spent until `resets_at`.
@@ -259,6 +319,32 @@ mod tests {
         // 2026-12-31T23:59:59Z: the month ends at the new year.
         assert_eq!(Period::Month.at(1_798_761_599).1, 1_798_761_600);
     }
+
+    #[test]
+    fn a_budget_register_keeps_its_stored_form() {
+        use jarvis_crdt::{Codec, Timestamp};
+        let register = LwwRegister::with(
+            Timestamp::new(1_795_348_800_000, 2, ReplicaId::from_u64(7)),
+            Budget {
+                per_day: Some(100_000),
+                per_month: None,
+            },
+        );
+        let bytes = register.encode().expect("encode");
+        assert_eq!(
+            hex::encode(&bytes),
+            GOLDEN_BUDGET,
+            "the stored form changed"
+        );
+        assert_eq!(
+            LwwRegister::<Budget>::decode(&bytes).expect("decode"),
+            register
+        );
+    }
+
+    /// Magic and format version, the register's tag, then postcard: the stamp present
+    /// (wall ms, logical, replica as varints), `per_day` Some(100000), `per_month` None.
+    const GOLDEN_BUDGET: &str = "4a0104000180c48299a034020701a08d0600";
 
     #[test]
     fn shares_round_down_so_deployments_never_add_up_past_the_budget() {

@@ -1,11 +1,13 @@
 //! The model aliases of a deployment (`smart`, `fast`, `embed`…), each a [`Chain`] over the
 //! providers configured for it, and what each target's state is.
 //!
-//! Providers are named: `openai`, `anthropic`, `gemini`, `bedrock` (feature `bedrock`, with
-//! an SDK client), `scripted`, and any OpenAI-compatible server of the configuration
-//! (`ollama`, `groq`…). A provider that needs a key and has none in the secret document is
-//! left out of its chains and listed as `missing_key`; one this build does not know is
-//! listed as `unknown_provider`. Nothing here calls a provider.
+//! Providers are named: `openai`, `anthropic`, `gemini`, `scripted`, any OpenAI-compatible
+//! server of the configuration (`ollama`, `groq`…), and those the host builds itself and
+//! hands over: `bedrock` (an SDK client) and `local` (models loaded from files). A provider
+//! that needs a key and has none in the secret document is left out of its chains and listed
+//! as `missing_key`; `local` without its model files is `not_installed`; a name nobody
+//! knows is `unknown_provider`. Each target gets its own provider value, so a target's model
+//! is also the model it embeds with. Nothing here calls a provider.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub enum TargetState {
     Degraded,
     /// Its provider needs a key the secret document does not have.
     MissingKey,
+    /// A local model whose files are not installed (or a build without local models).
+    NotInstalled,
     /// No provider of that name exists in this build or configuration.
     UnknownProvider,
 }
@@ -79,51 +83,54 @@ pub struct Registry {
 
 impl Registry {
     /// Builds every alias's chain. `key` gives a provider's API key from the secret
-    /// document; `bedrock` is the Bedrock provider where the build and deployment have one.
+    /// document; `hosted` are the providers the host built (`bedrock`, `local`), by name.
     pub fn new(
         settings: &Settings,
         key: impl Fn(&str) -> Option<SecretString>,
         client: &reqwest::Client,
-        bedrock: Option<Arc<dyn Provider>>,
+        hosted: &[(String, Arc<dyn Provider>)],
         policy: &Policy,
     ) -> Self {
         let scripted: Arc<dyn Provider> = Arc::new(Scripted::default());
-        let mut providers: HashMap<String, Result<Arc<dyn Provider>, TargetState>> = HashMap::new();
-        let mut provider = |name: &str| -> Result<Arc<dyn Provider>, TargetState> {
+        let mut providers: HashMap<(String, String), Result<Arc<dyn Provider>, TargetState>> =
+            HashMap::new();
+        let mut provider = |name: &str, model: &str| -> Result<Arc<dyn Provider>, TargetState> {
             providers
-                .entry(name.to_owned())
+                .entry((name.to_owned(), model.to_owned()))
                 .or_insert_with(|| {
-                    let keyed =
-                        |build: fn(&reqwest::Client, &str, SecretString) -> Arc<dyn Provider>,
-                         url: &str| {
-                            key(name)
-                                .map(|k| build(client, url, k))
-                                .ok_or(TargetState::MissingKey)
-                        };
-                    match name {
-                        "scripted" => Ok(Arc::clone(&scripted)),
-                        "openai" => keyed(
-                            |c, u, k| Arc::new(OpenAi::new(c.clone(), u, Some(k))),
-                            &settings.openai_url,
+                    let keyed = |k: Option<SecretString>| k.ok_or(TargetState::MissingKey);
+                    if let Some((_, hosted)) = hosted.iter().find(|(n, _)| n == name) {
+                        return Ok(Arc::clone(hosted));
+                    }
+                    Ok(match name {
+                        "scripted" => Arc::clone(&scripted),
+                        "openai" => Arc::new(
+                            OpenAi::new(
+                                client.clone(),
+                                &settings.openai_url,
+                                Some(keyed(key(name))?),
+                            )
+                            .with_embedding_model(model),
                         ),
-                        "anthropic" => keyed(
-                            |c, u, k| Arc::new(Anthropic::new(c.clone(), u, k)),
+                        "anthropic" => Arc::new(Anthropic::new(
+                            client.clone(),
                             &settings.anthropic_url,
+                            keyed(key(name))?,
+                        )),
+                        "gemini" => Arc::new(
+                            Gemini::new(client.clone(), &settings.gemini_url, keyed(key(name))?)
+                                .with_embedding_model(model),
                         ),
-                        "gemini" => keyed(
-                            |c, u, k| Arc::new(Gemini::new(c.clone(), u, k)),
-                            &settings.gemini_url,
-                        ),
-                        "bedrock" => bedrock.clone().ok_or(TargetState::UnknownProvider),
+                        "local" => return Err(TargetState::NotInstalled),
                         other => match settings.servers.iter().find(|(n, _)| n == other) {
                             // A local server often needs no key; one is sent when there is.
-                            Some((_, url)) => {
-                                Ok(Arc::new(OpenAi::new(client.clone(), url, key(other)))
-                                    as Arc<dyn Provider>)
-                            }
-                            None => Err(TargetState::UnknownProvider),
+                            Some((_, url)) => Arc::new(
+                                OpenAi::new(client.clone(), url, key(other))
+                                    .with_embedding_model(model),
+                            ),
+                            None => return Err(TargetState::UnknownProvider),
                         },
-                    }
+                    })
                 })
                 .clone()
         };
@@ -132,7 +139,7 @@ impl Registry {
         for (alias, targets) in &settings.aliases {
             let mut usable = Vec::new();
             for (name, model) in targets {
-                match provider(name) {
+                match provider(name, model) {
                     Ok(p) => usable.push((p, model.clone())),
                     Err(state) => {
                         unusable.insert((alias.clone(), name.clone(), model.clone()), state);
@@ -146,6 +153,18 @@ impl Registry {
             unusable,
             order: settings.aliases.clone(),
         }
+    }
+
+    /// The first usable target of `alias`, as `provider:model`: what answers when nothing
+    /// fails, for `/health`.
+    pub fn first_ready(&self, alias: &str) -> Option<String> {
+        self.models()
+            .into_iter()
+            .find(|a| a.alias == alias)?
+            .targets
+            .into_iter()
+            .find(|t| t.state == TargetState::Ready)
+            .map(|t| format!("{}:{}", t.provider, t.model))
     }
 
     /// The chain of `alias`, when it is configured.
@@ -231,7 +250,7 @@ mod tests {
             &settings(),
             key,
             &reqwest::Client::new(),
-            None,
+            &[],
             &Policy::default(),
         );
         let models = registry.models();
@@ -272,7 +291,7 @@ mod tests {
             &settings,
             |_| None,
             &reqwest::Client::new(),
-            None,
+            &[],
             &Policy::default(),
         );
         let chain = registry.chain("fast").expect("configured");

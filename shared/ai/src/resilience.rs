@@ -169,6 +169,26 @@ pub struct Target {
     pub breaker: Arc<Breaker>,
 }
 
+/// A reply that has started, and the target giving it.
+pub struct Answer {
+    /// The provider's name.
+    pub provider: String,
+    /// The model at that provider.
+    pub model: String,
+    /// The reply.
+    pub events: EventStream,
+}
+
+/// Embeddings, and the target that made them.
+pub struct Embedding {
+    /// The provider's name.
+    pub provider: String,
+    /// The model at that provider.
+    pub model: String,
+    /// One vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+}
+
 /// The providers one alias may use, tried in order.
 pub struct Chain {
     targets: Vec<Target>,
@@ -235,6 +255,11 @@ impl Chain {
 
     /// Streams a reply from the first target that gives one.
     pub async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        self.answer(request).await.map(|answer| answer.events)
+    }
+
+    /// [`stream`](Self::stream), saying which target answers.
+    pub async fn answer(&self, request: ChatRequest) -> Result<Answer, ProviderError> {
         let deadline = Instant::now() + self.policy.total;
         let mut last = ProviderError::Unreachable {
             message: "no provider is configured".into(),
@@ -254,7 +279,13 @@ impl Chain {
                 let mut asked = request.clone();
                 asked.model.clone_from(&target.model);
                 match self.attempt(target, asked, deadline).await {
-                    Ok(stream) => return Ok(stream),
+                    Ok(events) => {
+                        return Ok(Answer {
+                            provider: target.provider.name().to_owned(),
+                            model: target.model.clone(),
+                            events,
+                        });
+                    }
                     Err(err) if transient(&err) => {
                         target.breaker.failed();
                         let wait = self.backoff(attempt, &err);
@@ -277,6 +308,47 @@ impl Chain {
             }
             if Instant::now() >= deadline {
                 break;
+            }
+        }
+        Err(last)
+    }
+
+    /// Embeds `texts` with the first target that can: targets without embeddings and ones
+    /// whose breaker is open are skipped; a transient failure counts against the breaker
+    /// and falls back to the next target.
+    pub async fn embed(&self, texts: &[String]) -> Result<Embedding, ProviderError> {
+        let deadline = Instant::now() + self.policy.total;
+        let mut last = ProviderError::Unsupported {
+            what: "embedding by every target of this alias".into(),
+        };
+        for target in &self.targets {
+            if !target.breaker.admit() {
+                continue;
+            }
+            let answer = timeout_at(deadline, target.provider.embed(texts))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProviderError::Unreachable {
+                        message: "no answer in time".into(),
+                    })
+                });
+            match answer {
+                Ok(vectors) => {
+                    target.breaker.succeeded();
+                    return Ok(Embedding {
+                        provider: target.provider.name().to_owned(),
+                        model: target.model.clone(),
+                        vectors,
+                    });
+                }
+                Err(err) => {
+                    if transient(&err) {
+                        target.breaker.failed();
+                    } else {
+                        target.breaker.released();
+                    }
+                    last = err;
+                }
             }
         }
         Err(last)

@@ -16,10 +16,19 @@ pub type Error = lambda_http::Error;
 /// Startup failures (a missing variable, an unreachable store) are returned with a message
 /// that names what to fix; the runtime reports them as an init error.
 pub async fn serve(routes: Router<AppState>) -> Result<(), Error> {
+    serve_with(async |_| routes).await
+}
+
+/// [`serve`], with routes built from the state once it exists: a function that keeps
+/// services of its own (clients, health components) sets them up in `build`.
+pub async fn serve_with(
+    build: impl AsyncFnOnce(&mut AppState) -> Router<AppState>,
+) -> Result<(), Error> {
     let config = Config::from_env()?;
     telemetry::init(&config)?;
     let collector = crate::metrics::lambda_collector(&config.service);
-    let state = AppState::from_config(config).await?;
+    let mut state = AppState::from_config(config).await?;
+    let routes = build(&mut state).await;
     let app = crate::app(routes, state);
     match collector {
         Some(collector) => {

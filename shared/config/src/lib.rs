@@ -191,12 +191,24 @@ pub struct ModelAlias {
 }
 
 /// The AI provider layer's settings. Provider keys are in the secret document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AiConfig {
     /// Aliases (`JARVIS_AI_MODELS`, e.g.
     /// `smart=anthropic:claude-sonnet-4-5,openai:gpt-4o;fast=openai:gpt-4o-mini`); without
-    /// it, `smart`, `fast` and `embed` use the offline scripted provider.
+    /// it, `smart` and `fast` use the local chat model and `embed` the local embedder, each
+    /// falling back to the offline scripted provider (where the local models are not
+    /// installed, or in builds without them).
     pub aliases: Vec<ModelAlias>,
+    /// Where the local models' files are (`JARVIS_AI_LOCAL_DIR`; by default `.tools/models`
+    /// of the working directory, where `infra/fetch-models.sh` puts them).
+    pub local_dir: PathBuf,
+    /// Prices in dollars per million tokens (`JARVIS_AI_PRICES`,
+    /// `provider:model=input/output,…`): `((provider, model), (input, output))`.
+    pub prices: Vec<((String, String), (f64, f64))>,
+    /// This deployment's share of every token budget, 0 to 1
+    /// (`JARVIS_AI_QUOTA_SHARE_PERCENT`, default 100). Deployments that sync give each a
+    /// share so that together they never pass a budget, even while partitioned.
+    pub quota_share: f64,
     /// OpenAI's base URL (`JARVIS_AI_OPENAI_URL`).
     pub openai_url: String,
     /// Anthropic's base URL (`JARVIS_AI_ANTHROPIC_URL`).
@@ -395,14 +407,28 @@ impl Config {
 
     fn ai(vars: AiVars) -> AiConfig {
         let aliases = if vars.ai_models.0.is_empty() {
-            // With nothing configured, every alias answers offline.
-            ["smart", "fast", "embed"]
-                .into_iter()
-                .map(|alias| ModelAlias {
-                    name: alias.to_owned(),
-                    targets: vec![("scripted".to_owned(), "echo".to_owned())],
-                })
-                .collect()
+            // With nothing configured, every alias answers offline: the local models where
+            // they are installed, the scripted provider otherwise.
+            let offline = |model: &str, scripted: &str| {
+                vec![
+                    ("local".to_owned(), model.to_owned()),
+                    ("scripted".to_owned(), scripted.to_owned()),
+                ]
+            };
+            vec![
+                ModelAlias {
+                    name: "smart".into(),
+                    targets: offline("smollm2-135m-instruct", "echo"),
+                },
+                ModelAlias {
+                    name: "fast".into(),
+                    targets: offline("smollm2-135m-instruct", "echo"),
+                },
+                ModelAlias {
+                    name: "embed".into(),
+                    targets: offline("all-minilm-l6-v2", "hash"),
+                },
+            ]
         } else {
             vars.ai_models
                 .0
@@ -428,6 +454,18 @@ impl Config {
                 .into_iter()
                 .map(|server| (server.0, server.1))
                 .collect(),
+            local_dir: vars
+                .ai_local_dir
+                .unwrap_or_else(|| PathBuf::from(".tools/models")),
+            prices: vars
+                .ai_prices
+                .0
+                .into_iter()
+                .map(|p| ((p.0, p.1), (p.2, p.3)))
+                .collect(),
+            quota_share: vars
+                .ai_quota_share_percent
+                .map_or(1.0, |p| p.0 as f64 / 100.0),
         }
     }
 
@@ -793,14 +831,28 @@ mod tests {
             [("ollama".to_owned(), "http://127.0.0.1:11434/v1".to_owned())]
         );
         let offline = config(&[]).expect("defaults");
-        assert_eq!(offline.ai.aliases.len(), 3);
-        assert!(
-            offline
-                .ai
-                .aliases
-                .iter()
-                .all(|a| a.targets == [("scripted".to_owned(), "echo".to_owned())])
+        let defaults: Vec<(&str, Vec<&str>)> = offline
+            .ai
+            .aliases
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.targets.iter().map(|(p, _)| p.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            defaults,
+            [
+                ("smart", vec!["local", "scripted"]),
+                ("fast", vec!["local", "scripted"]),
+                ("embed", vec!["local", "scripted"]),
+            ],
+            "offline by default: the local models, else the scripted provider"
         );
+        assert_eq!(offline.ai.quota_share, 1.0);
+        assert_eq!(offline.ai.local_dir, PathBuf::from(".tools/models"));
         for (name, value) in [
             ("JARVIS_AI_MODELS", "smart"),
             ("JARVIS_AI_MODELS", "smart=openai"),
@@ -811,9 +863,36 @@ mod tests {
             ),
             ("JARVIS_AI_SERVERS", "ollama=127.0.0.1:11434"),
             ("JARVIS_AI_OPENAI_URL", "api.openai.com"),
+            ("JARVIS_AI_PRICES", "openai:gpt-4o=2.5"),
+            ("JARVIS_AI_PRICES", "openai:gpt-4o=free/10"),
+            ("JARVIS_AI_PRICES", "openai:gpt-4o=-1/10"),
+            ("JARVIS_AI_QUOTA_SHARE_PERCENT", "101"),
         ] {
             assert_eq!(config(&[(name, value)]).expect_err(value).variable, name);
         }
+    }
+
+    #[test]
+    fn prices_and_the_quota_share_are_read() {
+        let c = config(&[
+            (
+                "JARVIS_AI_PRICES",
+                "openai:gpt-4o=2.5/10, anthropic:claude-sonnet-4-5=3/15",
+            ),
+            ("JARVIS_AI_QUOTA_SHARE_PERCENT", "40"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.ai.prices,
+            [
+                (("openai".into(), "gpt-4o".into()), (2.5, 10.0)),
+                (
+                    ("anthropic".into(), "claude-sonnet-4-5".into()),
+                    (3.0, 15.0)
+                ),
+            ]
+        );
+        assert!((c.ai.quota_share - 0.4).abs() < 1e-9);
     }
 
     #[test]

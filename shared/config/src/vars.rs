@@ -208,6 +208,43 @@ pub(crate) struct AiVars {
     /// `JARVIS_AI_SERVERS`: `name=url,…`, further OpenAI-compatible servers.
     #[serde(default)]
     pub ai_servers: List<Server>,
+    /// `JARVIS_AI_LOCAL_DIR`: where the local models' files are.
+    pub ai_local_dir: Option<PathBuf>,
+    /// `JARVIS_AI_PRICES`: `provider:model=input/output,…`, dollars per million tokens.
+    #[serde(default)]
+    pub ai_prices: List<PriceEntry>,
+    /// `JARVIS_AI_QUOTA_SHARE_PERCENT`: this deployment's share of every token budget.
+    pub ai_quota_share_percent: Option<Whole<0, 100>>,
+}
+
+/// `provider:model=input/output` of the price table, in dollars per million tokens.
+pub(crate) struct PriceEntry(pub String, pub String, pub f64, pub f64);
+
+impl Rule for PriceEntry {
+    fn check(value: String) -> Result<Self, &'static str> {
+        const SHAPE: &str = "each price is provider:model=input/output, dollars per million \
+             tokens (e.g. openai:gpt-4o=2.5/10)";
+        let (target, prices) = value.split_once('=').ok_or(SHAPE)?;
+        let (provider, model) = target.trim().split_once(':').ok_or(SHAPE)?;
+        let (input, output) = prices.trim().split_once('/').ok_or(SHAPE)?;
+        let dollars = |p: &str| {
+            p.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|d| d.is_finite() && (0.0..=1_000_000.0).contains(d))
+        };
+        let model = model.trim();
+        match (dollars(input), dollars(output)) {
+            (Some(i), Some(o))
+                if is_name(provider.trim())
+                    && !model.is_empty()
+                    && !model.contains(char::is_whitespace) =>
+            {
+                Ok(Self(provider.trim().to_owned(), model.to_owned(), i, o))
+            }
+            _ => Err(SHAPE),
+        }
+    }
 }
 
 /// `JARVIS_AI_MODELS`, parsed: each alias and its targets in order.

@@ -74,6 +74,16 @@ pub enum ApiError {
         /// Seconds the client should wait.
         retry_after_secs: u64,
     },
+    /// The caller's token budget for a period is spent (429), until `resets_at`.
+    #[error("the {period} token budget is spent until {resets_at}")]
+    QuotaExceeded {
+        /// `day` or `month`.
+        period: &'static str,
+        /// When the budget starts again, RFC 3339.
+        resets_at: String,
+        /// Seconds until then.
+        retry_after_secs: u64,
+    },
     /// Too many failed sign-ins for this account; retry after the given seconds (429).
     #[error("too many failed sign-ins; try again later")]
     LockedOut {
@@ -142,7 +152,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyRequests { .. } | Self::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::LockedOut { .. } | Self::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::NotConfigured(_) | Self::Timeout | Self::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -165,6 +177,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::TooManyRequests { .. } => "rate_limited",
             Self::LockedOut { .. } => "locked_out",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::NotConfigured(_) => "not_configured",
             Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
@@ -211,6 +224,9 @@ pub struct ErrorBody {
     /// The request field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// When a spent budget starts again (RFC 3339), on `quota_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
 }
 
 /// Formats a cause chain for the log: `outer: inner: innermost`.
@@ -244,6 +260,10 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
                 request_id: request_id::current().unwrap_or_default(),
                 field: self.field().map(str::to_owned),
+                resets_at: match &self {
+                    Self::QuotaExceeded { resets_at, .. } => Some(resets_at.clone()),
+                    _ => None,
+                },
             },
         };
         let mut response = (status, Json(body)).into_response();
@@ -252,8 +272,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Self::TooManyRequests { retry_after_secs } | Self::LockedOut { retry_after_secs } =
-            self
+        if let Self::TooManyRequests { retry_after_secs }
+        | Self::LockedOut { retry_after_secs }
+        | Self::QuotaExceeded {
+            retry_after_secs, ..
+        } = self
         {
             response
                 .headers_mut()

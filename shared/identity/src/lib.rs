@@ -86,17 +86,20 @@ pub enum Scope {
     CrdtRead,
     /// Change CRDT objects.
     CrdtWrite,
+    /// Call AI models (spending the caller's token budget) and read one's usage.
+    Ai,
     /// Administration: users, the audit trail, detailed health.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Self::ArchiveRead,
         Self::ArchiveWrite,
         Self::CrdtRead,
         Self::CrdtWrite,
+        Self::Ai,
         Self::Admin,
     ];
 
@@ -107,6 +110,7 @@ impl Scope {
             Self::ArchiveWrite => "archive:write",
             Self::CrdtRead => "crdt:read",
             Self::CrdtWrite => "crdt:write",
+            Self::Ai => "ai",
             Self::Admin => "admin",
         }
     }
@@ -306,6 +310,7 @@ pub mod scope {
         ArchiveWrite => ArchiveWrite,
         CrdtRead => CrdtRead,
         CrdtWrite => CrdtWrite,
+        Ai => Ai,
         Admin => Admin,
     }
 }

@@ -1,0 +1,6 @@
+//! The AI function on AWS Lambda.
+
+#[tokio::main]
+async fn main() -> Result<(), jarvis_app::lambda::Error> {
+    jarvis_app::lambda::serve_with(jarvis_fn_ai::lambda_routes).await
+}

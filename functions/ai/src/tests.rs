@@ -1,0 +1,287 @@
+use std::sync::{Arc, OnceLock};
+
+use axum::http::{Method, Request, StatusCode};
+use jarvis_fn_auth::testing::TestApp;
+use serde_json::json;
+
+use super::Ai;
+
+/// The function's routes over a fresh app, with the AI service built from the app's own
+/// configuration and secrets (as every host does).
+async fn app(env: &[(&str, &str)]) -> TestApp {
+    let slot: Arc<OnceLock<Arc<Ai>>> = Arc::new(OnceLock::new());
+    let service = Arc::clone(&slot);
+    let router: axum::Router<jarvis_app::AppState> = super::api().into();
+    let router = router.layer(tower::util::MapRequestLayer::new(
+        move |mut request: Request<axum::body::Body>| {
+            if let Some(ai) = service.get() {
+                request.extensions_mut().insert(Arc::clone(ai));
+            }
+            request
+        },
+    ));
+    let app = TestApp::signed_in_with_env(router, env).await;
+    let ai = Ai::new(
+        &app.state.config,
+        Arc::clone(&app.state.secrets),
+        Vec::new(),
+    );
+    assert!(slot.set(Arc::new(ai)).is_ok());
+    app
+}
+
+fn ask(text: &str, max_tokens: u64) -> serde_json::Value {
+    json!({"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens})
+}
+
+#[tokio::test]
+async fn models_list_every_alias_with_the_state_of_each_target() {
+    let app = app(&[]).await;
+    let (status, body) = app.call(Method::GET, "/ai/models", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["default"], "scripted:echo",
+        "no local models in this host"
+    );
+    let smart = &body["aliases"][0];
+    assert_eq!(smart["alias"], "smart");
+    assert_eq!(smart["targets"][0]["provider"], "local");
+    assert_eq!(smart["targets"][0]["state"], "not_installed");
+    assert_eq!(smart["targets"][1]["state"], "ready");
+}
+
+#[tokio::test]
+async fn a_completion_answers_records_usage_and_cost_and_releases_the_rest() {
+    let app = app(&[("JARVIS_AI_PRICES", "scripted:echo=2/10")]).await;
+    let (status, body) = app
+        .call(Method::POST, "/ai/complete", Some(ask("hello there", 50)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["text"], "You said: hello there");
+    assert_eq!(body["model"], "scripted:echo");
+    assert_eq!(body["alias"], "smart");
+    let (input, output) = (
+        body["usage"]["input_tokens"].as_u64().expect("input"),
+        body["usage"]["output_tokens"].as_u64().expect("output"),
+    );
+    assert!(input > 0 && output > 0);
+    assert_eq!(body["cost_micros"], json!(input * 2 + output * 10));
+
+    let (status, usage) = app.call(Method::GET, "/ai/usage", None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["models"][0]["model"], "scripted:echo");
+    assert_eq!(usage["models"][0]["input_tokens"], json!(input));
+    assert_eq!(usage["cost_micros"], body["cost_micros"]);
+    assert!(usage["day"]["limit"].is_null(), "no budget set: unlimited");
+}
+
+#[tokio::test]
+async fn over_budget_is_a_429_quota_exceeded_with_its_reset_time_and_spends_nothing() {
+    let app = app(&[]).await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/admin/quotas/roles/admin",
+            Some(json!({"tokens_per_day": 100, "tokens_per_month": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Worst case: the prompt's bytes plus framing plus max_tokens = 2 + 8 + 60 = 70.
+    let (status, body) = app
+        .call(Method::POST, "/ai/complete", Some(ask("hi", 60)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, usage) = app.call(Method::GET, "/ai/usage", None).await;
+    let used = usage["day"]["used"].as_u64().expect("used");
+    assert!(used < 70, "only what was used stays spent: {used}");
+
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/ai/complete")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(ask("hi", 95).to_string()))
+        .expect("request");
+    let response = app.respond(request).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=86_400).contains(&retry_after));
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(
+        body["error"]["resets_at"], usage["day"]["resets_at"],
+        "the reset time is the end of the UTC day"
+    );
+    let (_, after) = app.call(Method::GET, "/ai/usage", None).await;
+    assert_eq!(
+        after["day"]["used"],
+        json!(used),
+        "a refusal spends nothing"
+    );
+    assert_eq!(after["day"]["limit"], 100);
+}
+
+#[tokio::test]
+async fn a_users_own_budget_takes_the_place_of_their_roles() {
+    let app = app(&[]).await;
+    let member = app.sign_up("member@example.com").await;
+    let token = Some(member.access_token.as_str());
+    let put = |uri: String, body: serde_json::Value| {
+        let app = &app;
+        async move { app.call(Method::PUT, &uri, Some(body)).await }
+    };
+    let (status, _) = put(
+        "/admin/quotas/roles/user".into(),
+        json!({"tokens_per_day": 10}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .call_as(token, Method::POST, "/ai/complete", Some(ask("hi", 20)))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    let uri = format!("/admin/quotas/users/{}", member.user_id);
+    let (status, body) = put(uri.clone(), json!({"tokens_per_day": 1000})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"tokens_per_day": 1000, "tokens_per_month": null})
+    );
+    let (status, _) = app.call(Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .call_as(token, Method::POST, "/ai/complete", Some(ask("hi", 20)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _) = app
+        .call_as(token, Method::PUT, &uri, Some(json!({"tokens_per_day": 1})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins set budgets");
+}
+
+#[tokio::test]
+async fn bad_quota_requests_are_refused_naming_the_field_and_change_nothing() {
+    let app = app(&[]).await;
+    for (uri, body, field) in [
+        ("/admin/quotas/roles/owner", json!({}), "role"),
+        (
+            "/admin/quotas/roles/user",
+            json!({"tokens_per_day": 0}),
+            "tokens_per_day",
+        ),
+        (
+            "/admin/quotas/roles/user",
+            json!({"tokens_per_month": 2_000_000_000_000_u64}),
+            "tokens_per_month",
+        ),
+        ("/admin/quotas/users/not-an-id", json!({}), "id"),
+    ] {
+        let (status, answer) = app.call(Method::PUT, uri, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/admin/quotas/users/0193a1b200007000800000000000000f",
+            Some(json!({"tokens_per_day": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no such user");
+    let (_, role) = app
+        .call(Method::GET, "/admin/quotas/roles/user", None)
+        .await;
+    assert_eq!(
+        role,
+        json!({"tokens_per_day": null, "tokens_per_month": null})
+    );
+}
+
+#[tokio::test]
+async fn bad_completions_are_refused_naming_the_field() {
+    let app = app(&[]).await;
+    for (body, field) in [
+        (json!({"messages": []}), "messages"),
+        (
+            json!({"messages": [{"role": "assistant", "content": "hi"}]}),
+            "messages",
+        ),
+        (ask("hi", 0), "max_tokens"),
+        (ask("hi", 5000), "max_tokens"),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}], "temperature": 3.0}),
+            "temperature",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a\u{0}b"}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"model": "no such", "messages": [{"role": "user", "content": "hi"}]}),
+            "model",
+        ),
+    ] {
+        let (status, answer) = app.call(Method::POST, "/ai/complete", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/ai/complete",
+            Some(json!({"model": "huge", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an alias nobody configured");
+    let (_, usage) = app.call(Method::GET, "/ai/usage", None).await;
+    assert_eq!(usage["day"]["used"], 0, "nothing was spent");
+}
+
+#[tokio::test]
+async fn embeddings_come_one_per_text_and_count_against_the_budget() {
+    let app = app(&[]).await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/admin/quotas/roles/admin",
+            Some(json!({"tokens_per_month": 1000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/ai/embeddings",
+            Some(json!({"texts": ["the cat sat", "a dog ran"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["model"], "scripted:hash");
+    assert_eq!(body["vectors"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["dimensions"], 64);
+    let (_, usage) = app.call(Method::GET, "/ai/usage", None).await;
+    assert_eq!(usage["month"]["used"], body["tokens"]);
+    assert_eq!(usage["models"][0]["model"], "scripted:hash");
+}
+
+#[tokio::test]
+async fn routes_need_the_ai_scope_or_admin() {
+    let app = app(&[]).await;
+    for (method, uri) in [
+        (Method::GET, "/ai/models"),
+        (Method::GET, "/ai/usage"),
+        (Method::GET, "/admin/quotas/roles/user"),
+    ] {
+        let (status, _) = app.call_as(Some("not-a-token"), method, uri, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+}
