@@ -52,6 +52,33 @@ pub fn jarvis_local_binary() -> PathBuf {
         .clone()
 }
 
+/// The directory holding both local models (`infra/fetch-models.sh` puts them in the
+/// workspace's `.tools/models`), or `None` when they are missing: a test then says so and
+/// passes, unless `JARVIS_TEST_LOCAL_MODELS=required` (set by `infra/test.sh`) where it fails.
+pub fn local_models_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("JARVIS_AI_LOCAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".tools/models"));
+    let present = dir
+        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        .is_file()
+        && dir.join("all-minilm-l6-v2/model.safetensors").is_file();
+    if present {
+        return Some(dir);
+    }
+    assert_ne!(
+        std::env::var("JARVIS_TEST_LOCAL_MODELS").as_deref(),
+        Ok("required"),
+        "the local models are required and missing from {}",
+        dir.display()
+    );
+    eprintln!(
+        "local models missing from {}: run ./infra/fetch-models.sh",
+        dir.display()
+    );
+    None
+}
+
 /// A running `jarvis-local` process.
 pub struct LocalNode {
     child: Child,
@@ -61,7 +88,8 @@ pub struct LocalNode {
 
 impl LocalNode {
     /// Starts `jarvis-local` on a free loopback port with `data_dir`, plus extra environment,
-    /// and waits until it announces its address.
+    /// and waits until it announces its address. The node loads no local models unless `env`
+    /// sets `JARVIS_AI_LOCAL_DIR` (see [`local_models_dir`]).
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         Self::start_at("127.0.0.1:0", data_dir, env)
     }
@@ -81,6 +109,7 @@ impl LocalNode {
             .env_remove("JARVIS_SECRET_ID")
             .env_remove("JARVIS_SECRETS_FILE")
             .env("JARVIS_LOG_FORMAT", "json")
+            .env("JARVIS_AI_LOCAL_DIR", data_dir.join("no-models"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

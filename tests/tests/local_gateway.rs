@@ -1,7 +1,7 @@
 //! End to end: the real `jarvis-local` binary, driven over real HTTP.
 
 use jarvis_tests::LocalNode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
@@ -21,9 +21,18 @@ async fn jarvis_local_serves_health_and_404s_then_stops_cleanly_on_sigterm() {
             .is_ok_and(|ct| ct.starts_with("application/json"))
     );
     let health: Value = response.json().await.expect("health JSON");
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["score"], 100);
     let components = health["components"].as_array().expect("components array");
+    let ai = components
+        .iter()
+        .find(|c| c["name"] == "ai")
+        .expect("ai component");
+    assert_eq!(ai["status"], "degraded", "no model files were given");
+    assert!(ai.get("message").is_none(), "messages are for admins");
+    for component in components.iter().filter(|c| c["name"] != "ai") {
+        assert_eq!(component["status"], "ok", "{component}");
+    }
+    assert_eq!(health["status"], "degraded");
+    assert!(health["score"].as_u64().is_some_and(|s| s > 80 && s < 100));
     let store = components
         .iter()
         .find(|c| c["name"] == "store")
@@ -91,4 +100,107 @@ async fn jarvis_local_reports_a_bad_setting_by_name_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("JARVIS_LOG_FORMAT"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn jarvis_local_answers_with_the_local_model_and_counts_the_tokens_against_the_user() {
+    let Some(models) = jarvis_tests::local_models_dir() else {
+        return;
+    };
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let models = models.to_string_lossy().into_owned();
+    let node = LocalNode::start(
+        &data_dir.path().join("data"),
+        &[("JARVIS_AI_LOCAL_DIR", models.as_str())],
+    );
+    let client = reqwest::Client::new();
+
+    let health: Value = client
+        .get(node.url("/health"))
+        .send()
+        .await
+        .expect("GET /health")
+        .json()
+        .await
+        .expect("health JSON");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["score"], 100);
+
+    let credentials =
+        json!({"email": "ada@example.com", "password": "correct horse battery staple"});
+    let registered = client
+        .post(node.url("/auth/register"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(registered.status(), 201);
+    let login: Value = client
+        .post(node.url("/auth/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login JSON");
+    let token = login["access_token"].as_str().expect("access token");
+
+    let models: Value = client
+        .get(node.url("/ai/models"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /ai/models")
+        .json()
+        .await
+        .expect("models JSON");
+    assert_eq!(models["default"], "local:smollm2-135m-instruct", "{models}");
+
+    let response = client
+        .post(node.url("/ai/complete"))
+        .bearer_auth(token)
+        .json(&json!({
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 24,
+            "temperature": 0.0,
+        }))
+        .send()
+        .await
+        .expect("POST /ai/complete");
+    assert_eq!(response.status(), 200);
+    let completion: Value = response.json().await.expect("completion JSON");
+    assert_eq!(
+        completion["model"], "local:smollm2-135m-instruct",
+        "{completion}"
+    );
+    assert!(
+        completion["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Paris")),
+        "{completion}"
+    );
+    let input = completion["usage"]["input_tokens"].as_u64().expect("input");
+    let output = completion["usage"]["output_tokens"]
+        .as_u64()
+        .expect("output");
+    assert!(input > 5 && (1..=24).contains(&output), "{completion}");
+
+    let usage: Value = client
+        .get(node.url("/ai/usage"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /ai/usage")
+        .json()
+        .await
+        .expect("usage JSON");
+    assert_eq!(
+        usage["models"][0]["model"], "local:smollm2-135m-instruct",
+        "{usage}"
+    );
+    assert_eq!(usage["models"][0]["input_tokens"], input);
+    assert_eq!(usage["models"][0]["output_tokens"], output);
+    let status = node.stop();
+    assert!(status.success(), "exit status {status:?}");
 }
