@@ -5,11 +5,13 @@
 //! touching a new partition fails here before it fails with AccessDenied on AWS.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use jarvis_fn_ai::Ai;
 use jarvis_fn_auth::testing::{PASSWORD, TestApp};
+use jarvis_health::HealthCheck;
 use jarvis_tests::hooked::{Hooked, Operation};
 use jarvis_tests::workspace_root;
 use serde_json::json;
@@ -75,9 +77,33 @@ fn assert_granted(resource: &str, log: &Log) {
     }
 }
 
+/// Every route over a store that logs each access, with the AI service installed as hosts
+/// install it. Its `smart` alias tries a server that refuses connections first (a breaker
+/// that opens after one failure), then the scripted provider.
 async fn app(log: &Log) -> TestApp {
     let log = Arc::clone(log);
-    TestApp::with_store_layer(jarvis_tests::all_routes(), &[], move |inner| {
+    let slot: Arc<OnceLock<Arc<Ai>>> = Arc::default();
+    let service = Arc::clone(&slot);
+    let routes = jarvis_tests::all_routes().layer(axum::middleware::map_request(
+        move |mut request: Request<Body>| {
+            let service = service.get().cloned();
+            async move {
+                if let Some(ai) = service {
+                    request.extensions_mut().insert(ai);
+                }
+                request
+            }
+        },
+    ));
+    let env = [
+        ("JARVIS_AI_SERVERS", "down=http://127.0.0.1:9/v1"),
+        (
+            "JARVIS_AI_MODELS",
+            "smart=down:m,scripted:echo;embed=scripted:hash",
+        ),
+        ("JARVIS_AI_BREAKER_THRESHOLD", "1"),
+    ];
+    let app = TestApp::with_store_layer(routes, &env, move |inner| {
         let hook = move |operation: Operation, partition: &str| {
             if let Ok(mut log) = log.lock() {
                 log.insert((operation.action(), partition.to_owned()));
@@ -86,7 +112,14 @@ async fn app(log: &Log) -> TestApp {
         };
         Arc::new(Hooked { inner, hook })
     })
-    .await
+    .await;
+    let ai = Ai::new(
+        &app.state.config,
+        Arc::clone(&app.state.secrets),
+        Vec::new(),
+    );
+    assert!(slot.set(Arc::new(ai)).is_ok());
+    app
 }
 
 async fn send(
@@ -159,16 +192,26 @@ async fn the_system_crdt_archive_and_ai_functions_touch_only_what_their_policies
             ],
         ),
         (
-            // The routes that need no model; the budgeted calls are exercised by the
-            // function's own tests and schemathesis.
+            // Budgets, both model calls under a budget (the first opens a breaker, which is
+            // recorded for `/health`), usage.
             "AiFunction",
             vec![
                 (
                     Method::PUT,
-                    "/admin/quotas/roles/user",
-                    Some(json!({"tokens_per_day": 1000})),
+                    "/admin/quotas/roles/admin",
+                    Some(json!({"tokens_per_day": 100000})),
                 ),
-                (Method::GET, "/admin/quotas/roles/user", None),
+                (Method::GET, "/admin/quotas/roles/admin", None),
+                (
+                    Method::POST,
+                    "/ai/complete",
+                    Some(json!({"messages": [{"role": "user", "content": "hi"}]})),
+                ),
+                (
+                    Method::POST,
+                    "/ai/embeddings",
+                    Some(json!({"texts": ["hi"]})),
+                ),
                 (Method::GET, "/ai/usage", None),
             ],
         ),
@@ -179,6 +222,21 @@ async fn the_system_crdt_archive_and_ai_functions_touch_only_what_their_policies
         log.lock().expect("log").clear();
         for (method, uri, body) in calls {
             send(&app, &admin.access_token, method, uri, body).await;
+        }
+        if resource == "SystemFunction" {
+            // The Lambda build's `/health` also reads the recorded breakers.
+            jarvis_ai::observed::ObservedBreakers(Arc::clone(&app.state.store))
+                .check()
+                .await;
+        }
+        if resource == "AiFunction" {
+            assert!(
+                log.lock()
+                    .expect("log")
+                    .iter()
+                    .any(|(_, partition)| partition == jarvis_ai::observed::PARTITION),
+                "the breaker that opened was recorded"
+            );
         }
         assert_granted(resource, &log);
     }

@@ -132,22 +132,22 @@ pub enum ChatRole {
 pub struct CompleteRequest {
     /// The model alias (`smart`, `fast`…; default `smart`).
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Option<validate::ObjectName>)]
+    #[schema(value_type = validate::ObjectName, nullable = false)]
     pub model: Option<String>,
     /// The system prompt: 1 to 32,000 characters.
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Option<LongText>)]
+    #[schema(value_type = LongText, nullable = false)]
     pub system: Option<String>,
     /// The conversation, oldest first: 1 to 100 messages, the last from the user.
     #[schema(min_items = 1, max_items = 100)]
     pub messages: Vec<ChatMessage>,
     /// The most tokens the reply may have: 1 to 4096 (default 512).
     #[serde(default, deserialize_with = "not_null_whole")]
-    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4096)]
+    #[schema(value_type = u64, minimum = 1, maximum = 4096, nullable = false)]
     pub max_tokens: Option<u64>,
     /// Sampling temperature, 0 to 2 (0 or absent: the most likely tokens).
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(minimum = 0, maximum = 2)]
+    #[schema(value_type = f32, minimum = 0, maximum = 2, nullable = false)]
     pub temperature: Option<f32>,
     /// Up to 4 sequences of 1 to 64 characters that end the reply.
     #[serde(default)]
@@ -336,8 +336,7 @@ async fn complete(
     let identity = caller.identity;
     let done = ai
         .complete(
-            state.store,
-            state.replica,
+            &state,
             &identity.user_id,
             identity.role.as_str(),
             &alias,
@@ -364,7 +363,7 @@ async fn complete(
 pub struct EmbedRequest {
     /// The model alias (default `embed`).
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Option<validate::ObjectName>)]
+    #[schema(value_type = validate::ObjectName, nullable = false)]
     pub model: Option<String>,
     /// 1 to 64 texts of 1 to 8,000 characters.
     #[schema(value_type = Vec<EmbedText>, min_items = 1, max_items = 64)]
@@ -423,8 +422,7 @@ async fn embed(
     let identity = caller.identity;
     let done = ai
         .embed(
-            state.store,
-            state.replica,
+            &state,
             &identity.user_id,
             identity.role.as_str(),
             &alias,
@@ -514,9 +512,9 @@ async fn list_models(
 /// One period of a budget.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PeriodUsage {
-    /// Tokens counted against the budget (calls in progress included at their worst case),
-    /// across every replica heard from. Counted while a budget applies: 0 when unlimited
-    /// (`models` has the month's usage either way).
+    /// Tokens used in the period, across every replica heard from. Under a budget, what the
+    /// budget counts (calls in progress included at their worst case); unlimited, the tokens
+    /// of the calls that ended.
     pub used: u64,
     /// The budget; absent when unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -572,7 +570,11 @@ async fn get_usage(
     let now = now();
     let budget = quota::effective_budget(store, &identity.user_id, identity.role.as_str()).await?;
     let period = async |period: Period, limit: Option<u64>| -> Result<PeriodUsage, ApiError> {
-        let (used, end) = quota::used(store, &identity.user_id, period, now).await?;
+        let (spent, end) = quota::used(store, &identity.user_id, period, now).await?;
+        let used = match limit {
+            Some(_) => spent,
+            None => usage::tokens(store, &identity.user_id, period, now).await?,
+        };
         Ok(PeriodUsage {
             used,
             limit,

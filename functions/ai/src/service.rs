@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use jarvis_ai::observed::Publisher;
 use jarvis_ai::quota::{self, Escrow, QuotaError, Reservation};
 use jarvis_ai::registry::{Registry, Settings};
 use jarvis_ai::resilience::Policy;
@@ -15,7 +16,6 @@ use jarvis_crdt::ReplicaId;
 use jarvis_health::{Finding, HealthCheck, Status};
 use jarvis_http::ApiError;
 use jarvis_secrets::SecretSource;
-use jarvis_store::Store;
 use tokio::sync::OnceCell;
 
 /// The AI service.
@@ -28,6 +28,7 @@ pub struct Ai {
     share: f64,
     secrets: Arc<dyn SecretSource>,
     registry: OnceCell<Arc<Registry>>,
+    publisher: Publisher,
 }
 
 /// A finished completion.
@@ -100,7 +101,11 @@ impl Ai {
             },
             hosted,
             client: reqwest::Client::new(),
-            policy: Policy::default(),
+            policy: Policy {
+                breaker_threshold: ai.breaker_threshold,
+                breaker_cooldown: ai.breaker_cooldown,
+                ..Policy::default()
+            },
             prices: Prices(
                 ai.prices
                     .iter()
@@ -118,6 +123,7 @@ impl Ai {
             share: ai.quota_share,
             secrets,
             registry: OnceCell::new(),
+            publisher: Publisher::default(),
         }
     }
 
@@ -155,117 +161,107 @@ impl Ai {
         }
     }
 
-    async fn reserve(
-        &self,
-        store: &dyn Store,
-        replica: ReplicaId,
-        user: &str,
-        role: &str,
-        tokens: u64,
-    ) -> Result<Reservation, ApiError> {
-        let budget = quota::effective_budget(store, user, role).await?;
-        quota::reserve(
-            store,
-            self.escrow(replica),
-            user,
-            budget,
-            tokens,
-            jarvis_store::now_secs(),
-        )
-        .await
-        .map_err(quota_error)
-    }
-
-    /// Settles a call and records its usage; failures are logged (the call's answer stands).
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        store: &dyn Store,
-        replica: ReplicaId,
-        user: &str,
-        reservation: Reservation,
-        provider: &str,
-        model: &str,
-        used: Usage,
-    ) -> u64 {
+    /// Settles `call`, records its usage and publishes breaker changes; failures are logged
+    /// (the call's answer stands). Returns the call's cost.
+    async fn finish(&self, call: Call, provider: &str, model: &str, used: Usage) -> u64 {
+        let store = call.state.store.as_ref();
+        let now = jarvis_store::now_secs();
         let total = used.input_tokens.saturating_add(used.output_tokens);
-        if let Err(err) = quota::settle(store, self.escrow(replica), reservation, total).await {
+        let escrow = self.escrow(call.state.replica);
+        if let Err(err) = quota::settle(store, escrow, call.reservation, total).await {
             tracing::error!(error = %err, "a reservation could not be settled; its rest stays spent");
         }
         let cost = self.prices.cost_micros(provider, model, used);
-        if let Err(err) = usage::record(
-            store,
-            replica,
-            user,
-            provider,
-            model,
-            used,
-            cost,
-            jarvis_store::now_secs(),
-        )
-        .await
-        {
-            tracing::error!(error = %err, "usage could not be recorded");
+        if total > 0 {
+            let replica = call.state.replica;
+            if let Err(err) =
+                usage::record(store, replica, &call.user, provider, model, used, cost, now).await
+            {
+                tracing::error!(error = %err, "usage could not be recorded");
+            }
         }
+        self.observe(&call.state, &call.registry).await;
         cost
     }
 
-    /// Answers `request` through `alias` within `user`'s budget, reserving `worst` tokens.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn complete(
-        self: &Arc<Self>,
-        store: Arc<dyn Store>,
-        replica: ReplicaId,
+    /// Publishes this process's breaker changes, for a `/health` served elsewhere.
+    async fn observe(&self, state: &AppState, registry: &Registry) {
+        self.publisher
+            .publish(
+                state.store.as_ref(),
+                &state.clock,
+                registry,
+                self.policy.breaker_cooldown,
+                jarvis_store::now_secs(),
+            )
+            .await;
+    }
+
+    /// Checks `alias` and reserves `worst` tokens of `user`'s budget.
+    async fn begin(
+        &self,
+        state: &AppState,
         user: &str,
         role: &str,
         alias: &str,
-        request: ChatRequest,
         worst: u64,
-    ) -> Result<Completed, ApiError> {
+    ) -> Result<Call, ApiError> {
         let registry = self.registry().await?;
         if registry.chain(alias).is_none() {
             return Err(ApiError::NotFound(
                 format!("no model alias {alias:?}").into(),
             ));
         }
-        let reservation = self
-            .reserve(store.as_ref(), replica, user, role, worst)
-            .await?;
+        let store = state.store.as_ref();
+        let budget = quota::effective_budget(store, user, role).await?;
+        let reservation = quota::reserve(
+            store,
+            self.escrow(state.replica),
+            user,
+            budget,
+            worst,
+            jarvis_store::now_secs(),
+        )
+        .await
+        .map_err(quota_error)?;
+        Ok(Call {
+            state: state.clone(),
+            registry,
+            alias: alias.to_owned(),
+            user: user.to_owned(),
+            reservation,
+        })
+    }
+
+    /// Answers `request` through `alias` within `user`'s budget, reserving `worst` tokens.
+    pub async fn complete(
+        self: &Arc<Self>,
+        state: &AppState,
+        user: &str,
+        role: &str,
+        alias: &str,
+        request: ChatRequest,
+        worst: u64,
+    ) -> Result<Completed, ApiError> {
+        let call = self.begin(state, user, role, alias, worst).await?;
         // The call runs on its own: if the request is cut off, it still settles.
-        let (ai, alias, user) = (Arc::clone(self), alias.to_owned(), user.to_owned());
-        let call = tokio::spawn(async move {
-            let Some(chain) = registry.chain(&alias) else {
+        let ai = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let Some(chain) = call.registry.chain(&call.alias) else {
                 return Err(ApiError::NotFound("no such model alias".into()));
             };
             let answer = match chain.answer(request).await {
                 Ok(answer) => answer,
                 Err(err) => {
                     // Nothing was generated: everything goes back.
-                    ai.finish(
-                        store.as_ref(),
-                        replica,
-                        &user,
-                        reservation,
-                        "",
-                        "",
-                        Usage::default(),
-                    )
-                    .await;
+                    ai.finish(call, "", "", Usage::default()).await;
                     return Err(provider_error(err));
                 }
             };
             match collect(answer.events).await {
                 Ok(reply) => {
                     let cost = ai
-                        .finish(
-                            store.as_ref(),
-                            replica,
-                            &user,
-                            reservation,
-                            &answer.provider,
-                            &answer.model,
-                            reply.usage,
-                        )
+                        .finish(call, &answer.provider, &answer.model, reply.usage)
                         .await;
                     Ok(Completed {
                         model: format!("{}:{}", answer.provider, answer.model),
@@ -275,40 +271,33 @@ impl Ai {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, provider = %answer.provider, "a reply failed mid-way; its reservation stays spent");
+                    ai.observe(&call.state, &call.registry).await;
                     Err(provider_error(err))
                 }
             }
         });
-        call.await.map_err(|e| ApiError::Internal(Box::new(e)))?
+        task.await.map_err(|e| ApiError::Internal(Box::new(e)))?
     }
 
     /// Embeds `texts` through `alias` within `user`'s budget.
     pub async fn embed(
         self: &Arc<Self>,
-        store: Arc<dyn Store>,
-        replica: ReplicaId,
+        state: &AppState,
         user: &str,
         role: &str,
         alias: &str,
         texts: Vec<String>,
     ) -> Result<Embedded, ApiError> {
-        let registry = self.registry().await?;
-        if registry.chain(alias).is_none() {
-            return Err(ApiError::NotFound(
-                format!("no model alias {alias:?}").into(),
-            ));
-        }
+        // Bytes bound the tokens of every tokenizer: the worst case to reserve.
         let bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
         let tokens: u64 = texts
             .iter()
             .map(|t| jarvis_ai::scripted::estimate_tokens(t))
             .sum();
-        let reservation = self
-            .reserve(store.as_ref(), replica, user, role, bytes)
-            .await?;
-        let (ai, user, alias) = (Arc::clone(self), user.to_owned(), alias.to_owned());
-        let call = tokio::spawn(async move {
-            let Some(chain) = registry.chain(&alias) else {
+        let call = self.begin(state, user, role, alias, bytes).await?;
+        let ai = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let Some(chain) = call.registry.chain(&call.alias) else {
                 return Err(ApiError::NotFound("no such model alias".into()));
             };
             match chain.embed(&texts).await {
@@ -317,16 +306,8 @@ impl Ai {
                         input_tokens: tokens,
                         output_tokens: 0,
                     };
-                    ai.finish(
-                        store.as_ref(),
-                        replica,
-                        &user,
-                        reservation,
-                        &embedding.provider,
-                        &embedding.model,
-                        used,
-                    )
-                    .await;
+                    ai.finish(call, &embedding.provider, &embedding.model, used)
+                        .await;
                     Ok(Embedded {
                         model: format!("{}:{}", embedding.provider, embedding.model),
                         vectors: embedding.vectors,
@@ -334,22 +315,22 @@ impl Ai {
                     })
                 }
                 Err(err) => {
-                    ai.finish(
-                        store.as_ref(),
-                        replica,
-                        &user,
-                        reservation,
-                        "",
-                        "",
-                        Usage::default(),
-                    )
-                    .await;
+                    ai.finish(call, "", "", Usage::default()).await;
                     Err(provider_error(err))
                 }
             }
         });
-        call.await.map_err(|e| ApiError::Internal(Box::new(e)))?
+        task.await.map_err(|e| ApiError::Internal(Box::new(e)))?
     }
+}
+
+/// A call under way: where it runs, through what, for whom, and what it reserved.
+struct Call {
+    state: AppState,
+    registry: Arc<Registry>,
+    alias: String,
+    user: String,
+    reservation: Reservation,
 }
 
 /// The health component `ai`: the default model (`smart`'s first usable target) and every

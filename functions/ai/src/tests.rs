@@ -9,6 +9,14 @@ use super::Ai;
 /// The function's routes over a fresh app, with the AI service built from the app's own
 /// configuration and secrets (as every host does).
 async fn app(env: &[(&str, &str)]) -> TestApp {
+    app_with(env, Vec::new()).await
+}
+
+/// [`app`], with providers the host built (as `bedrock` and `local` are).
+async fn app_with(
+    env: &[(&str, &str)],
+    hosted: Vec<(String, Arc<dyn jarvis_ai::Provider>)>,
+) -> TestApp {
     let slot: Arc<OnceLock<Arc<Ai>>> = Arc::new(OnceLock::new());
     let service = Arc::clone(&slot);
     let router: axum::Router<jarvis_app::AppState> = super::api().into();
@@ -21,11 +29,7 @@ async fn app(env: &[(&str, &str)]) -> TestApp {
         },
     ));
     let app = TestApp::signed_in_with_env(router, env).await;
-    let ai = Ai::new(
-        &app.state.config,
-        Arc::clone(&app.state.secrets),
-        Vec::new(),
-    );
+    let ai = Ai::new(&app.state.config, Arc::clone(&app.state.secrets), hosted);
     assert!(slot.set(Arc::new(ai)).is_ok());
     app
 }
@@ -270,6 +274,11 @@ async fn embeddings_come_one_per_text_and_count_against_the_budget() {
     assert_eq!(body["dimensions"], 64);
     let (_, usage) = app.call(Method::GET, "/ai/usage", None).await;
     assert_eq!(usage["month"]["used"], body["tokens"]);
+    assert!(usage["day"].get("limit").is_none(), "{usage}");
+    assert_eq!(
+        usage["day"]["used"], body["tokens"],
+        "without a budget, the tokens of the calls that ended"
+    );
     assert_eq!(usage["models"][0]["model"], "scripted:hash");
 }
 
@@ -284,4 +293,84 @@ async fn routes_need_the_ai_scope_or_admin() {
         let (status, _) = app.call_as(Some("not-a-token"), method, uri, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
     }
+}
+
+/// A provider that is unreachable while `down` is set, and echoes otherwise.
+struct Flaky {
+    down: std::sync::atomic::AtomicBool,
+    echo: jarvis_ai::scripted::Scripted,
+}
+
+#[async_trait::async_trait]
+impl jarvis_ai::Provider for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+
+    async fn stream(
+        &self,
+        request: jarvis_ai::ChatRequest,
+    ) -> Result<jarvis_ai::EventStream, jarvis_ai::ProviderError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(jarvis_ai::ProviderError::Unreachable {
+                message: "connection refused".into(),
+            });
+        }
+        self.echo.stream(request).await
+    }
+}
+
+#[tokio::test]
+async fn an_open_breaker_is_recorded_for_the_health_of_other_processes_until_it_closes() {
+    use jarvis_ai::observed::ObservedBreakers;
+    use jarvis_health::{HealthCheck, Status};
+    use std::sync::atomic::Ordering;
+
+    let flaky = Arc::new(Flaky {
+        down: true.into(),
+        echo: jarvis_ai::scripted::Scripted::default(),
+    });
+    let app = app_with(
+        &[
+            ("JARVIS_AI_MODELS", "smart=flaky:m1"),
+            ("JARVIS_AI_BREAKER_THRESHOLD", "1"),
+            ("JARVIS_AI_BREAKER_COOLDOWN_SECS", "1"),
+        ],
+        vec![(
+            "flaky".into(),
+            Arc::clone(&flaky) as Arc<dyn jarvis_ai::Provider>,
+        )],
+    )
+    .await;
+    // What the system function's `/health` reads on AWS: the store, not this process.
+    let elsewhere = ObservedBreakers(Arc::clone(&app.state.store));
+    assert_eq!(elsewhere.check().await.status, Status::Ok);
+
+    let (status, body) = app
+        .call(Method::POST, "/ai/complete", Some(ask("hello", 20)))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let finding = elsewhere.check().await;
+    assert_eq!(finding.status, Status::Degraded);
+    assert_eq!(
+        finding.message.as_deref(),
+        Some("circuit open: smart#flaky:m1")
+    );
+    let (_, models) = app.call(Method::GET, "/ai/models", None).await;
+    assert_eq!(models["aliases"][0]["targets"][0]["state"], "degraded");
+
+    flaky.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (status, body) = app
+        .call(Method::POST, "/ai/complete", Some(ask("hello", 20)))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the probe after the cool-down: {body}"
+    );
+    let finding = elsewhere.check().await;
+    assert_eq!(finding.status, Status::Ok, "{:?}", finding.message);
+    assert_eq!(finding.details["breakers"][0]["target"], "smart#flaky:m1");
+    assert_eq!(finding.details["breakers"][0]["state"], "closed");
 }

@@ -22,6 +22,17 @@ pub fn routes() -> axum::Router<AppState> {
     api().into()
 }
 
+/// The routes of the Lambda build, whose `/health` also reports the model breakers the AI
+/// function's instances recorded (`ai`, not critical): on AWS they live in other processes.
+pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
+    let mut health = (*state.health).clone();
+    health.register(std::sync::Arc::new(jarvis_ai::observed::ObservedBreakers(
+        std::sync::Arc::clone(&state.store),
+    )));
+    state.health = std::sync::Arc::new(health);
+    routes()
+}
+
 /// Health of every registered component, folded into a status and a 0–100 score.
 ///
 /// Everyone sees each component's status; admins also see messages, details and timings.
@@ -210,6 +221,45 @@ mod tests {
         assert_eq!(body["score"], 0);
         assert_eq!(body["components"][0]["status"], "down");
         assert!(!body.to_string().contains("connection refused"));
+    }
+
+    #[tokio::test]
+    async fn the_lambda_build_reports_the_breakers_the_ai_function_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config =
+            Config::from_vars([("JARVIS_DATA_DIR", dir.path().to_string_lossy())]).expect("config");
+        jarvis_secrets::ensure_local_file(&dir.path().join("secrets.json")).expect("secrets file");
+        let mut state = AppState::from_config(config).await.expect("state");
+        let routes = lambda_routes(&mut state).await;
+        let (store, clock) = (Arc::clone(&state.store), Arc::clone(&state.clock));
+        let app = jarvis_app::app(routes, state);
+        let ai = |body: &serde_json::Value| {
+            body["components"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "ai"))
+                .cloned()
+                .expect("an ai component")
+        };
+        let (_, body) = get(app.clone(), "/health").await;
+        assert_eq!(ai(&body)["status"], "ok", "nothing recorded");
+
+        // What an AI function instance writes when a breaker opens.
+        jarvis_ai::observed::record(
+            store.as_ref(),
+            &clock,
+            "smart",
+            "openai",
+            "gpt-4o",
+            jarvis_ai::resilience::BreakerState::Open,
+            std::time::Duration::from_secs(30),
+            jarvis_store::now_secs(),
+        )
+        .await
+        .expect("record");
+        let (status, body) = get(app, "/health").await;
+        assert_eq!(status, StatusCode::OK, "not critical");
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(ai(&body)["status"], "degraded");
     }
 
     #[tokio::test]

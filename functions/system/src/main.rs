@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), jarvis_app::lambda::Error> {
-    jarvis_app::lambda::serve(jarvis_fn_system::routes()).await
+    jarvis_app::lambda::serve_with(jarvis_fn_system::lambda_routes).await
 }

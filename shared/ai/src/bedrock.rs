@@ -417,6 +417,15 @@ impl Provider for Bedrock {
 
     /// Embeds `texts`, in order: Titan takes one text per `InvokeModel` call
     /// (`{"inputText"}` → `{"embedding": [...]}`), so the calls run concurrently.
+    /// The same client, embedding with `model` (a chain's target may be a Titan embeddings
+    /// model; chat ignores it).
+    fn for_model(&self, model: &str) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(Self {
+            client: self.client.clone(),
+            embedding_model: Some(model.to_owned()),
+        }))
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
         let Some(model) = &self.embedding_model else {
             return Err(ProviderError::Unsupported {

@@ -19,6 +19,7 @@ pub mod bedrock;
 pub mod gemini;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod observed;
 pub mod openai;
 pub mod quota;
 pub mod registry;
@@ -29,6 +30,7 @@ pub mod usage;
 mod wire;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -273,6 +275,13 @@ pub trait Provider: Send + Sync {
         Err(ProviderError::Unsupported {
             what: "embedding".into(),
         })
+    }
+
+    /// The provider to use for `model` in a chain, when it differs from this one (a provider
+    /// whose embeddings need the model chosen up front); `None` uses this one.
+    fn for_model(&self, model: &str) -> Option<Arc<dyn Provider>> {
+        let _ = model;
+        None
     }
 }
 

@@ -46,8 +46,9 @@ impl Period {
         }
     }
 
-    /// The period containing `now` (unix seconds): its label and when it ends.
-    fn at(self, now: i64) -> (String, i64) {
+    /// The period containing `now` (unix seconds): its label (`YYYY-MM-DD` or `YYYY-MM`) and
+    /// when it ends.
+    pub fn at(self, now: i64) -> (String, i64) {
         let moment = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let date = moment.date();
         match self {

@@ -100,7 +100,9 @@ impl Registry {
                 .or_insert_with(|| {
                     let keyed = |k: Option<SecretString>| k.ok_or(TargetState::MissingKey);
                     if let Some((_, hosted)) = hosted.iter().find(|(n, _)| n == name) {
-                        return Ok(Arc::clone(hosted));
+                        return Ok(hosted
+                            .for_model(model)
+                            .unwrap_or_else(|| Arc::clone(hosted)));
                     }
                     Ok(match name {
                         "scripted" => Arc::clone(&scripted),
@@ -173,6 +175,19 @@ impl Registry {
             .iter()
             .find(|(name, _)| name == alias)
             .map(|(_, chain)| chain)
+    }
+
+    /// Every breaker: alias, provider, model and state.
+    pub fn breakers(&self) -> Vec<(String, String, String, BreakerState)> {
+        self.chains
+            .iter()
+            .flat_map(|(alias, chain)| {
+                chain
+                    .breakers()
+                    .into_iter()
+                    .map(move |(provider, model, state)| (alias.clone(), provider, model, state))
+            })
+            .collect()
     }
 
     /// Every alias, its targets and their states.

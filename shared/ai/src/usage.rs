@@ -2,17 +2,19 @@
 //!
 //! Every call adds its input tokens, output tokens and cost to three grow-only counters of
 //! the user's partition (`usage#<user>`, sorted `<YYYY-MM>#<provider>:<model>#<measure>`),
-//! so concurrent calls on any instance or replica all count. Cost is in millionths of a US
-//! dollar, from the deployment's [`Prices`]; a model without a price costs nothing.
+//! and its tokens to the day's and the month's totals (`total#<YYYY-MM-DD>`,
+//! `total#<YYYY-MM>`), so concurrent calls on any instance or replica all count. Cost is in
+//! millionths of a US dollar, from the deployment's [`Prices`]; a model without a price costs
+//! nothing.
 
 use std::collections::BTreeMap;
 
 use jarvis_crdt::{GCounter, ReplicaId};
 use jarvis_store::{Key, MergeOptions, Store, StoreError};
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::Usage;
+use crate::quota::Period;
 
 /// Usage documents are kept this long after their month, for reports.
 const KEEP_SECS: i64 = 400 * 24 * 3600;
@@ -50,21 +52,6 @@ impl Prices {
     }
 }
 
-/// The month label (`YYYY-MM`) of `now` (unix seconds), and when that month ends.
-fn month(now: i64) -> (String, i64) {
-    let date = OffsetDateTime::from_unix_timestamp(now)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .date();
-    let (year, m) = (date.year(), date.month());
-    let (next_year, next) = match m {
-        time::Month::December => (year + 1, time::Month::January),
-        other => (year, other.next()),
-    };
-    let end = time::Date::from_calendar_date(next_year, next, 1)
-        .map_or(i64::MAX, |d| d.midnight().assume_utc().unix_timestamp());
-    (format!("{year:04}-{:02}", u8::from(m)), end)
-}
-
 const MEASURES: [&str; 3] = ["input", "output", "cost"];
 
 /// Adds one call's usage and cost to `user`'s month.
@@ -79,32 +66,47 @@ pub async fn record(
     cost_micros: u64,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (label, end) = month(now);
-    let options = MergeOptions {
-        expires_at: Some(end.saturating_add(KEEP_SECS)),
-        ..MergeOptions::default()
-    };
-    for (measure, amount) in
-        MEASURES
-            .iter()
-            .zip([usage.input_tokens, usage.output_tokens, cost_micros])
-    {
+    let (label, end) = Period::Month.at(now);
+    let (day, day_end) = Period::Day.at(now);
+    let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+    let counters = MEASURES
+        .iter()
+        .zip([usage.input_tokens, usage.output_tokens, cost_micros])
+        .map(|(measure, amount)| (format!("{label}#{provider}:{model}#{measure}"), amount, end))
+        .chain([
+            (format!("total#{day}"), tokens, day_end),
+            (format!("total#{label}"), tokens, end),
+        ]);
+    for (sort, amount, end) in counters {
         if amount == 0 {
             continue;
         }
-        let key = Key::new(
-            format!("usage#{user}"),
-            format!("{label}#{provider}:{model}#{measure}"),
-        )?;
+        let options = MergeOptions {
+            expires_at: Some(end.saturating_add(KEEP_SECS)),
+            ..MergeOptions::default()
+        };
         store
             .update_with(
-                &key,
+                &Key::new(format!("usage#{user}"), sort)?,
                 |counter: &mut GCounter| counter.increment(replica, amount),
                 options,
             )
             .await?;
     }
     Ok(())
+}
+
+/// The tokens `user`'s settled calls used in the period containing `now`, every model.
+pub async fn tokens(
+    store: &dyn Store,
+    user: &str,
+    period: Period,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let (label, _) = period.at(now);
+    let key = Key::new(format!("usage#{user}"), format!("total#{label}"))?;
+    let counter = store.read::<GCounter>(&key).await?;
+    Ok(counter.map_or(0, |doc| doc.state.value()))
 }
 
 /// One model's usage in a month.
@@ -126,7 +128,7 @@ pub async fn month_report(
     user: &str,
     now: i64,
 ) -> Result<Vec<ModelUsage>, StoreError> {
-    let (label, _) = month(now);
+    let (label, _) = Period::Month.at(now);
     let prefix = format!("{label}#");
     let page = store
         .list_documents::<GCounter>(
@@ -191,11 +193,5 @@ mod tests {
             "2.5 rounds up"
         );
         assert_eq!(prices.cost_micros("local", "smollm2", usage), 0);
-    }
-
-    #[test]
-    fn months_are_utc_calendar_months() {
-        // 2026-11-22T12:00:00Z; December starts at 1_796_083_200.
-        assert_eq!(month(1_795_348_800), ("2026-11".into(), 1_796_083_200));
     }
 }

@@ -99,7 +99,12 @@ fn text_then_tool_use() -> Vec<Vec<u8>> {
     ]
 }
 
-async fn start(answers: Vec<Response>) -> (Bedrock, std::sync::Arc<support::Server>) {
+async fn client(
+    answers: Vec<Response>,
+) -> (
+    aws_sdk_bedrockruntime::Client,
+    std::sync::Arc<support::Server>,
+) {
     let (base, server) = support::serve(
         &["/model/{model}/converse-stream", "/model/{model}/invoke"],
         answers,
@@ -117,7 +122,11 @@ async fn start(answers: Vec<Response>) -> (Bedrock, std::sync::Arc<support::Serv
         ))
         .endpoint_url(base)
         .build();
-    let client = aws_sdk_bedrockruntime::Client::from_conf(config);
+    (aws_sdk_bedrockruntime::Client::from_conf(config), server)
+}
+
+async fn start(answers: Vec<Response>) -> (Bedrock, std::sync::Arc<support::Server>) {
+    let (client, server) = client(answers).await;
     let provider = Bedrock::new(client).with_embedding_model("amazon.titan-embed-text-v2:0");
     (provider, server)
 }
@@ -325,4 +334,38 @@ async fn an_embedding_is_one_signed_invoke_model_call_per_text() {
         provider.embed(&["again".to_owned()]).await,
         Err(ProviderError::Protocol { .. })
     ));
+}
+
+#[tokio::test]
+async fn an_embedding_alias_on_bedrock_embeds_with_the_model_it_names() {
+    let (client, _server) = client(vec![support::status(
+        200,
+        json!({ "embedding": [0.5, 0.5], "inputTextTokenCount": 2 }),
+    )])
+    .await;
+    // The hosted client has no embedding model of its own: the alias chooses it.
+    let hosted: Vec<(String, std::sync::Arc<dyn jarvis_ai::Provider>)> =
+        vec![("bedrock".into(), std::sync::Arc::new(Bedrock::new(client)))];
+    let settings = jarvis_ai::registry::Settings {
+        aliases: vec![(
+            "embed".into(),
+            vec![("bedrock".into(), "amazon.titan-embed-text-v2:0".into())],
+        )],
+        ..Default::default()
+    };
+    let registry = jarvis_ai::registry::Registry::new(
+        &settings,
+        |_| None,
+        &reqwest::Client::new(),
+        &hosted,
+        &jarvis_ai::resilience::Policy::default(),
+    );
+    let embedding = registry
+        .chain("embed")
+        .expect("the alias")
+        .embed(&["hello".to_owned()])
+        .await
+        .expect("vectors");
+    assert_eq!(embedding.model, "amazon.titan-embed-text-v2:0");
+    assert_eq!(embedding.vectors, vec![vec![0.5, 0.5]]);
 }

@@ -209,6 +209,12 @@ pub struct AiConfig {
     /// (`JARVIS_AI_QUOTA_SHARE_PERCENT`, default 100). Deployments that sync give each a
     /// share so that together they never pass a budget, even while partitioned.
     pub quota_share: f64,
+    /// Consecutive failures of a model that open its circuit breaker
+    /// (`JARVIS_AI_BREAKER_THRESHOLD`, default 5).
+    pub breaker_threshold: u32,
+    /// How long an open breaker skips its model before one probe call
+    /// (`JARVIS_AI_BREAKER_COOLDOWN_SECS`, default 30).
+    pub breaker_cooldown: Duration,
     /// OpenAI's base URL (`JARVIS_AI_OPENAI_URL`).
     pub openai_url: String,
     /// Anthropic's base URL (`JARVIS_AI_ANTHROPIC_URL`).
@@ -466,6 +472,10 @@ impl Config {
             quota_share: vars
                 .ai_quota_share_percent
                 .map_or(1.0, |p| p.0 as f64 / 100.0),
+            breaker_threshold: vars.ai_breaker_threshold.map_or(5, |t| t.0 as u32),
+            breaker_cooldown: Duration::from_secs(
+                vars.ai_breaker_cooldown_secs.map_or(30, |s| s.0),
+            ),
         }
     }
 
@@ -867,21 +877,27 @@ mod tests {
             ("JARVIS_AI_PRICES", "openai:gpt-4o=free/10"),
             ("JARVIS_AI_PRICES", "openai:gpt-4o=-1/10"),
             ("JARVIS_AI_QUOTA_SHARE_PERCENT", "101"),
+            ("JARVIS_AI_BREAKER_THRESHOLD", "0"),
+            ("JARVIS_AI_BREAKER_COOLDOWN_SECS", "soon"),
         ] {
             assert_eq!(config(&[(name, value)]).expect_err(value).variable, name);
         }
     }
 
     #[test]
-    fn prices_and_the_quota_share_are_read() {
+    fn prices_the_quota_share_and_the_breaker_settings_are_read() {
         let c = config(&[
             (
                 "JARVIS_AI_PRICES",
                 "openai:gpt-4o=2.5/10, anthropic:claude-sonnet-4-5=3/15",
             ),
             ("JARVIS_AI_QUOTA_SHARE_PERCENT", "40"),
+            ("JARVIS_AI_BREAKER_THRESHOLD", "3"),
+            ("JARVIS_AI_BREAKER_COOLDOWN_SECS", "120"),
         ])
         .expect("valid");
+        assert_eq!(c.ai.breaker_threshold, 3);
+        assert_eq!(c.ai.breaker_cooldown, Duration::from_secs(120));
         assert_eq!(
             c.ai.prices,
             [

@@ -215,6 +215,10 @@ pub(crate) struct AiVars {
     pub ai_prices: List<PriceEntry>,
     /// `JARVIS_AI_QUOTA_SHARE_PERCENT`: this deployment's share of every token budget.
     pub ai_quota_share_percent: Option<Whole<0, 100>>,
+    /// `JARVIS_AI_BREAKER_THRESHOLD`: consecutive failures that open a model's breaker.
+    pub ai_breaker_threshold: Option<Whole<1, 1000>>,
+    /// `JARVIS_AI_BREAKER_COOLDOWN_SECS`: how long an open breaker skips its model.
+    pub ai_breaker_cooldown_secs: Option<Whole<1, 86_400>>,
 }
 
 /// `provider:model=input/output` of the price table, in dollars per million tokens.
