@@ -247,11 +247,12 @@ impl CompleteRequest {
                 MAX_MESSAGE_CHARS,
             )?;
         }
+        // Well-formed but unanswerable: a 422, as the schema cannot say which item is last.
         if !matches!(self.messages.last().map(|m| m.role), Some(ChatRole::User)) {
-            return Err(ApiError::invalid_field(
-                "messages",
-                "the last message must be the user's",
-            ));
+            return Err(ApiError::Unprocessable {
+                field: Some("messages".into()),
+                message: "the last message must be the user's".into(),
+            });
         }
         let max_tokens = self.max_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS);
         if !(1..=MAX_OUTPUT_TOKENS).contains(&max_tokens) {
@@ -319,7 +320,7 @@ impl CompleteRequest {
         (status = 200, description = "The reply, what it used and cost", body = Completion),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
         (status = 404, description = "No such model alias", body = ErrorEnvelope),
-        (status = 422, description = "Every model of the alias refused the request", body = ErrorEnvelope),
+        (status = 422, description = "The last message is not the user's, or every model of the alias refused the request", body = ErrorEnvelope),
         (status = 429, description = "The caller's token budget is spent (`quota_exceeded`, with `resets_at`)", body = ErrorEnvelope),
         (status = 503, description = "No model of the alias could answer", body = ErrorEnvelope),
         AuthRejections,
