@@ -78,6 +78,19 @@ fn provider_error(err: ProviderError) -> ApiError {
     }
 }
 
+/// The HTTP client of every remote provider: connecting may take 10 s (the chain bounds the
+/// rest of an attempt: first event, idle, total); idle connections are kept for reuse.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "the provider client falls back to reqwest's defaults");
+            reqwest::Client::new()
+        })
+}
+
 impl Ai {
     /// The service of a deployment: `hosted` are the providers the host built (`bedrock`,
     /// `local`).
@@ -100,7 +113,7 @@ impl Ai {
                 servers: ai.servers.clone(),
             },
             hosted,
-            client: reqwest::Client::new(),
+            client: http_client(),
             policy: Policy {
                 breaker_threshold: ai.breaker_threshold,
                 breaker_cooldown: ai.breaker_cooldown,
