@@ -28,7 +28,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use jarvis_ai::Provider;
-pub use service::{Ai, AiHealth};
+pub use jarvis_ai::service::{Ai, AiHealth};
+pub use service::register_health;
 
 /// Most messages in one completion.
 pub const MAX_MESSAGES: usize = 100;
@@ -97,7 +98,7 @@ pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
     #[cfg(feature = "bedrock")]
     hosted.push(("bedrock".to_owned(), service::bedrock().await));
     let ai = Arc::new(Ai::new(&state.config, Arc::clone(&state.secrets), hosted));
-    ai.register_health(state);
+    service::register_health(&ai, state);
     routes(ai)
 }
 
@@ -337,14 +338,15 @@ async fn complete(
     let identity = caller.identity;
     let done = ai
         .complete(
-            &state,
+            &service::site(&state),
             &identity.user_id,
             identity.role.as_str(),
             &alias,
             request,
             worst,
         )
-        .await?;
+        .await
+        .map_err(service::call_error)?;
     Ok(Json(Completion {
         text: done.reply.text,
         stop_reason: stop_reason_name(done.reply.stop_reason).to_owned(),
@@ -423,13 +425,14 @@ async fn embed(
     let identity = caller.identity;
     let done = ai
         .embed(
-            &state,
+            &service::site(&state),
             &identity.user_id,
             identity.role.as_str(),
             &alias,
             texts,
         )
-        .await?;
+        .await
+        .map_err(service::call_error)?;
     Ok(Json(Embeddings {
         alias,
         model: done.model,
@@ -484,7 +487,7 @@ async fn list_models(
     _caller: Authorized<scope::Ai>,
     Service(ai): Service,
 ) -> Result<Json<ModelList>, ApiError> {
-    let registry = ai.registry().await?;
+    let registry = ai.registry().await.map_err(service::call_error)?;
     let aliases = registry
         .models()
         .into_iter()

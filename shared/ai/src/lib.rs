@@ -25,6 +25,7 @@ pub mod quota;
 pub mod registry;
 pub mod resilience;
 pub mod scripted;
+pub mod service;
 mod sse;
 pub mod usage;
 mod wire;

@@ -1,0 +1,408 @@
+//! The AI service of a process: the registry of aliases (built on first use, with the
+//! provider keys of the secret document), the price table and this deployment's share of
+//! every budget; the budgeted call around a chain; the health component.
+//!
+//! Every feature that calls models (the AI routes, chat, knowledge, agents) goes through
+//! it, so each call is reserved, settled, recorded and observed the same way.
+
+use std::sync::Arc;
+
+use jarvis_config::Config;
+use jarvis_crdt::ReplicaId;
+use jarvis_health::{Finding, HealthCheck, Status};
+use jarvis_secrets::SecretSource;
+use jarvis_store::clock::Clock;
+use jarvis_store::{Store, StoreError};
+use tokio::sync::OnceCell;
+
+use crate::observed::Publisher;
+use crate::quota::{self, Escrow, Exceeded, QuotaError, Reservation};
+use crate::registry::{Registry, Settings, TargetState};
+use crate::resilience::Policy;
+use crate::usage::{self, Price, Prices};
+use crate::{ChatRequest, Provider, ProviderError, Reply, Usage, collect};
+
+/// Where calls run: the store, this replica and its clock.
+#[derive(Clone)]
+pub struct Site {
+    /// The document store.
+    pub store: Arc<dyn Store>,
+    /// This deployment's replica id.
+    pub replica: ReplicaId,
+    /// Timestamps for last-writer-wins writes.
+    pub clock: Arc<Clock>,
+}
+
+/// Why a budgeted call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No alias of that name is configured.
+    #[error("no model alias {0:?}")]
+    UnknownAlias(String),
+    /// The caller's budget cannot cover the call.
+    #[error("the {} token budget is spent", .0.period.name())]
+    Quota(Exceeded),
+    /// Every target failed or refused.
+    #[error(transparent)]
+    Provider(ProviderError),
+    /// The secret document (provider keys) could not be read.
+    #[error("secrets unavailable: {0}")]
+    Secrets(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The call's task ended abnormally.
+    #[error("the call's task failed: {0}")]
+    Task(String),
+}
+
+/// The AI service.
+pub struct Ai {
+    settings: Settings,
+    hosted: Vec<(String, Arc<dyn Provider>)>,
+    client: reqwest::Client,
+    policy: Policy,
+    prices: Prices,
+    share: f64,
+    secrets: Arc<dyn SecretSource>,
+    registry: OnceCell<Arc<Registry>>,
+    publisher: Publisher,
+}
+
+/// A finished completion.
+pub struct Completed {
+    /// The reply.
+    pub reply: Reply,
+    /// `provider:model` that answered.
+    pub model: String,
+    /// Its cost in millionths of a dollar.
+    pub cost_micros: u64,
+}
+
+/// Finished embeddings.
+pub struct Embedded {
+    /// `provider:model` that answered.
+    pub model: String,
+    /// The vectors.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens counted.
+    pub tokens: u64,
+}
+
+impl From<QuotaError> for CallError {
+    fn from(err: QuotaError) -> Self {
+        match err {
+            QuotaError::Exceeded(exceeded) => Self::Quota(exceeded),
+            QuotaError::Store(err) => Self::Store(err),
+        }
+    }
+}
+
+/// The HTTP client of every remote provider: connecting may take 10 s (the chain bounds the
+/// rest of an attempt: first event, idle, total); idle connections are kept for reuse.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "the provider client falls back to reqwest's defaults");
+            reqwest::Client::new()
+        })
+}
+
+impl Ai {
+    /// The service of a deployment: `hosted` are the providers the host built (`bedrock`,
+    /// `local`).
+    pub fn new(
+        config: &Config,
+        secrets: Arc<dyn SecretSource>,
+        hosted: Vec<(String, Arc<dyn Provider>)>,
+    ) -> Self {
+        let ai = &config.ai;
+        Self {
+            settings: Settings {
+                aliases: ai
+                    .aliases
+                    .iter()
+                    .map(|a| (a.name.clone(), a.targets.clone()))
+                    .collect(),
+                openai_url: ai.openai_url.clone(),
+                anthropic_url: ai.anthropic_url.clone(),
+                gemini_url: ai.gemini_url.clone(),
+                servers: ai.servers.clone(),
+            },
+            hosted,
+            client: http_client(),
+            policy: Policy {
+                breaker_threshold: ai.breaker_threshold,
+                breaker_cooldown: ai.breaker_cooldown,
+                ..Policy::default()
+            },
+            prices: Prices(
+                ai.prices
+                    .iter()
+                    .map(|(target, (input, output))| {
+                        (
+                            target.clone(),
+                            Price {
+                                input_per_million: *input,
+                                output_per_million: *output,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            share: ai.quota_share,
+            secrets,
+            registry: OnceCell::new(),
+            publisher: Publisher::default(),
+        }
+    }
+
+    /// The registry, built on first use from the configuration and the provider keys of the
+    /// secret document.
+    pub async fn registry(&self) -> Result<Arc<Registry>, CallError> {
+        self.registry
+            .get_or_try_init(|| async {
+                let secrets = self
+                    .secrets
+                    .current()
+                    .await
+                    .map_err(|e| CallError::Secrets(e.to_string()))?;
+                Ok::<_, CallError>(Arc::new(Registry::new(
+                    &self.settings,
+                    |name| secrets.provider_key(name).cloned(),
+                    &self.client,
+                    &self.hosted,
+                    &self.policy,
+                )))
+            })
+            .await
+            .cloned()
+    }
+
+    fn escrow(&self, replica: ReplicaId) -> Escrow {
+        Escrow {
+            replica,
+            share: self.share,
+        }
+    }
+
+    /// Settles `call`, records its usage and publishes breaker changes; failures are logged
+    /// (the call's answer stands). Returns the call's cost.
+    async fn finish(&self, call: Call, provider: &str, model: &str, used: Usage) -> u64 {
+        let store = call.site.store.as_ref();
+        let now = jarvis_store::now_secs();
+        let total = used.input_tokens.saturating_add(used.output_tokens);
+        let escrow = self.escrow(call.site.replica);
+        if let Err(err) = quota::settle(store, escrow, call.reservation, total).await {
+            tracing::error!(error = %err, "a reservation could not be settled; its rest stays spent");
+        }
+        let cost = self.prices.cost_micros(provider, model, used);
+        if total > 0 {
+            let replica = call.site.replica;
+            if let Err(err) =
+                usage::record(store, replica, &call.user, provider, model, used, cost, now).await
+            {
+                tracing::error!(error = %err, "usage could not be recorded");
+            }
+        }
+        self.observe(&call.site, &call.registry).await;
+        cost
+    }
+
+    /// Publishes this process's breaker changes, for a `/health` served elsewhere.
+    async fn observe(&self, site: &Site, registry: &Registry) {
+        self.publisher
+            .publish(
+                site.store.as_ref(),
+                &site.clock,
+                registry,
+                self.policy.breaker_cooldown,
+                jarvis_store::now_secs(),
+            )
+            .await;
+    }
+
+    /// Checks `alias` and reserves `worst` tokens of `user`'s budget.
+    async fn begin(
+        &self,
+        site: &Site,
+        user: &str,
+        role: &str,
+        alias: &str,
+        worst: u64,
+    ) -> Result<Call, CallError> {
+        let registry = self.registry().await?;
+        if registry.chain(alias).is_none() {
+            return Err(CallError::UnknownAlias(alias.to_owned()));
+        }
+        let store = site.store.as_ref();
+        let budget = quota::effective_budget(store, user, role).await?;
+        let reservation = quota::reserve(
+            store,
+            self.escrow(site.replica),
+            user,
+            budget,
+            worst,
+            jarvis_store::now_secs(),
+        )
+        .await?;
+        Ok(Call {
+            site: site.clone(),
+            registry,
+            alias: alias.to_owned(),
+            user: user.to_owned(),
+            reservation,
+        })
+    }
+
+    /// Answers `request` through `alias` within `user`'s budget, reserving `worst` tokens.
+    pub async fn complete(
+        self: &Arc<Self>,
+        site: &Site,
+        user: &str,
+        role: &str,
+        alias: &str,
+        request: ChatRequest,
+        worst: u64,
+    ) -> Result<Completed, CallError> {
+        let call = self.begin(site, user, role, alias, worst).await?;
+        // The call runs on its own: if the request is cut off, it still settles.
+        let ai = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let Some(chain) = call.registry.chain(&call.alias) else {
+                return Err(CallError::UnknownAlias(call.alias.clone()));
+            };
+            let answer = match chain.answer(request).await {
+                Ok(answer) => answer,
+                Err(err) => {
+                    // Nothing was generated: everything goes back.
+                    ai.finish(call, "", "", Usage::default()).await;
+                    return Err(CallError::Provider(err));
+                }
+            };
+            match collect(answer.events).await {
+                Ok(reply) => {
+                    let cost = ai
+                        .finish(call, &answer.provider, &answer.model, reply.usage)
+                        .await;
+                    Ok(Completed {
+                        model: format!("{}:{}", answer.provider, answer.model),
+                        reply,
+                        cost_micros: cost,
+                    })
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, provider = %answer.provider, "a reply failed mid-way; its reservation stays spent");
+                    ai.observe(&call.site, &call.registry).await;
+                    Err(CallError::Provider(err))
+                }
+            }
+        });
+        task.await.map_err(|e| CallError::Task(e.to_string()))?
+    }
+
+    /// Embeds `texts` through `alias` within `user`'s budget.
+    pub async fn embed(
+        self: &Arc<Self>,
+        site: &Site,
+        user: &str,
+        role: &str,
+        alias: &str,
+        texts: Vec<String>,
+    ) -> Result<Embedded, CallError> {
+        // Bytes bound the tokens of every tokenizer: the worst case to reserve.
+        let bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
+        let tokens: u64 = texts
+            .iter()
+            .map(|t| crate::scripted::estimate_tokens(t))
+            .sum();
+        let call = self.begin(site, user, role, alias, bytes).await?;
+        let ai = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let Some(chain) = call.registry.chain(&call.alias) else {
+                return Err(CallError::UnknownAlias(call.alias.clone()));
+            };
+            match chain.embed(&texts).await {
+                Ok(embedding) => {
+                    let used = Usage {
+                        input_tokens: tokens,
+                        output_tokens: 0,
+                    };
+                    ai.finish(call, &embedding.provider, &embedding.model, used)
+                        .await;
+                    Ok(Embedded {
+                        model: format!("{}:{}", embedding.provider, embedding.model),
+                        vectors: embedding.vectors,
+                        tokens,
+                    })
+                }
+                Err(err) => {
+                    ai.finish(call, "", "", Usage::default()).await;
+                    Err(CallError::Provider(err))
+                }
+            }
+        });
+        task.await.map_err(|e| CallError::Task(e.to_string()))?
+    }
+}
+
+/// A call under way: where it runs, through what, for whom, and what it reserved.
+struct Call {
+    site: Site,
+    registry: Arc<Registry>,
+    alias: String,
+    user: String,
+    reservation: Reservation,
+}
+
+/// The health component `ai`: the default model (`smart`'s first usable target) and every
+/// target's state. Degraded when a breaker is open or the default is only the scripted
+/// provider; never critical (the rest of Jarvis works without models).
+pub struct AiHealth(pub Arc<Ai>);
+
+#[async_trait::async_trait]
+impl HealthCheck for AiHealth {
+    fn name(&self) -> &'static str {
+        "ai"
+    }
+
+    fn critical(&self) -> bool {
+        false
+    }
+
+    async fn check(&self) -> Finding {
+        let registry = match self.0.registry().await {
+            Ok(registry) => registry,
+            Err(err) => return Finding::down(err.to_string()),
+        };
+        let default = registry.first_ready("smart");
+        let models = registry.models();
+        let open: Vec<String> = models
+            .iter()
+            .flat_map(|a| &a.targets)
+            .filter(|t| t.state == TargetState::Degraded)
+            .map(|t| format!("{}:{}", t.provider, t.model))
+            .collect();
+        let mut finding = Finding::ok();
+        if !open.is_empty() {
+            finding.status = Status::Degraded;
+            finding.message = Some(format!("circuit open: {}", open.join(", ")));
+        } else if default
+            .as_deref()
+            .is_none_or(|d| d.starts_with("scripted:"))
+        {
+            finding.status = Status::Degraded;
+            finding.message = Some(
+                "no language model: replies are scripted echoes (run ./infra/fetch-models.sh \
+                 for the local models, or configure a provider)"
+                    .into(),
+            );
+        }
+        finding
+            .with_detail("default", default.unwrap_or_default())
+            .with_detail("targets", serde_json::to_value(&models).unwrap_or_default())
+    }
+}
