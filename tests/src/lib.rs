@@ -59,11 +59,7 @@ pub fn local_models_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("JARVIS_AI_LOCAL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".tools/models"));
-    let present = dir
-        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-        .is_file()
-        && dir.join("all-minilm-l6-v2/model.safetensors").is_file();
-    if present {
+    if jarvis_ai::local::Local::installed(&dir) {
         return Some(dir);
     }
     assert_ne!(

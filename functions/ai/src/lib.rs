@@ -29,7 +29,6 @@ use utoipa_axum::routes;
 
 pub use jarvis_ai::Provider;
 pub use jarvis_ai::service::{Ai, AiHealth};
-pub use service::register_health;
 
 /// Most messages in one completion.
 pub const MAX_MESSAGES: usize = 100;
@@ -98,7 +97,7 @@ pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
     #[cfg(feature = "bedrock")]
     hosted.push(("bedrock".to_owned(), service::bedrock().await));
     let ai = Arc::new(Ai::new(&state.config, Arc::clone(&state.secrets), hosted));
-    service::register_health(&ai, state);
+    state.register_health(Arc::new(AiHealth(Arc::clone(&ai))));
     routes(ai)
 }
 
@@ -573,10 +572,11 @@ async fn get_usage(
     let store: &dyn Store = state.store.as_ref();
     let now = now();
     let budget = quota::effective_budget(store, &identity.user_id, identity.role.as_str()).await?;
+    // One read per period: the budget's counter under a budget, the settled total without.
     let period = async |period: Period, limit: Option<u64>| -> Result<PeriodUsage, ApiError> {
-        let (spent, end) = quota::used(store, &identity.user_id, period, now).await?;
+        let (_, end) = period.at(now);
         let used = match limit {
-            Some(_) => spent,
+            Some(_) => quota::used(store, &identity.user_id, period, now).await?.0,
             None => usage::tokens(store, &identity.user_id, period, now).await?,
         };
         Ok(PeriodUsage {

@@ -1,10 +1,10 @@
-//! The AI service as this function uses it: its errors as HTTP answers, its health
-//! component in the app's registry, and the Bedrock client of the Lambda build.
+//! The AI service as this function uses it: its errors as HTTP answers, where its calls run,
+//! and the Bedrock client of the Lambda build.
 
 use std::sync::Arc;
 
 use jarvis_ai::ProviderError;
-use jarvis_ai::service::{Ai, AiHealth, CallError};
+use jarvis_ai::service::CallError;
 use jarvis_app::AppState;
 use jarvis_http::ApiError;
 
@@ -36,13 +36,6 @@ pub fn call_error(err: CallError) -> ApiError {
         CallError::Store(err) => err.into(),
         CallError::Task(message) => ApiError::Internal(message.into()),
     }
-}
-
-/// Registers the service's health component in `state`.
-pub fn register_health(ai: &Arc<Ai>, state: &mut AppState) {
-    let mut health = (*state.health).clone();
-    health.register(Arc::new(AiHealth(Arc::clone(ai))));
-    state.health = Arc::new(health);
 }
 
 /// Where a request's calls run.

@@ -25,11 +25,8 @@ pub fn routes() -> axum::Router<AppState> {
 /// The routes of the Lambda build, whose `/health` also reports the model breakers the AI
 /// function's instances recorded (`ai`, not critical): on AWS they live in other processes.
 pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
-    let mut health = (*state.health).clone();
-    health.register(std::sync::Arc::new(jarvis_ai::observed::ObservedBreakers(
-        std::sync::Arc::clone(&state.store),
-    )));
-    state.health = std::sync::Arc::new(health);
+    let breakers = jarvis_ai::observed::ObservedBreakers(std::sync::Arc::clone(&state.store));
+    state.register_health(std::sync::Arc::new(breakers));
     routes()
 }
 

@@ -199,7 +199,7 @@ impl Gateway {
             Arc::clone(&state.secrets),
             local_models(&config).await,
         ));
-        jarvis_fn_ai::register_health(&ai, &mut state);
+        state.register_health(Arc::new(jarvis_fn_ai::AiHealth(Arc::clone(&ai))));
         let (routes, openapi) = routes_and_openapi();
         let mut routes = routes
             .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))

@@ -415,8 +415,6 @@ impl Provider for Bedrock {
         Ok(Box::pin(events))
     }
 
-    /// Embeds `texts`, in order: Titan takes one text per `InvokeModel` call
-    /// (`{"inputText"}` → `{"embedding": [...]}`), so the calls run concurrently.
     /// The same client, embedding with `model` (a chain's target may be a Titan embeddings
     /// model; chat ignores it).
     fn for_model(&self, model: &str) -> Option<std::sync::Arc<dyn Provider>> {
@@ -426,6 +424,8 @@ impl Provider for Bedrock {
         }))
     }
 
+    /// Embeds `texts`, in order: Titan takes one text per `InvokeModel` call
+    /// (`{"inputText"}` → `{"embedding": [...]}`), so the calls run concurrently.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
         let Some(model) = &self.embedding_model else {
             return Err(ProviderError::Unsupported {

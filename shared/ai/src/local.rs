@@ -440,6 +440,11 @@ impl Local {
         }))
     }
 
+    /// Whether both models' files are in `dir` (nothing is loaded).
+    pub fn installed(dir: &Path) -> bool {
+        Self::embedder_dir(dir).is_some() && Self::chat_file(dir).is_some()
+    }
+
     fn embedder_dir(dir: &Path) -> Option<PathBuf> {
         let d = dir.join(EMBEDDING_MODEL);
         ["config.json", "model.safetensors", "tokenizer.json"]

@@ -200,13 +200,12 @@ impl Ai {
             tracing::error!(error = %err, "a reservation could not be settled; its rest stays spent");
         }
         let cost = self.prices.cost_micros(provider, model, used);
-        if total > 0 {
-            let replica = call.site.replica;
-            if let Err(err) =
-                usage::record(store, replica, &call.user, provider, model, used, cost, now).await
-            {
-                tracing::error!(error = %err, "usage could not be recorded");
-            }
+        let replica = call.site.replica;
+        // Writes nothing for a call that used nothing.
+        if let Err(err) =
+            usage::record(store, replica, &call.user, provider, model, used, cost, now).await
+        {
+            tracing::error!(error = %err, "usage could not be recorded");
         }
         self.observe(&call.site, &call.registry).await;
         cost

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 
 use jarvis_config::{Config, ConfigError};
 use jarvis_crdt::ReplicaId;
-use jarvis_health::HealthRegistry;
+use jarvis_health::{HealthCheck, HealthRegistry};
 use jarvis_identity::limits::RateLimiter;
 use jarvis_replication::{SyncHealth, Syncer};
 use jarvis_secrets::{self as secrets, SecretHealth, SecretSource};
@@ -57,6 +57,13 @@ impl AppState {
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         let store = store::open(&config.store).await?;
         Ok(Self::with_store(config, store))
+    }
+
+    /// Adds a component to the `/health` of this state (and of the apps built from it after).
+    pub fn register_health(&mut self, check: Arc<dyn HealthCheck>) {
+        let mut health = (*self.health).clone();
+        health.register(check);
+        self.health = Arc::new(health);
     }
 
     /// Builds the state around an already opened store.
