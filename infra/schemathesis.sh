@@ -54,7 +54,7 @@ for _ in range(120):
 credentials = {"email": os.environ["JARVIS_ST_EMAIL"], "password": os.environ["JARVIS_ST_PASSWORD"]}
 call("/auth/register", credentials)
 token = call("/auth/login", credentials)["access_token"]
-scopes = ["archive:read", "archive:write", "crdt:read", "crdt:write", "ai", "admin"]
+scopes = ["archive:read", "archive:write", "crdt:read", "crdt:write", "ai", "chat:read", "chat:write", "admin"]
 print(call("/auth/api-keys", {"name": "schemathesis", "scopes": scopes}, token)["key"])
 PY
 )"

@@ -6,7 +6,7 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 10] = [
+const ORDER: [&str; 11] = [
     "crdt",
     "health",
     "config",
@@ -16,6 +16,7 @@ const ORDER: [&str; 10] = [
     "identity",
     "replication",
     "ai",
+    "chat",
     "app",
 ];
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use jarvis_fn_ai::Ai;
+use jarvis_fn_chat::jarvis_chat::Chat;
 use jarvis_fn_auth::testing::{PASSWORD, TestApp};
 use jarvis_health::HealthCheck;
 use jarvis_tests::hooked::{Hooked, Operation};
@@ -82,14 +83,15 @@ fn assert_granted(resource: &str, log: &Log) {
 /// that opens after one failure), then the scripted provider.
 async fn app(log: &Log) -> TestApp {
     let log = Arc::clone(log);
-    let slot: Arc<OnceLock<Arc<Ai>>> = Arc::default();
+    let slot: Arc<OnceLock<(Arc<Ai>, Arc<Chat>)>> = Arc::default();
     let service = Arc::clone(&slot);
     let routes = jarvis_tests::all_routes().layer(axum::middleware::map_request(
         move |mut request: Request<Body>| {
-            let service = service.get().cloned();
+            let services = service.get().cloned();
             async move {
-                if let Some(ai) = service {
+                if let Some((ai, chat)) = services {
                     request.extensions_mut().insert(ai);
+                    request.extensions_mut().insert(chat);
                 }
                 request
             }
@@ -113,13 +115,20 @@ async fn app(log: &Log) -> TestApp {
         Arc::new(Hooked { inner, hook })
     })
     .await;
-    let ai = Ai::new(
+    let ai = Arc::new(Ai::new(
         &app.state.config,
         Arc::clone(&app.state.secrets),
         Vec::new(),
-    );
-    assert!(slot.set(Arc::new(ai)).is_ok());
+    ));
+    let chat = jarvis_fn_chat::service(&app.state, Arc::clone(&ai));
+    assert!(slot.set((ai, Arc::clone(&chat))).is_ok());
+    CHAT.with(|c| c.borrow_mut().replace(chat));
     app
+}
+
+thread_local! {
+    /// The chat service of the app last built on this thread, to wait for its replies.
+    static CHAT: std::cell::RefCell<Option<Arc<Chat>>> = const { std::cell::RefCell::new(None) };
 }
 
 async fn send(
@@ -313,4 +322,89 @@ async fn the_auth_function_touches_only_what_its_policy_grants() {
     send(&app, &token, Method::GET, "/audit/verify", None).await;
     send(&app, &token, Method::POST, "/auth/logout", None).await;
     assert_granted("AuthFunction", &log);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_chat_function_touches_only_what_its_policy_grants() {
+    let log: Log = Arc::default();
+    let app = app(&log).await;
+    let chat = CHAT.with(|c| c.borrow().clone()).expect("chat service");
+    let admin = app.sign_up("admin@example.com").await;
+    let token = admin.access_token.as_str();
+    log.lock().expect("log").clear();
+    let created = send(
+        &app,
+        token,
+        Method::POST,
+        "/chat/conversations",
+        Some(json!({"title": "t"})),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    send(&app, token, Method::GET, "/chat/conversations?search=t", None).await;
+    send(
+        &app,
+        token,
+        Method::POST,
+        "/memory",
+        Some(json!({"text": "Likes tea."})),
+    )
+    .await;
+    let exchange = send(
+        &app,
+        token,
+        Method::POST,
+        &format!("/chat/conversations/{id}/messages"),
+        Some(json!({"content": "hi, do I like tea?"})),
+    )
+    .await;
+    chat.settled().await;
+    let stream = exchange["stream_id"].as_str().expect("stream").to_owned();
+    for (method, uri, body) in [
+        (Method::GET, format!("/chat/conversations/{id}"), None),
+        (
+            Method::PATCH,
+            format!("/chat/conversations/{id}"),
+            Some(json!({"system": "s"})),
+        ),
+        (Method::GET, format!("/chat/conversations/{id}/summary"), None),
+        (Method::GET, format!("/chat/conversations/{id}/export"), None),
+        (Method::GET, format!("/chat/streams/{stream}"), None),
+        (Method::POST, format!("/chat/streams/{stream}/cancel"), None),
+        (Method::GET, "/memory".to_owned(), None),
+        (
+            Method::PUT,
+            "/memory/settings".to_owned(),
+            Some(json!({"learn": false})),
+        ),
+        (Method::GET, "/memory/settings".to_owned(), None),
+        (Method::DELETE, "/memory".to_owned(), None),
+        (Method::DELETE, format!("/chat/conversations/{id}"), None),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {token}"));
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .expect("request");
+        let response = app.respond(request).await;
+        assert!(response.status().is_success(), "{uri}: {}", response.status());
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+    }
+    let touched = log.lock().expect("log").clone();
+    for partition in ["chat#", "memory#", "~gen#", "usage#"] {
+        assert!(
+            touched.iter().any(|(_, p)| p.starts_with(partition)),
+            "{partition} was not exercised"
+        );
+    }
+    assert_granted("ChatFunction", &log);
+    assert_granted("ChatStreamFunction", &log);
 }

@@ -8,7 +8,7 @@
 //! off by its timeout still settles and records what it used. A reply that fails mid-way
 //! keeps its reservation spent: the provider may bill for what it generated.
 
-mod service;
+pub mod service;
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use jarvis_ai::Provider;
-pub use jarvis_ai::service::{Ai, AiHealth};
+pub use jarvis_ai::service::{Ai, AiHealth, Payer};
 
 /// Most messages in one completion.
 pub const MAX_MESSAGES: usize = 100;
@@ -92,13 +92,19 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Service {
 /// The Lambda function's routes: the service built from the state (with Bedrock, through
 /// the function's IAM role, where the build has it), its health component registered.
 pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
+    routes(lambda_service(state).await)
+}
+
+/// The AI service of a Lambda function: built from the state (with Bedrock, through the
+/// function's IAM role, where the build has it), its health component registered.
+pub async fn lambda_service(state: &mut AppState) -> Arc<Ai> {
     #[allow(unused_mut)]
     let mut hosted: Vec<(String, Arc<dyn jarvis_ai::Provider>)> = Vec::new();
     #[cfg(feature = "bedrock")]
     hosted.push(("bedrock".to_owned(), service::bedrock().await));
     let ai = Arc::new(Ai::new(&state.config, Arc::clone(&state.secrets), hosted));
     state.register_health(Arc::new(AiHealth(Arc::clone(&ai))));
-    routes(ai)
+    ai
 }
 
 fn now() -> i64 {
@@ -338,8 +344,10 @@ async fn complete(
     let done = ai
         .complete(
             &service::site(&state),
-            &identity.user_id,
-            identity.role.as_str(),
+            Payer::User {
+                id: &identity.user_id,
+                role: identity.role.as_str(),
+            },
             &alias,
             request,
             worst,
@@ -425,8 +433,10 @@ async fn embed(
     let done = ai
         .embed(
             &service::site(&state),
-            &identity.user_id,
-            identity.role.as_str(),
+            Payer::User {
+                id: &identity.user_id,
+                role: identity.role.as_str(),
+            },
             &alias,
             texts,
         )

@@ -60,6 +60,10 @@ pub fn functions() -> Vec<Function> {
             name: "ai",
             api: jarvis_fn_ai::api(),
         },
+        Function {
+            name: "chat",
+            api: jarvis_fn_chat::api(),
+        },
     ]
 }
 
@@ -200,10 +204,12 @@ impl Gateway {
             local_models(&config).await,
         ));
         state.register_health(Arc::new(jarvis_fn_ai::AiHealth(Arc::clone(&ai))));
+        let chat = jarvis_fn_chat::service(&state, Arc::clone(&ai));
         let (routes, openapi) = routes_and_openapi();
         let mut routes = routes
             .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))
-            .layer(axum::Extension(ai));
+            .layer(axum::Extension(ai))
+            .layer(axum::Extension(chat));
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
                 METRICS_PATH,

@@ -173,7 +173,7 @@ pub enum QuotaError {
 }
 
 /// Tokens held for one call, to be settled when it ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "a reservation is settled when the call ends, or its tokens stay spent"]
 pub struct Reservation {
     held: Vec<(Key, u64)>,

@@ -13,14 +13,16 @@ use jarvis_health::{Finding, HealthCheck, Status};
 use jarvis_secrets::SecretSource;
 use jarvis_store::clock::Clock;
 use jarvis_store::{Store, StoreError};
-use tokio::sync::OnceCell;
+use futures_util::StreamExt;
+use tokio::sync::{OnceCell, mpsc, oneshot};
+pub use tokio_util::sync::CancellationToken;
 
 use crate::observed::Publisher;
 use crate::quota::{self, Escrow, Exceeded, QuotaError, Reservation};
 use crate::registry::{Registry, Settings, TargetState};
 use crate::resilience::Policy;
 use crate::usage::{self, Price, Prices};
-use crate::{ChatRequest, Provider, ProviderError, Reply, Usage, collect};
+use crate::{ChatRequest, Event, EventStream, Provider, ProviderError, Reply, Usage, collect};
 
 /// Where calls run: the store, this replica and its clock.
 #[derive(Clone)]
@@ -224,12 +226,11 @@ impl Ai {
             .await;
     }
 
-    /// Checks `alias` and reserves `worst` tokens of `user`'s budget.
+    /// Checks `alias` and reserves `worst` tokens of the payer's budget.
     async fn begin(
         &self,
         site: &Site,
-        user: &str,
-        role: &str,
+        payer: Payer<'_>,
         alias: &str,
         worst: u64,
     ) -> Result<Call, CallError> {
@@ -238,77 +239,116 @@ impl Ai {
             return Err(CallError::UnknownAlias(alias.to_owned()));
         }
         let store = site.store.as_ref();
-        let budget = quota::effective_budget(store, user, role).await?;
-        let reservation = quota::reserve(
-            store,
-            self.escrow(site.replica),
-            user,
-            budget,
-            worst,
-            jarvis_store::now_secs(),
-        )
-        .await?;
+        let (user, reservation) = match payer {
+            Payer::User { id, role } => {
+                let budget = quota::effective_budget(store, id, role).await?;
+                let escrow = self.escrow(site.replica);
+                let now = jarvis_store::now_secs();
+                let held = quota::reserve(store, escrow, id, budget, worst, now).await?;
+                (id.to_owned(), held)
+            }
+            Payer::Deployment => (DEPLOYMENT_ACCOUNT.to_owned(), Reservation::default()),
+        };
         Ok(Call {
             site: site.clone(),
             registry,
             alias: alias.to_owned(),
-            user: user.to_owned(),
+            user,
             reservation,
         })
     }
 
-    /// Answers `request` through `alias` within `user`'s budget, reserving `worst` tokens.
+    /// Answers `request` through `alias`, reserving `worst` tokens of the payer's budget,
+    /// and collects the reply.
     pub async fn complete(
         self: &Arc<Self>,
         site: &Site,
-        user: &str,
-        role: &str,
+        payer: Payer<'_>,
         alias: &str,
         request: ChatRequest,
         worst: u64,
     ) -> Result<Completed, CallError> {
-        let call = self.begin(site, user, role, alias, worst).await?;
-        // The call runs on its own: if the request is cut off, it still settles.
+        let mut streamed = self
+            .stream(site, payer, alias, request, worst, CancellationToken::new())
+            .await?;
+        let reply = collect(streamed.events()).await.map_err(CallError::Provider)?;
+        let model = streamed.model.clone();
+        let cost_micros = streamed.cost().await;
+        Ok(Completed {
+            reply,
+            model,
+            cost_micros,
+        })
+    }
+
+    /// Starts answering `request` through `alias` within the payer's budget; the reply's
+    /// events arrive on [`Streamed::events`].
+    ///
+    /// The call runs in its own task, independent of whoever reads it: a reader that goes
+    /// away does not stop the reply (it is read to its end and settled as if collected);
+    /// only `cancel` does. A reply cancelled or failed after it started keeps its
+    /// reservation spent, since the provider may bill for what it generated. Retries and
+    /// fallback happen before the first event only, so once this returns the model is
+    /// fixed.
+    pub async fn stream(
+        self: &Arc<Self>,
+        site: &Site,
+        payer: Payer<'_>,
+        alias: &str,
+        request: ChatRequest,
+        worst: u64,
+        cancel: CancellationToken,
+    ) -> Result<Streamed, CallError> {
+        let call = self.begin(site, payer, alias, worst).await?;
+        let (started, first) = oneshot::channel();
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (cost_sender, cost) = oneshot::channel();
         let ai = Arc::clone(self);
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             let Some(chain) = call.registry.chain(&call.alias) else {
-                return Err(CallError::UnknownAlias(call.alias.clone()));
+                let _ = started.send(Err(CallError::UnknownAlias(call.alias.clone())));
+                return;
             };
             let answer = match chain.answer(request).await {
                 Ok(answer) => answer,
                 Err(err) => {
                     // Nothing was generated: everything goes back.
                     ai.finish(call, "", "", Usage::default()).await;
-                    return Err(CallError::Provider(err));
+                    let _ = started.send(Err(CallError::Provider(err)));
+                    return;
                 }
             };
-            match collect(answer.events).await {
-                Ok(reply) => {
-                    let cost = ai
-                        .finish(call, &answer.provider, &answer.model, reply.usage)
-                        .await;
-                    Ok(Completed {
-                        model: format!("{}:{}", answer.provider, answer.model),
-                        reply,
-                        cost_micros: cost,
-                    })
+            let model = format!("{}:{}", answer.provider, answer.model);
+            if started.send(Ok(model)).is_err() {
+                tracing::debug!("the caller left before the reply started; it is read anyway");
+            }
+            let outcome = relay(answer.events, &sender, &cancel).await;
+            match outcome {
+                Relayed::Finished(used) => {
+                    let cost = ai.finish(call, &answer.provider, &answer.model, used).await;
+                    let _ = cost_sender.send(cost);
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, provider = %answer.provider, "a reply failed mid-way; its reservation stays spent");
+                Relayed::Failed | Relayed::Cancelled => {
+                    tracing::info!(provider = %answer.provider, outcome = ?outcome, "a reply ended early; its reservation stays spent");
                     ai.observe(&call.site, &call.registry).await;
-                    Err(CallError::Provider(err))
                 }
             }
         });
-        task.await.map_err(|e| CallError::Task(e.to_string()))?
+        let model = first
+            .await
+            .map_err(|e| CallError::Task(e.to_string()))??;
+        Ok(Streamed {
+            model,
+            receiver,
+            cost,
+        })
     }
 
-    /// Embeds `texts` through `alias` within `user`'s budget.
+    /// Embeds `texts` through `alias` within the payer's budget.
     pub async fn embed(
         self: &Arc<Self>,
         site: &Site,
-        user: &str,
-        role: &str,
+        payer: Payer<'_>,
         alias: &str,
         texts: Vec<String>,
     ) -> Result<Embedded, CallError> {
@@ -318,7 +358,7 @@ impl Ai {
             .iter()
             .map(|t| crate::scripted::estimate_tokens(t))
             .sum();
-        let call = self.begin(site, user, role, alias, bytes).await?;
+        let call = self.begin(site, payer, alias, bytes).await?;
         let ai = Arc::clone(self);
         let task = tokio::spawn(async move {
             let Some(chain) = call.registry.chain(&call.alias) else {
@@ -345,6 +385,102 @@ impl Ai {
             }
         });
         task.await.map_err(|e| CallError::Task(e.to_string()))?
+    }
+}
+
+/// Events a streamed reply may have waiting for a slow reader before the call waits too.
+const STREAM_BUFFER: usize = 256;
+
+/// The account that work done for the deployment rather than asked by a user is recorded
+/// under (titles, summaries, memory extraction): never a user's budget.
+pub const DEPLOYMENT_ACCOUNT: &str = "deployment";
+
+/// Whose budget a call spends.
+#[derive(Debug, Clone, Copy)]
+pub enum Payer<'a> {
+    /// A user's, by their role's or their own budget.
+    User {
+        /// The user's id.
+        id: &'a str,
+        /// Their role, whose budget applies unless they have their own.
+        role: &'a str,
+    },
+    /// Nobody's: work the deployment does on a user's behalf, recorded under
+    /// [`DEPLOYMENT_ACCOUNT`].
+    Deployment,
+}
+
+/// A reply under way.
+pub struct Streamed {
+    /// `provider:model` answering.
+    pub model: String,
+    receiver: mpsc::Receiver<Event>,
+    cost: oneshot::Receiver<u64>,
+}
+
+impl Streamed {
+    /// The next event; `None` after the last (a `Done` or `Error`, or a cancel).
+    pub async fn next(&mut self) -> Option<Event> {
+        self.receiver.recv().await
+    }
+
+    /// The events as a stream (for [`collect`]).
+    pub fn events(&mut self) -> EventStream {
+        let receiver = std::mem::replace(&mut self.receiver, mpsc::channel(1).1);
+        Box::pin(futures_util::stream::unfold(receiver, |mut r| async move {
+            r.recv().await.map(|event| (event, r))
+        }))
+    }
+
+    /// What the finished reply cost, in millionths of a dollar, once it is settled (0 for a
+    /// reply that ended early).
+    pub async fn cost(self) -> u64 {
+        self.cost.await.unwrap_or(0)
+    }
+}
+
+/// How a relayed reply ended.
+#[derive(Debug)]
+enum Relayed {
+    /// With `Done`, having used this much.
+    Finished(Usage),
+    /// With an error, or cut off.
+    Failed,
+    /// Cancelled by the caller.
+    Cancelled,
+}
+
+/// Passes `events` on to `sender` until the final one or `cancel`; a stream that ends
+/// without its final event gets a `Truncated` error. A receiver that went away does not
+/// stop the reading: the reply is settled as if it had been collected.
+async fn relay(
+    mut events: EventStream,
+    sender: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> Relayed {
+    let mut usage = Usage::default();
+    let mut listening = true;
+    loop {
+        let event = tokio::select! {
+            () = cancel.cancelled() => return Relayed::Cancelled,
+            event = events.next() => event,
+        };
+        let event = event.unwrap_or(Event::Error(ProviderError::Truncated));
+        let outcome = match &event {
+            Event::Usage(latest) => {
+                usage = *latest;
+                None
+            }
+            Event::Done { .. } => Some(Relayed::Finished(usage)),
+            Event::Error(_) => Some(Relayed::Failed),
+            _ => None,
+        };
+        if listening && sender.send(event).await.is_err() {
+            listening = false;
+        }
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
     }
 }
 

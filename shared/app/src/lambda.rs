@@ -27,13 +27,33 @@ pub async fn serve_with(
     let config = Config::from_env()?;
     telemetry::init(&config)?;
     let collector = crate::metrics::lambda_collector(&config.service);
-    let mut state = AppState::from_config(config).await?;
-    let routes = build(&mut state).await;
-    let app = crate::app(routes, state);
+    let app = build_app(config, build).await?;
     match collector {
         Some(collector) => {
             metrics_cloudwatch_embedded::lambda::service::run_http(collector, app).await
         }
         None => lambda_http::run(app).await,
     }
+}
+
+async fn build_app(
+    config: Config,
+    build: impl AsyncFnOnce(&mut AppState) -> Router<AppState>,
+) -> Result<Router, Error> {
+    let mut state = AppState::from_config(config).await?;
+    let routes = build(&mut state).await;
+    Ok(crate::app(routes, state))
+}
+
+/// [`serve_with`] in the runtime's response-streaming mode (a function URL with
+/// `InvokeMode: RESPONSE_STREAM`): bodies reach the client as they are produced, so
+/// Server-Sent Events stream. Metrics are logged through `tracing` rather than flushed as
+/// EMF per invocation: a streamed invocation ends after its handler has returned.
+pub async fn serve_streaming_with(
+    build: impl AsyncFnOnce(&mut AppState) -> Router<AppState>,
+) -> Result<(), Error> {
+    let config = Config::from_env()?;
+    telemetry::init(&config)?;
+    let app = build_app(config, build).await?;
+    lambda_http::run_with_streaming_response(app).await
 }

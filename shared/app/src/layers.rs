@@ -267,6 +267,20 @@ async fn run_idempotent(
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    if let Some(stream) = streamed_at(&response) {
+        // A streamed answer is not held back to be kept: a retry is sent to the stream,
+        // which replays every event from the first.
+        let saved = Saved {
+            status: StatusCode::SEE_OTHER.as_u16(),
+            content_type: None,
+            location: Some(stream),
+            body: Vec::new(),
+        };
+        if let Err(err) = idempotency::finish(store, clock, &secrets, &scope, &key, &saved).await {
+            tracing::warn!(error = %err, "could not keep an idempotent answer for replay");
+        }
+        return Ok(response);
+    }
     let (parts, body) = response.into_parts();
     let body = match to_bytes(body, idempotency::MAX_RESPONSE_BYTES).await {
         Ok(body) => body,
@@ -304,6 +318,18 @@ async fn run_idempotent(
         }
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// Where a streamed answer (`text/event-stream`) can be read again: its `Content-Location`.
+fn streamed_at(response: &Response) -> Option<String> {
+    let headers = response.headers();
+    let streamed = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    streamed
+        .then(|| headers.get(header::CONTENT_LOCATION)?.to_str().ok().map(str::to_owned))
+        .flatten()
 }
 
 fn replay(saved: Saved) -> Response {

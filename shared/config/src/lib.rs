@@ -24,7 +24,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use vars::{
-    AiVars, Backend, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars, SyncVars, Vars,
+    AiVars, Backend, ChatVars, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars, SyncVars,
+    Vars,
 };
 
 /// Name of the embedded libSQL database file inside the data directory.
@@ -178,6 +179,29 @@ pub struct Config {
     pub security: SecurityConfig,
     /// AI providers and model aliases.
     pub ai: AiConfig,
+    /// Conversations: context windows, the helper model, memory, stream retention.
+    pub chat: ChatConfig,
+}
+
+/// Conversation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// The context window every model is fitted to (`JARVIS_CHAT_CONTEXT_TOKENS`); `None`
+    /// uses each model family's own window.
+    pub context_tokens: Option<u64>,
+    /// Tokens a reply may take (`JARVIS_CHAT_REPLY_TOKENS`, default 1024); kept free of
+    /// the window.
+    pub reply_tokens: u64,
+    /// The alias of the work done for a conversation rather than in it: titles, summaries,
+    /// memory extraction (`JARVIS_CHAT_HELPER_MODEL`, default `fast`).
+    pub helper_model: String,
+    /// The alias embedding memories (`JARVIS_CHAT_EMBED_MODEL`, default `embed`).
+    pub embed_model: String,
+    /// How many memories at most a reply is given (`JARVIS_CHAT_MEMORY_TOP_K`, default 5).
+    pub memory_top_k: usize,
+    /// How long a reply's stream events are kept for resuming
+    /// (`JARVIS_CHAT_STREAM_RETENTION_SECS`, default 3600).
+    pub stream_retention: Duration,
 }
 
 /// One model alias (`smart`, `fast`, `embed`…): the providers and models it may use, tried
@@ -363,6 +387,7 @@ impl Config {
         let security = Self::security(vars.read()?);
         let sync = Self::sync(vars.read()?);
         let ai = Self::ai(vars.read()?);
+        let chat = Self::chat(vars.read()?);
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -408,7 +433,23 @@ impl Config {
             secrets,
             security,
             ai,
+            chat,
         })
+    }
+
+    fn chat(vars: ChatVars) -> ChatConfig {
+        ChatConfig {
+            context_tokens: vars.chat_context_tokens.map(|n| n.0),
+            reply_tokens: vars.chat_reply_tokens.map_or(1024, |n| n.0),
+            helper_model: vars.chat_helper_model.map_or_else(|| "fast".to_owned(), |m| m.0),
+            embed_model: vars.chat_embed_model.map_or_else(|| "embed".to_owned(), |m| m.0),
+            memory_top_k: vars
+                .chat_memory_top_k
+                .map_or(5, |n| usize::try_from(n.0).unwrap_or(5)),
+            stream_retention: Duration::from_secs(
+                vars.chat_stream_retention_secs.map_or(3_600, |n| n.0),
+            ),
+        }
     }
 
     fn ai(vars: AiVars) -> AiConfig {
@@ -937,5 +978,33 @@ mod tests {
             c.store,
             StoreConfig::Libsql { path } if path == std::path::Path::new("/var/lib/jarvis/jarvis.db")
         ));
+    }
+
+    #[test]
+    fn chat_settings_are_read_defaulted_and_bounded() {
+        let defaults = config(&[]).expect("defaults").chat;
+        assert_eq!(defaults.context_tokens, None);
+        assert_eq!(defaults.reply_tokens, 1024);
+        assert_eq!(defaults.helper_model, "fast");
+        assert_eq!(defaults.memory_top_k, 5);
+        assert_eq!(defaults.stream_retention, Duration::from_secs(3_600));
+        let set = config(&[
+            ("JARVIS_CHAT_CONTEXT_TOKENS", "512"),
+            ("JARVIS_CHAT_HELPER_MODEL", "helper"),
+            ("JARVIS_CHAT_MEMORY_TOP_K", "3"),
+        ])
+        .expect("valid")
+        .chat;
+        assert_eq!(set.context_tokens, Some(512));
+        assert_eq!(set.helper_model, "helper");
+        assert_eq!(set.memory_top_k, 3);
+        for (name, value) in [
+            ("JARVIS_CHAT_CONTEXT_TOKENS", "100"),
+            ("JARVIS_CHAT_HELPER_MODEL", "Fast Model"),
+            ("JARVIS_CHAT_MEMORY_TOP_K", "0"),
+        ] {
+            let err = config(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 }

@@ -478,3 +478,26 @@ impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Whole<MIN, MAX> {
         }
     }
 }
+
+checked_string!(
+    /// A model alias's name: 1 to 32 of `a-z 0-9 - _`.
+    AliasName,
+    |name| if is_name(&name) { Ok(name) } else { Err("expected an alias name: 1 to 32 of a-z 0-9 - _") }
+);
+
+/// Conversations.
+#[derive(Deserialize)]
+pub(crate) struct ChatVars {
+    /// `JARVIS_CHAT_CONTEXT_TOKENS`: one context window for every model.
+    pub chat_context_tokens: Option<Whole<256, 10_000_000>>,
+    /// `JARVIS_CHAT_REPLY_TOKENS`: tokens a reply may take.
+    pub chat_reply_tokens: Option<Whole<16, 32_768>>,
+    /// `JARVIS_CHAT_HELPER_MODEL`: the alias of titles, summaries and memory extraction.
+    pub chat_helper_model: Option<AliasName>,
+    /// `JARVIS_CHAT_EMBED_MODEL`: the alias embedding memories.
+    pub chat_embed_model: Option<AliasName>,
+    /// `JARVIS_CHAT_MEMORY_TOP_K`: memories given to a reply at most.
+    pub chat_memory_top_k: Option<Whole<1, 20>>,
+    /// `JARVIS_CHAT_STREAM_RETENTION_SECS`: how long stream events are kept.
+    pub chat_stream_retention_secs: Option<Whole<60, 86_400>>,
+}

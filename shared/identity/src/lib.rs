@@ -88,18 +88,24 @@ pub enum Scope {
     CrdtWrite,
     /// Call AI models (spending the caller's token budget) and read one's usage.
     Ai,
+    /// Read one's conversations and memories.
+    ChatRead,
+    /// Converse (spending the caller's token budget), and change conversations and memories.
+    ChatWrite,
     /// Administration: users, the audit trail, detailed health.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Self::ArchiveRead,
         Self::ArchiveWrite,
         Self::CrdtRead,
         Self::CrdtWrite,
         Self::Ai,
+        Self::ChatRead,
+        Self::ChatWrite,
         Self::Admin,
     ];
 
@@ -111,6 +117,8 @@ impl Scope {
             Self::CrdtRead => "crdt:read",
             Self::CrdtWrite => "crdt:write",
             Self::Ai => "ai",
+            Self::ChatRead => "chat:read",
+            Self::ChatWrite => "chat:write",
             Self::Admin => "admin",
         }
     }
@@ -311,6 +319,8 @@ pub mod scope {
         CrdtRead => CrdtRead,
         CrdtWrite => CrdtWrite,
         Ai => Ai,
+        ChatRead => ChatRead,
+        ChatWrite => ChatWrite,
         Admin => Admin,
     }
 }
