@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use jarvis_fn_ai::Ai;
-use jarvis_fn_chat::jarvis_chat::Chat;
 use jarvis_fn_auth::testing::{PASSWORD, TestApp};
+use jarvis_fn_chat::jarvis_chat::Chat;
 use jarvis_health::HealthCheck;
 use jarvis_tests::hooked::{Hooked, Operation};
 use jarvis_tests::workspace_root;
@@ -341,7 +341,14 @@ async fn the_chat_function_touches_only_what_its_policy_grants() {
     )
     .await;
     let id = created["id"].as_str().expect("id").to_owned();
-    send(&app, token, Method::GET, "/chat/conversations?search=t", None).await;
+    send(
+        &app,
+        token,
+        Method::GET,
+        "/chat/conversations?search=t",
+        None,
+    )
+    .await;
     send(
         &app,
         token,
@@ -367,8 +374,16 @@ async fn the_chat_function_touches_only_what_its_policy_grants() {
             format!("/chat/conversations/{id}"),
             Some(json!({"system": "s"})),
         ),
-        (Method::GET, format!("/chat/conversations/{id}/summary"), None),
-        (Method::GET, format!("/chat/conversations/{id}/export"), None),
+        (
+            Method::GET,
+            format!("/chat/conversations/{id}/summary"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/chat/conversations/{id}/export"),
+            None,
+        ),
         (Method::GET, format!("/chat/streams/{stream}"), None),
         (Method::POST, format!("/chat/streams/{stream}/cancel"), None),
         (Method::GET, "/memory".to_owned(), None),
@@ -393,7 +408,11 @@ async fn the_chat_function_touches_only_what_its_policy_grants() {
         }
         .expect("request");
         let response = app.respond(request).await;
-        assert!(response.status().is_success(), "{uri}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{uri}: {}",
+            response.status()
+        );
         axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");

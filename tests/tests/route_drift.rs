@@ -236,7 +236,8 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
             };
             let target = format!("{:?}", statement["Resource"]);
             assert!(!target.contains("\"*\""), "{name}: a wildcard resource");
-            if name == "AiFunction"
+            let calls_models = ["AiFunction", "ChatFunction", "ChatStreamFunction"];
+            if calls_models.contains(&name)
                 && actions
                     == [
                         "bedrock:InvokeModel",

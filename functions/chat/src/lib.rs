@@ -271,10 +271,13 @@ fn message_view(m: &ChatMessage) -> MessageView {
         model: m.meta.model.clone(),
         stop_reason: m.meta.stop_reason.clone(),
         stream_id: m.meta.stream_id.map(|s| s.to_string()),
-        usage: m.meta.usage.map(|(input_tokens, output_tokens)| TokenUsage {
-            input_tokens,
-            output_tokens,
-        }),
+        usage: m
+            .meta
+            .usage
+            .map(|(input_tokens, output_tokens)| TokenUsage {
+                input_tokens,
+                output_tokens,
+            }),
         cost_micros: m.meta.cost_micros,
         memories: m
             .meta
@@ -519,12 +522,29 @@ async fn patch_conversation(
 ) -> Result<Json<ConversationView>, ApiError> {
     let id = id_of("id", &id)?;
     let change = conversation::Change {
-        title: body.title.as_deref().map(check_title).transpose()?.map(Some),
-        system: body.system.as_deref().map(check_system).transpose()?.map(Some),
-        model: body.model.as_deref().map(check_model).transpose()?.map(Some),
+        title: body
+            .title
+            .as_deref()
+            .map(check_title)
+            .transpose()?
+            .map(Some),
+        system: body
+            .system
+            .as_deref()
+            .map(check_system)
+            .transpose()?
+            .map(Some),
+        model: body
+            .model
+            .as_deref()
+            .map(check_model)
+            .transpose()?
+            .map(Some),
     };
     if change.title.is_none() && change.system.is_none() && change.model.is_none() {
-        return Err(ApiError::bad_request("name at least one of title, system, model"));
+        return Err(ApiError::bad_request(
+            "name at least one of title, system, model",
+        ));
     }
     let changed = conversation::update(chat.site(), &caller.identity.user_id, &id, &change)
         .await
@@ -630,7 +650,9 @@ async fn send_message(
     if body.stream == Some(true) {
         let mut response = sse(events).into_response();
         if let Ok(value) = location.parse() {
-            response.headers_mut().insert(header::CONTENT_LOCATION, value);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LOCATION, value);
         }
         return Ok(response);
     }
@@ -671,9 +693,7 @@ fn sse(
     events: impl Stream<Item = (u64, StreamEvent)> + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let frames = events.map(|(seq, event)| {
-        let frame = SseEvent::default()
-            .id(seq.to_string())
-            .event(event.name());
+        let frame = SseEvent::default().id(seq.to_string()).event(event.name());
         Ok(match serde_json::to_string(&event) {
             Ok(json) => frame.data(json),
             Err(_) => frame.data("{}"),
@@ -728,7 +748,10 @@ async fn follow_stream(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|n| *n <= u64::from(u32::MAX))
             .ok_or_else(|| {
-                ApiError::invalid_field("Last-Event-ID", "must be a sequence number this stream sent")
+                ApiError::invalid_field(
+                    "Last-Event-ID",
+                    "must be a sequence number this stream sent",
+                )
             })?,
         None => params.after.unwrap_or(0),
     };
@@ -845,6 +868,7 @@ pub enum ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `markdown` (default) or `json`.
+    #[param(inline)]
     pub format: Option<ExportFormat>,
 }
 
@@ -1065,7 +1089,9 @@ async fn rewrite_memory(
     let id = id_of("id", &id)?;
     validate::text("text", &body.text, memory::MAX_MEMORY_CHARS)?;
     let user = &caller.identity.user_id;
-    memory::get(chat.site(), user, &id).await.map_err(chat_error)?;
+    memory::get(chat.site(), user, &id)
+        .await
+        .map_err(chat_error)?;
     let text = body.text.trim();
     let vector = chat.embed(text).await;
     let changed = memory::rewrite(chat.site(), user, &id, text, vector)

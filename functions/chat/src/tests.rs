@@ -216,7 +216,11 @@ async fn conversations_list_newest_first_are_found_by_title_changed_and_deleted_
 
     say(&app, &first, "hello").await;
     let (status, _) = app
-        .call(Method::DELETE, &format!("/chat/conversations/{first}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/chat/conversations/{first}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = app
@@ -245,7 +249,11 @@ async fn another_user_can_neither_read_nor_change_nor_follow_a_conversation() {
             format!("/chat/conversations/{id}/messages"),
             Some(json!({"content": "hi"})),
         ),
-        (Method::GET, format!("/chat/conversations/{id}/export"), None),
+        (
+            Method::GET,
+            format!("/chat/conversations/{id}/export"),
+            None,
+        ),
         (Method::GET, format!("/chat/streams/{stream}"), None),
         (Method::POST, format!("/chat/streams/{stream}/cancel"), None),
         (Method::DELETE, format!("/chat/conversations/{id}"), None),
@@ -260,8 +268,7 @@ async fn another_user_can_neither_read_nor_change_nor_follow_a_conversation() {
 }
 
 #[tokio::test]
-async fn a_reply_is_saved_with_its_model_and_usage_and_the_first_exchange_names_the_conversation()
- {
+async fn a_reply_is_saved_with_its_model_and_usage_and_the_first_exchange_names_the_conversation() {
     let Host { app, chat } = host(&[], Vec::new()).await;
     let id = new_conversation(&app, json!({})).await;
     let exchange = say(&app, &id, "hello there").await;
@@ -297,14 +304,19 @@ async fn a_stream_read_in_two_connections_with_last_event_id_reassembles_the_who
         pause: Duration::from_micros(500),
     });
     let Host { app, chat } = host(
-        &[("JARVIS_AI_MODELS", "smart=paced:m;fast=scripted:echo;embed=scripted:hash")],
+        &[(
+            "JARVIS_AI_MODELS",
+            "smart=paced:m;fast=scripted:echo;embed=scripted:hash",
+        )],
         vec![("paced".to_owned(), paced)],
     )
     .await;
     let id = new_conversation(&app, json!({})).await;
     let request = Request::post(format!("/chat/conversations/{id}/messages"))
         .header("content-type", "application/json")
-        .body(Body::from(json!({"content": "count", "stream": true}).to_string()))
+        .body(Body::from(
+            json!({"content": "count", "stream": true}).to_string(),
+        ))
         .expect("request");
     let response = app.respond(request).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -330,7 +342,11 @@ async fn a_stream_read_in_two_connections_with_last_event_id_reassembles_the_who
     let response = app.respond(resumed).await;
     assert_eq!(response.status(), StatusCode::OK);
     let rest = read_events(response.into_body(), usize::MAX).await;
-    assert_eq!(rest.first().map(|e| e.0), Some(last_seen + 1), "no gap, no repeat");
+    assert_eq!(
+        rest.first().map(|e| e.0),
+        Some(last_seen + 1),
+        "no gap, no repeat"
+    );
     assert_eq!(rest.last().map(|e| e.1.as_str()), Some("done"));
     let all: Vec<_> = first.into_iter().chain(rest).collect();
     let seqs: Vec<u64> = all.iter().map(|e| e.0).collect();
@@ -342,7 +358,11 @@ async fn a_stream_read_in_two_connections_with_last_event_id_reassembles_the_who
     let (_, detail) = app
         .call(Method::GET, &format!("/chat/conversations/{id}"), None)
         .await;
-    assert_eq!(detail["messages"][1]["content"], json!(expected), "the stored reply");
+    assert_eq!(
+        detail["messages"][1]["content"],
+        json!(expected),
+        "the stored reply"
+    );
 
     // After the reply ended, the stream is read from the store, from any point.
     let again = Request::get(&location)
@@ -361,14 +381,19 @@ async fn a_cancelled_reply_keeps_what_was_generated_marked_cancelled() {
         pause: Duration::from_millis(2),
     });
     let Host { app, chat } = host(
-        &[("JARVIS_AI_MODELS", "smart=paced:m;fast=scripted:echo;embed=scripted:hash")],
+        &[(
+            "JARVIS_AI_MODELS",
+            "smart=paced:m;fast=scripted:echo;embed=scripted:hash",
+        )],
         vec![("paced".to_owned(), paced)],
     )
     .await;
     let id = new_conversation(&app, json!({})).await;
     let request = Request::post(format!("/chat/conversations/{id}/messages"))
         .header("content-type", "application/json")
-        .body(Body::from(json!({"content": "go on", "stream": true}).to_string()))
+        .body(Body::from(
+            json!({"content": "go on", "stream": true}).to_string(),
+        ))
         .expect("request");
     let response = app.respond(request).await;
     let location = response.headers()["content-location"]
@@ -384,9 +409,13 @@ async fn a_cancelled_reply_keeps_what_was_generated_marked_cancelled() {
     assert_eq!(status, StatusCode::ACCEPTED, "{state}");
     assert_eq!(state["status"], "cancelling");
     let events = read_events(
-        app.respond(Request::get(&location).body(Body::empty()).expect("request"))
-            .await
-            .into_body(),
+        app.respond(
+            Request::get(&location)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .into_body(),
         usize::MAX,
     )
     .await;
@@ -398,7 +427,10 @@ async fn a_cancelled_reply_keeps_what_was_generated_marked_cancelled() {
     let saved = &detail["messages"][1];
     assert_eq!(saved["status"], "cancelled");
     let content = saved["content"].as_str().expect("content");
-    assert!(!content.is_empty() && content.len() < 2_000 * 5, "{content}");
+    assert!(
+        !content.is_empty() && content.len() < 2_000 * 5,
+        "{content}"
+    );
     assert_eq!(content, text_of(&events));
     let (_, state) = app
         .call(Method::POST, &format!("{location}/cancel"), None)
@@ -412,11 +444,17 @@ async fn thirty_turns_stay_within_a_small_window_through_a_running_summary() {
     let window = 700;
     let Host { app, chat } = host(
         &[
-            ("JARVIS_AI_MODELS", "smart=recorder:m;fast=scripted:echo;embed=scripted:hash"),
+            (
+                "JARVIS_AI_MODELS",
+                "smart=recorder:m;fast=scripted:echo;embed=scripted:hash",
+            ),
             ("JARVIS_CHAT_CONTEXT_TOKENS", "700"),
             ("JARVIS_CHAT_REPLY_TOKENS", "64"),
         ],
-        vec![("recorder".to_owned(), Arc::clone(&recorder) as Arc<dyn Provider>)],
+        vec![(
+            "recorder".to_owned(),
+            Arc::clone(&recorder) as Arc<dyn Provider>,
+        )],
     )
     .await;
     let id = new_conversation(&app, json!({"title": "Long talk", "system": "Be helpful."})).await;
@@ -434,10 +472,17 @@ async fn thirty_turns_stay_within_a_small_window_through_a_running_summary() {
         assert!(*tokens <= window - 64, "turn {turn}: {tokens} tokens");
     }
     let (status, summary) = app
-        .call(Method::GET, &format!("/chat/conversations/{id}/summary"), None)
+        .call(
+            Method::GET,
+            &format!("/chat/conversations/{id}/summary"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{summary}");
-    assert!(summary["summary"].as_str().is_some_and(|s| !s.is_empty()), "{summary}");
+    assert!(
+        summary["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "{summary}"
+    );
     assert!(summary["messages"].as_u64() > Some(10), "{summary}");
     let (_, export) = app
         .call(
@@ -459,8 +504,14 @@ async fn a_fact_learned_in_one_conversation_is_used_in_the_next_until_memory_is_
     helper.push(reply("Favourite colour"));
     helper.push(reply("[\"The user's favourite colour is teal.\"]"));
     let Host { app, chat } = host(
-        &[("JARVIS_AI_MODELS", "smart=scripted:echo;fast=helper:m;embed=scripted:hash")],
-        vec![("helper".to_owned(), Arc::clone(&helper) as Arc<dyn Provider>)],
+        &[(
+            "JARVIS_AI_MODELS",
+            "smart=scripted:echo;fast=helper:m;embed=scripted:hash",
+        )],
+        vec![(
+            "helper".to_owned(),
+            Arc::clone(&helper) as Arc<dyn Provider>,
+        )],
     )
     .await;
     let first = new_conversation(&app, json!({})).await;
@@ -491,12 +542,22 @@ async fn with_learning_off_nothing_is_remembered_but_written_memories_are_kept_o
     helper.push(reply("Title"));
     helper.push(reply("[\"The user lives in Oslo.\"]"));
     let Host { app, chat } = host(
-        &[("JARVIS_AI_MODELS", "smart=scripted:echo;fast=helper:m;embed=scripted:hash")],
-        vec![("helper".to_owned(), Arc::clone(&helper) as Arc<dyn Provider>)],
+        &[(
+            "JARVIS_AI_MODELS",
+            "smart=scripted:echo;fast=helper:m;embed=scripted:hash",
+        )],
+        vec![(
+            "helper".to_owned(),
+            Arc::clone(&helper) as Arc<dyn Provider>,
+        )],
     )
     .await;
     let (status, settings) = app
-        .call(Method::PUT, "/memory/settings", Some(json!({"learn": false})))
+        .call(
+            Method::PUT,
+            "/memory/settings",
+            Some(json!({"learn": false})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{settings}");
     let id = new_conversation(&app, json!({})).await;
@@ -506,17 +567,29 @@ async fn with_learning_off_nothing_is_remembered_but_written_memories_are_kept_o
     assert_eq!(memories["items"], json!([]));
 
     let (status, made) = app
-        .call(Method::POST, "/memory", Some(json!({"text": "Prefers tea to coffee."})))
+        .call(
+            Method::POST,
+            "/memory",
+            Some(json!({"text": "Prefers tea to coffee."})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     let (status, again) = app
-        .call(Method::POST, "/memory", Some(json!({"text": "prefers tea to coffee"})))
+        .call(
+            Method::POST,
+            "/memory",
+            Some(json!({"text": "prefers tea to coffee"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "already known");
     assert_eq!(again["id"], made["id"]);
     let uri = format!("/memory/{}", made["id"].as_str().expect("id"));
     let (status, changed) = app
-        .call(Method::PATCH, &uri, Some(json!({"text": "Prefers green tea."})))
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(json!({"text": "Prefers green tea."})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(changed["text"], "Prefers green tea.");
@@ -567,11 +640,23 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let id = new_conversation(&app, json!({})).await;
     for (uri, body) in [
         ("/chat/conversations".to_owned(), json!({"title": ""})),
-        ("/chat/conversations".to_owned(), json!({"model": "no spaces"})),
+        (
+            "/chat/conversations".to_owned(),
+            json!({"model": "no spaces"}),
+        ),
         ("/chat/conversations".to_owned(), json!({"title": null})),
-        (format!("/chat/conversations/{id}/messages"), json!({"content": ""})),
-        (format!("/chat/conversations/{id}/messages"), json!({"content": "a\u{0}b"})),
-        (format!("/chat/conversations/{id}/messages"), json!({"content": "x", "extra": 1})),
+        (
+            format!("/chat/conversations/{id}/messages"),
+            json!({"content": ""}),
+        ),
+        (
+            format!("/chat/conversations/{id}/messages"),
+            json!({"content": "a\u{0}b"}),
+        ),
+        (
+            format!("/chat/conversations/{id}/messages"),
+            json!({"content": "x", "extra": 1}),
+        ),
     ] {
         let (status, body) = app.call(Method::POST, &uri, Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
@@ -624,7 +709,9 @@ async fn a_retried_streamed_message_is_sent_to_its_stream_not_answered_twice() {
         Request::post(format!("/chat/conversations/{id}/messages"))
             .header("content-type", "application/json")
             .header("idempotency-key", "3f1c2d9e-chat-retry")
-            .body(Body::from(json!({"content": "once", "stream": true}).to_string()))
+            .body(Body::from(
+                json!({"content": "once", "stream": true}).to_string(),
+            ))
             .expect("request")
     };
     let first = app.respond(send()).await;

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use jarvis_config::Config;
 use jarvis_crdt::ReplicaId;
 use jarvis_health::{Finding, HealthCheck, Status};
 use jarvis_secrets::SecretSource;
 use jarvis_store::clock::Clock;
 use jarvis_store::{Store, StoreError};
-use futures_util::StreamExt;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 pub use tokio_util::sync::CancellationToken;
 
@@ -271,7 +271,9 @@ impl Ai {
         let mut streamed = self
             .stream(site, payer, alias, request, worst, CancellationToken::new())
             .await?;
-        let reply = collect(streamed.events()).await.map_err(CallError::Provider)?;
+        let reply = collect(streamed.events())
+            .await
+            .map_err(CallError::Provider)?;
         let model = streamed.model.clone();
         let cost_micros = streamed.cost().await;
         Ok(Completed {
@@ -334,9 +336,7 @@ impl Ai {
                 }
             }
         });
-        let model = first
-            .await
-            .map_err(|e| CallError::Task(e.to_string()))??;
+        let model = first.await.map_err(|e| CallError::Task(e.to_string()))??;
         Ok(Streamed {
             model,
             receiver,

@@ -328,7 +328,13 @@ fn streamed_at(response: &Response) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
     streamed
-        .then(|| headers.get(header::CONTENT_LOCATION)?.to_str().ok().map(str::to_owned))
+        .then(|| {
+            headers
+                .get(header::CONTENT_LOCATION)?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
         .flatten()
 }
 

@@ -137,7 +137,11 @@ mod tests {
         let plan = plan(&history, budget).expect("fits after folding");
         assert!(plan.fold > 0);
         assert!(plan.kept_tokens <= budget / 2, "{plan:?}");
-        assert_eq!(history[plan.fold].speaker, Speaker::User, "kept turns start with the user");
+        assert_eq!(
+            history[plan.fold].speaker,
+            Speaker::User,
+            "kept turns start with the user"
+        );
         let kept: u64 = history[plan.fold..].iter().map(message_tokens).sum();
         assert_eq!(kept, plan.kept_tokens);
     }

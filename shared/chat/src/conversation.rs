@@ -102,7 +102,12 @@ impl Conversation {
         if !record.is_live() {
             return Ok(None);
         }
-        let text = |name: &str| record.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
+        let text = |name: &str| {
+            record
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         let summary = match record.get(field::SUMMARY).filter(|v| !v.is_empty()) {
             Some(json) => Some(serde_json::from_str(json).map_err(ChatError::corrupt)?),
             None => None,
@@ -485,7 +490,10 @@ impl ChatMessage {
         Ok(vec![
             (message_field::ROLE.to_owned(), role.to_owned()),
             (message_field::CONTENT.to_owned(), self.content.clone()),
-            (message_field::CREATED.to_owned(), self.created_ms.to_string()),
+            (
+                message_field::CREATED.to_owned(),
+                self.created_ms.to_string(),
+            ),
             (
                 message_field::META.to_owned(),
                 serde_json::to_string(&self.meta).map_err(ChatError::corrupt)?,

@@ -316,7 +316,7 @@ impl Recorder {
         self.next_seq += 1;
         let json = serde_json::to_string(&event).map_err(ChatError::corrupt)?;
         let is_final = event.is_final();
-        let page_full = seq % PAGE_EVENTS == 0;
+        let page_full = seq.is_multiple_of(PAGE_EVENTS);
         if let Ok(mut events) = self.live.events.lock() {
             events.push(event);
         }
@@ -516,16 +516,14 @@ impl Follower {
                         self.source = Source::Stored;
                     }
                 }
-                Source::Stored => {
-                    match read_page(&self.site, &self.stream, self.next).await {
-                        Ok(events) if !events.is_empty() => self.buffered.extend(events),
-                        Ok(_) => tokio::time::sleep(POLL_INTERVAL).await,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "reading stream events failed");
-                            tokio::time::sleep(POLL_INTERVAL).await;
-                        }
+                Source::Stored => match read_page(&self.site, &self.stream, self.next).await {
+                    Ok(events) if !events.is_empty() => self.buffered.extend(events),
+                    Ok(_) => tokio::time::sleep(POLL_INTERVAL).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "reading stream events failed");
+                        tokio::time::sleep(POLL_INTERVAL).await;
                     }
-                }
+                },
             }
         }
     }

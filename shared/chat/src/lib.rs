@@ -169,8 +169,8 @@ impl Chat {
             .fit(caller, conversation, &memories, &user_message, window)
             .await?;
         let system = system_prompt(&conversation, &memories);
-        let prompt_tokens = context::estimate(&system)
-            + history.iter().map(context::message_tokens).sum::<u64>();
+        let prompt_tokens =
+            context::estimate(&system) + history.iter().map(context::message_tokens).sum::<u64>();
         let request = ChatRequest {
             model: alias.clone(),
             system: (!system.is_empty()).then_some(system),
@@ -200,8 +200,7 @@ impl Chat {
             )
             .await?;
 
-        conversation::put_message(&self.site, &caller.user, conversation_id, &user_message)
-            .await?;
+        conversation::put_message(&self.site, &caller.user, conversation_id, &user_message).await?;
         let stream_id = ids::stream_id();
         let message_id = ids::message_id();
         let mut recorder = Recorder::open(
@@ -366,9 +365,7 @@ impl Chat {
         // The summarizer's own prompt must fit: keep the newest part of what it reads.
         let room = usize::try_from((window.saturating_sub(limit + 64)) * 3).unwrap_or(usize::MAX);
         let text = tail_chars(&text, room);
-        let reply = self
-            .helper(SUMMARY_PROMPT, text.to_owned(), limit)
-            .await?;
+        let reply = self.helper(SUMMARY_PROMPT, text.to_owned(), limit).await?;
         let summary = clip(&reply, usize::try_from(limit * 3).unwrap_or(usize::MAX));
         (!summary.is_empty()).then_some(summary)
     }
@@ -398,7 +395,12 @@ impl Chat {
 
     /// Runs a reply to its end: its events to the recorder, then the message saved, then
     /// the final event; then the work after an exchange.
-    async fn generate(self: Arc<Self>, reply: Reply, mut streamed: Streamed, mut recorder: Recorder) {
+    async fn generate(
+        self: Arc<Self>,
+        reply: Reply,
+        mut streamed: Streamed,
+        mut recorder: Recorder,
+    ) {
         let mut text = String::new();
         let mut usage = None;
         let ending = loop {
@@ -557,7 +559,10 @@ impl Chat {
             return;
         };
         for candidate in memory::parse_candidates(&found) {
-            if let Err(err) = self.remember(user, &candidate, Some(reply.conversation)).await {
+            if let Err(err) = self
+                .remember(user, &candidate, Some(reply.conversation))
+                .await
+            {
                 tracing::warn!(error = %err, "a memory could not be kept");
             }
         }
@@ -683,7 +688,10 @@ fn clip(text: &str, max_bytes: usize) -> String {
 /// A model's title cleaned: its first line, without quotes or a final period, no control
 /// characters, at most 80 characters.
 fn clean_title(raw: &str) -> String {
-    let line = raw.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let line = raw
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     let title: String = line
         .trim()
         .trim_matches(|c| matches!(c, '"' | '\'' | '*' | '#'))

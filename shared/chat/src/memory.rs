@@ -64,7 +64,7 @@ pub fn decode_vector(text: &str) -> Option<Vec<f32>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .ok()?;
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(
@@ -404,7 +404,17 @@ mod tests {
     fn a_fact_in_other_case_and_punctuation_is_known() {
         let memories = vec![memory("Lives in Oslo.", vec![1.0, 0.0])];
         assert!(is_known(&memories, "lives in oslo", "m", None));
-        assert!(is_known(&memories, "Resides in Oslo", "m", Some(&[0.99, 0.05])));
-        assert!(!is_known(&memories, "Works in Bergen", "m", Some(&[0.0, 1.0])));
+        assert!(is_known(
+            &memories,
+            "Resides in Oslo",
+            "m",
+            Some(&[0.99, 0.05])
+        ));
+        assert!(!is_known(
+            &memories,
+            "Works in Bergen",
+            "m",
+            Some(&[0.0, 1.0])
+        ));
     }
 }

@@ -441,8 +441,12 @@ impl Config {
         ChatConfig {
             context_tokens: vars.chat_context_tokens.map(|n| n.0),
             reply_tokens: vars.chat_reply_tokens.map_or(1024, |n| n.0),
-            helper_model: vars.chat_helper_model.map_or_else(|| "fast".to_owned(), |m| m.0),
-            embed_model: vars.chat_embed_model.map_or_else(|| "embed".to_owned(), |m| m.0),
+            helper_model: vars
+                .chat_helper_model
+                .map_or_else(|| "fast".to_owned(), |m| m.0),
+            embed_model: vars
+                .chat_embed_model
+                .map_or_else(|| "embed".to_owned(), |m| m.0),
             memory_top_k: vars
                 .chat_memory_top_k
                 .map_or(5, |n| usize::try_from(n.0).unwrap_or(5)),
