@@ -358,3 +358,29 @@ fn every_operation_documents_the_shared_answers_and_every_reference_resolves() {
         );
     }
 }
+
+/// Functions are merged into one OpenAPI document (and one `jarvis-local`): two functions
+/// naming different schemas alike would leave one of them described by the other's rules.
+#[test]
+fn no_two_functions_give_one_schema_name_different_rules() {
+    let mut seen: std::collections::BTreeMap<String, (String, serde_json::Value)> =
+        std::collections::BTreeMap::new();
+    for function in jarvis_local::functions() {
+        let doc = serde_json::to_value(function.api.into_openapi()).expect("openapi JSON");
+        let Some(schemas) = doc["components"]["schemas"].as_object() else {
+            continue;
+        };
+        for (name, schema) in schemas {
+            match seen.get(name) {
+                Some((other, earlier)) => assert_eq!(
+                    earlier, schema,
+                    "{} and {other} both name a schema {name}, with different rules",
+                    function.name
+                ),
+                None => {
+                    seen.insert(name.clone(), (function.name.to_owned(), schema.clone()));
+                }
+            }
+        }
+    }
+}

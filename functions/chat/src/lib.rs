@@ -141,7 +141,7 @@ fn cursor_error(err: ChatError) -> ApiError {
 
 jarvis_http::string_schema!(
     /// A conversation's title: 1 to 200 characters.
-    Title,
+    ConversationTitle,
     || validate::text_schema(
         "1 to 200 characters, no control characters other than tab and line breaks",
         MAX_TITLE_CHARS
@@ -150,7 +150,7 @@ jarvis_http::string_schema!(
 
 jarvis_http::string_schema!(
     /// A system prompt or message: 1 to 32,000 characters.
-    Text,
+    ChatText,
     || validate::text_schema(
         "1 to 32000 characters, no control characters other than tab and line breaks",
         MAX_TEXT_CHARS
@@ -231,7 +231,7 @@ pub struct MessageView {
     /// For a reply: the stream it was generated on.
     pub stream_id: Option<String>,
     /// For a reply: tokens of the prompt and of the reply.
-    pub usage: Option<TokenUsage>,
+    pub usage: Option<ReplyUsage>,
     /// For a reply: what it cost, in millionths of a US dollar.
     pub cost_micros: u64,
     /// For a reply: the memories it was given.
@@ -242,7 +242,7 @@ pub struct MessageView {
 
 /// Tokens a reply used.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TokenUsage {
+pub struct ReplyUsage {
     /// Tokens of the prompt.
     pub input_tokens: u64,
     /// Tokens of the reply.
@@ -274,7 +274,7 @@ fn message_view(m: &ChatMessage) -> MessageView {
         usage: m
             .meta
             .usage
-            .map(|(input_tokens, output_tokens)| TokenUsage {
+            .map(|(input_tokens, output_tokens)| ReplyUsage {
                 input_tokens,
                 output_tokens,
             }),
@@ -314,11 +314,11 @@ fn check_model(value: &str) -> Result<String, ApiError> {
 pub struct NewConversation {
     /// Its title (otherwise one is generated after the first exchange).
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Title, nullable = false)]
+    #[schema(value_type = ConversationTitle, nullable = false)]
     pub title: Option<String>,
     /// Its system prompt.
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Text, nullable = false)]
+    #[schema(value_type = ChatText, nullable = false)]
     pub system: Option<String>,
     /// The model alias answering in it (default `smart`).
     #[serde(default, deserialize_with = "validate::not_null")]
@@ -369,7 +369,7 @@ async fn create_conversation(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only conversations whose title contains this (any case).
-    #[param(value_type = Option<Title>, inline)]
+    #[param(value_type = Option<ConversationTitle>, inline)]
     pub search: Option<String>,
     /// Page size (1 to 100, default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -487,11 +487,11 @@ async fn get_conversation(
 pub struct ConversationPatch {
     /// New title.
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Title, nullable = false)]
+    #[schema(value_type = ConversationTitle, nullable = false)]
     pub title: Option<String>,
     /// New system prompt.
     #[serde(default, deserialize_with = "validate::not_null")]
-    #[schema(value_type = Text, nullable = false)]
+    #[schema(value_type = ChatText, nullable = false)]
     pub system: Option<String>,
     /// New model alias.
     #[serde(default, deserialize_with = "validate::not_null")]
@@ -583,7 +583,7 @@ async fn delete_conversation(
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
     /// What the user says.
-    #[schema(value_type = Text)]
+    #[schema(value_type = ChatText)]
     pub content: String,
     /// `true`: answer with the reply's events as Server-Sent Events while it is generated;
     /// `false` (default): answer once it is complete, as JSON.
@@ -616,7 +616,7 @@ pub struct Exchange {
     security(("access_token" = ["chat:write"]), ("api_key" = ["chat:write"])),
     responses(
         (status = 200, description = "The message and its reply (JSON), or the reply's events (`text/event-stream`: `start`, `delta`, `tool_call`, `usage`, then `done`, `error` or `cancelled`, each `data` a JSON object with its `type`)",
-            content((Exchange = "application/json"), (String = "text/event-stream"))),
+            content((Exchange = "application/json"), (StreamFrame = "text/event-stream"))),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
         (status = 404, description = "No such conversation or model alias", body = ErrorEnvelope),
         (status = 422, description = "The message does not fit the model's context window, or the model refused the request", body = ErrorEnvelope),
@@ -702,6 +702,17 @@ fn sse(
     Sse::new(frames).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
+/// One Server-Sent Event of a reply, as a client's event-stream parser reads it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamFrame {
+    /// The event's sequence number: send the last one received as `Last-Event-ID`.
+    pub id: String,
+    /// Its type: `start`, `delta`, `tool_call`, `usage`, `done`, `error` or `cancelled`.
+    pub event: String,
+    /// The event as a JSON object, with its `type`.
+    pub data: String,
+}
+
 /// Where to resume a stream.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -709,7 +720,7 @@ fn sse(
 pub struct FollowParams {
     /// The last sequence number received (as `Last-Event-ID`, which takes precedence):
     /// events after it are sent. Default 0: from the start.
-    #[param(minimum = 0, maximum = 4294967295_u64)]
+    #[param(minimum = 0)]
     pub after: Option<u64>,
 }
 
@@ -722,12 +733,12 @@ pub struct FollowParams {
     tag = "chat",
     params(
         ("id" = inline(validate::Uuid), Path, description = "Stream id"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "The last sequence number received"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, minimum = 0, description = "The last sequence number received"),
         FollowParams,
     ),
     security(("access_token" = ["chat:read"]), ("api_key" = ["chat:read"])),
     responses(
-        (status = 200, description = "The events (`start`, `delta`, `tool_call`, `usage`, then `done`, `error` or `cancelled`)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The events (`start`, `delta`, `tool_call`, `usage`, then `done`, `error` or `cancelled`)", content_type = "text/event-stream", body = StreamFrame),
         (status = 400, description = "Invalid id or Last-Event-ID", body = ErrorEnvelope),
         (status = 404, description = "No such stream (or its events expired)", body = ErrorEnvelope),
         AuthRejections,
@@ -746,18 +757,9 @@ async fn follow_stream(
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|n| *n <= u64::from(u32::MAX))
-            .ok_or_else(|| {
-                ApiError::invalid_field(
-                    "Last-Event-ID",
-                    "must be a sequence number this stream sent",
-                )
-            })?,
+            .ok_or_else(|| ApiError::invalid_field("Last-Event-ID", "must be a sequence number"))?,
         None => params.after.unwrap_or(0),
     };
-    if after > u64::from(u32::MAX) {
-        return Err(ApiError::invalid_field("after", "must be 0 to 4294967295"));
-    }
     let events = chat
         .follow(&caller.identity.user_id, id, after)
         .await

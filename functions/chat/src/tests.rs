@@ -372,6 +372,19 @@ async fn a_stream_read_in_two_connections_with_last_event_id_reassembles_the_who
     let tail = read_events(app.respond(again).await.into_body(), usize::MAX).await;
     assert_eq!(tail.first().map(|e| e.0), Some(251));
     assert_eq!(tail.last().map(|e| e.1.as_str()), Some("done"));
+
+    // A reader past the final event gets nothing, at once.
+    let past = Request::get(&location)
+        .header("last-event-id", "18446744073709551615")
+        .body(Body::empty())
+        .expect("request");
+    let nothing = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_events(app.respond(past).await.into_body(), usize::MAX),
+    )
+    .await
+    .expect("the stream ends");
+    assert!(nothing.is_empty());
 }
 
 #[tokio::test]

@@ -225,8 +225,8 @@ impl Hub {
 pub struct StreamInfo {
     /// The owner.
     pub user: String,
-    /// Whether its final event was written.
-    pub ended: bool,
+    /// The sequence number of its final event, once that was written.
+    pub last: Option<u64>,
 }
 
 /// The stream `stream` of `user`: not found for anyone else.
@@ -238,7 +238,7 @@ pub async fn info(site: &Site, user: &str, stream: &Uuid) -> Result<StreamInfo, 
         .ok_or(ChatError::NotFound("stream"))?;
     Ok(StreamInfo {
         user: user.to_owned(),
-        ended: record.get("ended") == Some("1"),
+        last: record.get("ended").and_then(|seq| seq.parse().ok()),
     })
 }
 
@@ -325,7 +325,7 @@ impl Recorder {
             self.flush().await?;
         }
         if is_final {
-            self.mark_ended().await?;
+            set_meta(&self.site, &self.stream, "ended", &seq.to_string()).await?;
         }
         // Readers here learn of an event once it is recorded; of the final one, once it is in
         // the store.
@@ -396,10 +396,6 @@ impl Recorder {
         }
         asked
     }
-
-    async fn mark_ended(&self) -> Result<(), ChatError> {
-        set_meta(&self.site, &self.stream, "ended").await
-    }
 }
 
 impl Drop for Recorder {
@@ -411,15 +407,15 @@ impl Drop for Recorder {
     }
 }
 
-async fn set_meta(site: &Site, stream: &Uuid, field: &str) -> Result<(), ChatError> {
+async fn set_meta(site: &Site, stream: &Uuid, field: &str, value: &str) -> Result<(), ChatError> {
     let clock = &site.clock;
     site.store
         .update(&meta_key(stream)?, |record: &mut Record| {
-            if record.get(field) == Some("1") {
+            if record.get(field).is_some() {
                 return Record::new();
             }
             let stamp = clock.stamp_after(record.stamp(field));
-            record.set(field.to_owned(), stamp, "1".to_owned())
+            record.set(field.to_owned(), stamp, value.to_owned())
         })
         .await?;
     Ok(())
@@ -430,12 +426,12 @@ async fn set_meta(site: &Site, stream: &Uuid, field: &str) -> Result<(), ChatErr
 /// ended.
 pub async fn cancel(site: &Site, hub: &Hub, user: &str, stream: &Uuid) -> Result<bool, ChatError> {
     let info = info(site, user, stream).await?;
-    if info.ended {
+    if info.last.is_some() {
         return Ok(true);
     }
     match hub.get(stream) {
         Some(live) if live.user == user => live.cancel(),
-        _ => set_meta(site, stream, "cancel").await?,
+        _ => set_meta(site, stream, "cancel", "1").await?,
     }
     Ok(false)
 }
@@ -449,7 +445,7 @@ pub async fn follow(
     stream: Uuid,
     after: u64,
 ) -> Result<impl Stream<Item = (u64, StreamEvent)> + Send + 'static, ChatError> {
-    info(&site, user, &stream).await?;
+    let known = info(&site, user, &stream).await?;
     let source = match hub.get(&stream) {
         Some(live) => {
             let seen = live.count.subscribe();
@@ -459,11 +455,13 @@ pub async fn follow(
     };
     let state = Follower {
         site,
+        user: user.to_owned(),
         stream,
-        next: after + 1,
+        next: after.saturating_add(1),
         source,
         buffered: std::collections::VecDeque::new(),
-        done: false,
+        // A reader already past the final event has nothing to wait for.
+        done: known.last.is_some_and(|last| after >= last),
     };
     Ok(futures_util::stream::unfold(state, Follower::next))
 }
@@ -475,6 +473,7 @@ enum Source {
 
 struct Follower {
     site: Site,
+    user: String,
     stream: Uuid,
     next: u64,
     source: Source,
@@ -518,7 +517,17 @@ impl Follower {
                 }
                 Source::Stored => match read_page(&self.site, &self.stream, self.next).await {
                     Ok(events) if !events.is_empty() => self.buffered.extend(events),
-                    Ok(_) => tokio::time::sleep(POLL_INTERVAL).await,
+                    Ok(_) => {
+                        let user = self.user.clone();
+                        let ended = info(&self.site, &user, &self.stream)
+                            .await
+                            .ok()
+                            .and_then(|i| i.last);
+                        if ended.is_some_and(|last| self.next > last) {
+                            return None;
+                        }
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "reading stream events failed");
                         tokio::time::sleep(POLL_INTERVAL).await;
