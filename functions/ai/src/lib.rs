@@ -18,7 +18,7 @@ use jarvis_ai::{ChatRequest, Message, Role as MessageRole, StopReason, usage};
 use jarvis_app::AppState;
 use jarvis_crdt::Entity;
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
-use jarvis_http::{Json, Path, validate};
+use jarvis_http::{Json, Path, Query, validate};
 use jarvis_identity::credential::user_key;
 use jarvis_identity::{Authorized, Role, scope};
 use jarvis_store::Store;
@@ -58,6 +58,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_models))
         .routes(routes!(complete))
         .routes(routes!(embed))
+        .routes(routes!(transcribe))
+        .routes(routes!(speak))
         .routes(routes!(get_usage))
         .routes(routes!(put_user_quota, get_user_quota))
         .routes(routes!(put_role_quota, get_role_quota))
@@ -449,6 +451,314 @@ async fn embed(
         vectors: done.vectors,
         tokens: done.tokens,
     }))
+}
+
+/// The sound encodings `POST /ai/transcriptions` takes, recognised by their first bytes.
+pub mod sound {
+    /// The media type of the sound `bytes` start like, when it is one taken.
+    pub fn detect(bytes: &[u8]) -> Option<&'static str> {
+        let starts = |magic: &[u8]| bytes.starts_with(magic);
+        if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WAVE" {
+            Some("audio/wav")
+        } else if starts(b"ID3")
+            || (bytes.len() >= 2
+                && bytes[0] == 0xFF
+                && bytes[1] & 0xE0 == 0xE0
+                && bytes[1] & 0x06 != 0)
+        {
+            Some("audio/mpeg")
+        } else if starts(b"fLaC") {
+            Some("audio/flac")
+        } else if starts(b"OggS") {
+            Some("audio/ogg")
+        } else if starts(&[0x1A, 0x45, 0xDF, 0xA3]) {
+            Some("audio/webm")
+        } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+            Some("audio/mp4")
+        } else {
+            None
+        }
+    }
+
+    /// The media types taken, as a `Content-Type` may name them.
+    pub const TYPES: [&str; 6] = [
+        "audio/wav",
+        "audio/mpeg",
+        "audio/flac",
+        "audio/ogg",
+        "audio/webm",
+        "audio/mp4",
+    ];
+
+    /// A declared type in its usual spelling (`audio/x-wav` is `audio/wav`…).
+    pub fn normal(declared: &str) -> String {
+        let bare = declared
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match bare.as_str() {
+            "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "audio/wav".to_owned(),
+            "audio/mp3" => "audio/mpeg".to_owned(),
+            "audio/x-flac" => "audio/flac".to_owned(),
+            "audio/m4a" | "audio/x-m4a" => "audio/mp4".to_owned(),
+            _ => bare,
+        }
+    }
+}
+
+/// Longest sound a transcription takes: 25 MB, the largest file OpenAI's transcriptions
+/// take (the request body limit applies first).
+pub const MAX_AUDIO_BYTES: usize = 25 * 1024 * 1024;
+/// Longest text to speak, in characters (OpenAI's limit).
+pub const MAX_SPEECH_CHARS: usize = 4_096;
+
+/// `?model=&language=` of a transcription.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TranscribeParams {
+    /// The model alias (default `transcribe`).
+    #[param(value_type = Option<validate::ObjectName>, inline)]
+    pub model: Option<String>,
+    /// The language spoken, ISO 639-1 (`en`, `nb`…), when known.
+    #[param(pattern = "^[a-z]{2}$", min_length = 2, max_length = 2)]
+    pub language: Option<String>,
+}
+
+/// A transcription.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Transcription {
+    /// What was said.
+    pub text: String,
+    /// The alias asked for.
+    pub alias: String,
+    /// The provider and model that answered, `provider:model`.
+    pub model: String,
+}
+
+/// Transcribes speech: the body is the sound itself (WAV, MP3, FLAC, Ogg, WebM or MP4
+/// audio, recognised by its content, which must agree with `Content-Type`), within the
+/// caller's token budget.
+#[utoipa::path(
+    post,
+    path = "/ai/transcriptions",
+    tag = "ai",
+    params(TranscribeParams),
+    request_body(description = "The sound", content(
+        (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/flac"),
+        (Vec<u8> = "audio/ogg"), (Vec<u8> = "audio/webm"), (Vec<u8> = "audio/mp4"))),
+    security(("access_token" = ["ai"]), ("api_key" = ["ai"])),
+    responses(
+        (status = 200, description = "What was said", body = Transcription),
+        (status = 400, description = "Invalid parameter, or a body that is not sound of its declared type", body = ErrorEnvelope),
+        (status = 404, description = "No such model alias", body = ErrorEnvelope),
+        (status = 422, description = "No model of the alias transcribes, or it refused the sound", body = ErrorEnvelope),
+        (status = 429, description = "The caller's token budget is spent (`quota_exceeded`, with `resets_at`)", body = ErrorEnvelope),
+        (status = 503, description = "No model of the alias could answer", body = ErrorEnvelope),
+        AuthRejections,
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn transcribe(
+    state: AppState,
+    caller: Authorized<scope::Ai>,
+    Service(ai): Service,
+    Query(params): Query<TranscribeParams>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Transcription>, ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(sound::normal)
+        .unwrap_or_default();
+    if !sound::TYPES.contains(&declared.as_str()) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the sound as audio/wav, audio/mpeg, audio/flac, audio/ogg, audio/webm or audio/mp4"
+                .into(),
+        ));
+    }
+    let alias = params.model.unwrap_or_else(|| "transcribe".to_owned());
+    validate::name("model", &alias)?;
+    if let Some(language) = &params.language
+        && !(language.len() == 2 && language.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        return Err(ApiError::invalid_field(
+            "language",
+            "must be two lowercase letters (ISO 639-1)",
+        ));
+    }
+    if body.len() > MAX_AUDIO_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if sound::detect(&body) != Some(declared.as_str()) {
+        return Err(ApiError::invalid_field(
+            "body",
+            format!("is not {declared} sound"),
+        ));
+    }
+    let identity = caller.identity;
+    let audio = jarvis_ai::Audio {
+        media_type: declared,
+        bytes: body.to_vec(),
+    };
+    let (model, text) = ai
+        .transcribe(
+            &service::site(&state),
+            Payer::User {
+                id: &identity.user_id,
+                role: identity.role.as_str(),
+            },
+            &alias,
+            audio,
+            params.language,
+        )
+        .await
+        .map_err(service::call_error)?;
+    Ok(Json(Transcription { text, alias, model }))
+}
+
+jarvis_http::string_schema!(
+    /// Text to speak: 1 to 4,096 characters.
+    SpeechText,
+    || validate::text_schema(
+        "1 to 4096 characters, no control characters other than tab and line breaks",
+        MAX_SPEECH_CHARS
+    )
+);
+
+jarvis_http::string_schema!(
+    /// A voice's name at the provider: 1 to 64 letters, digits, `_` or `-`.
+    Voice,
+    || validate::bounded(
+        validate::string("1 to 64 letters, digits, '_' or '-'").pattern(Some("^[A-Za-z0-9_-]{1,64}$")),
+        1,
+        64
+    )
+);
+
+/// The encoding of spoken text.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeechFormat {
+    /// MP3 (`audio/mpeg`).
+    Mp3,
+    /// WAV (`audio/wav`).
+    Wav,
+    /// Opus in Ogg (`audio/ogg`).
+    Opus,
+    /// FLAC (`audio/flac`).
+    Flac,
+    /// AAC (`audio/aac`).
+    Aac,
+}
+
+impl From<SpeechFormat> for jarvis_ai::AudioFormat {
+    fn from(format: SpeechFormat) -> Self {
+        match format {
+            SpeechFormat::Mp3 => Self::Mp3,
+            SpeechFormat::Wav => Self::Wav,
+            SpeechFormat::Opus => Self::Opus,
+            SpeechFormat::Flac => Self::Flac,
+            SpeechFormat::Aac => Self::Aac,
+        }
+    }
+}
+
+/// `POST /ai/speech`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechBody {
+    /// What to say.
+    #[schema(value_type = SpeechText)]
+    pub input: String,
+    /// The voice (default `alloy`).
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = Voice, nullable = false)]
+    pub voice: Option<String>,
+    /// The encoding of the answer (default `mp3`).
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(nullable = false)]
+    pub format: Option<SpeechFormat>,
+    /// The model alias (default `speech`).
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = validate::ObjectName, nullable = false)]
+    pub model: Option<String>,
+}
+
+/// Speaks text, within the caller's token budget: the answer is the sound, in the format
+/// asked for.
+#[utoipa::path(
+    post,
+    path = "/ai/speech",
+    tag = "ai",
+    request_body = SpeechBody,
+    security(("access_token" = ["ai"]), ("api_key" = ["ai"])),
+    responses(
+        (status = 200, description = "The sound (`x-jarvis-model` names the provider and model)", content(
+            (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/ogg"),
+            (Vec<u8> = "audio/flac"), (Vec<u8> = "audio/aac"))),
+        (status = 400, description = "Invalid field", body = ErrorEnvelope),
+        (status = 404, description = "No such model alias", body = ErrorEnvelope),
+        (status = 422, description = "No model of the alias speaks, or it refused the text", body = ErrorEnvelope),
+        (status = 429, description = "The caller's token budget is spent (`quota_exceeded`, with `resets_at`)", body = ErrorEnvelope),
+        (status = 503, description = "No model of the alias could answer", body = ErrorEnvelope),
+        AuthRejections,
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn speak(
+    state: AppState,
+    caller: Authorized<scope::Ai>,
+    Service(ai): Service,
+    Json(body): Json<SpeechBody>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    validate::text("input", &body.input, MAX_SPEECH_CHARS)?;
+    let voice = body.voice.unwrap_or_else(|| "alloy".to_owned());
+    let voice_ok = (1..=64).contains(&voice.len())
+        && voice
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if !voice_ok {
+        return Err(ApiError::invalid_field(
+            "voice",
+            "must be 1 to 64 letters, digits, '_' or '-'",
+        ));
+    }
+    let alias = body.model.unwrap_or_else(|| "speech".to_owned());
+    validate::name("model", &alias)?;
+    let format: jarvis_ai::AudioFormat =
+        body.format.map_or(jarvis_ai::AudioFormat::Mp3, Into::into);
+    let identity = caller.identity;
+    let request = jarvis_ai::SpeechRequest {
+        text: body.input,
+        voice,
+        format,
+    };
+    let (model, audio) = ai
+        .speak(
+            &service::site(&state),
+            Payer::User {
+                id: &identity.user_id,
+                role: identity.role.as_str(),
+            },
+            &alias,
+            request,
+        )
+        .await
+        .map_err(service::call_error)?;
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, format.media_type())],
+        audio.bytes,
+    )
+        .into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&model) {
+        response.headers_mut().insert("x-jarvis-model", value);
+    }
+    Ok(response)
 }
 
 /// The deployment's model aliases.

@@ -382,3 +382,205 @@ async fn an_open_breaker_is_recorded_for_the_health_of_other_processes_until_it_
     assert_eq!(finding.details["breakers"][0]["target"], "smart#flaky:m1");
     assert_eq!(finding.details["breakers"][0]["state"], "closed");
 }
+
+/// A WAV file of `millis` of a 440 Hz tone: 16 kHz, 16-bit, mono.
+fn wav(millis: u32) -> Vec<u8> {
+    let rate = 16_000u32;
+    let samples: Vec<i16> = (0..rate * millis / 1000)
+        .map(|n| {
+            let t = n as f32 / rate as f32;
+            (f32::sin(2.0 * std::f32::consts::PI * 440.0 * t) * 8_000.0) as i16
+        })
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for sample in samples {
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
+    out
+}
+
+/// What the local voice server was sent.
+#[derive(Default)]
+struct Heard {
+    transcriptions: Vec<Vec<u8>>,
+    speech: Vec<serde_json::Value>,
+}
+
+/// A local server speaking OpenAI's audio protocol: a transcription answers the number of
+/// bytes of the file it got; speech answers a WAV file.
+async fn voice_server() -> (String, Arc<std::sync::Mutex<Heard>>) {
+    use axum::routing::post;
+    let heard = Arc::new(std::sync::Mutex::new(Heard::default()));
+    let (for_transcribe, for_speech) = (Arc::clone(&heard), Arc::clone(&heard));
+    let router = axum::Router::new()
+        .route(
+            "/v1/audio/transcriptions",
+            post(move |body: axum::body::Bytes| {
+                let heard = Arc::clone(&for_transcribe);
+                async move {
+                    heard
+                        .lock()
+                        .expect("heard")
+                        .transcriptions
+                        .push(body.to_vec());
+                    axum::Json(json!({"text": "the tone of a tuning fork"}))
+                }
+            }),
+        )
+        .route(
+            "/v1/audio/speech",
+            post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let heard = Arc::clone(&for_speech);
+                async move {
+                    heard.lock().expect("heard").speech.push(body);
+                    ([("content-type", "audio/wav")], wav(100))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, heard)
+}
+
+async fn voice_app(url: &str) -> TestApp {
+    let servers = format!("voice={url}");
+    app(&[
+        ("JARVIS_AI_SERVERS", servers.as_str()),
+        (
+            "JARVIS_AI_MODELS",
+            "smart=scripted:echo;transcribe=voice:whisper-1;speech=voice:tts-1",
+        ),
+    ])
+    .await
+}
+
+fn raw(uri: &str, content_type: &str, body: Vec<u8>) -> Request<axum::body::Body> {
+    Request::post(uri)
+        .header("content-type", content_type)
+        .body(axum::body::Body::from(body))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn speech_is_transcribed_by_an_openai_compatible_server_and_counted() {
+    let (url, heard) = voice_server().await;
+    let app = voice_app(&url).await;
+    let sound = wav(250);
+    let (status, body) = app
+        .send(raw(
+            "/ai/transcriptions?language=en",
+            "audio/wav",
+            sound.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["text"], "the tone of a tuning fork");
+    assert_eq!(
+        body["model"], "openai:whisper-1",
+        "servers speak the OpenAI protocol"
+    );
+    let sent = heard.lock().expect("heard").transcriptions[0].clone();
+    let form = String::from_utf8_lossy(&sent);
+    assert!(
+        form.contains("name=\"model\"") && form.contains("whisper-1"),
+        "{form}"
+    );
+    assert!(form.contains("name=\"language\""), "{form}");
+    assert!(
+        sent.windows(sound.len()).any(|w| w == sound.as_slice()),
+        "the file is sent whole"
+    );
+    let (_, usage) = app.call(Method::GET, "/ai/usage", None).await;
+    assert_eq!(usage["models"][0]["model"], "openai:whisper-1", "{usage}");
+}
+
+#[tokio::test]
+async fn sound_is_recognised_by_its_content_not_its_name() {
+    let (url, heard) = voice_server().await;
+    let app = voice_app(&url).await;
+    let (status, _) = app
+        .send(raw("/ai/transcriptions", "audio/mpeg", wav(50)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a WAV is not MP3");
+    let (status, _) = app
+        .send(raw(
+            "/ai/transcriptions",
+            "audio/wav",
+            b"not a riff file".to_vec(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .send(raw("/ai/transcriptions", "text/plain", wav(50)))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        heard.lock().expect("heard").transcriptions.is_empty(),
+        "nothing reached the model"
+    );
+}
+
+#[tokio::test]
+async fn text_is_spoken_in_the_format_asked_for() {
+    let (url, heard) = voice_server().await;
+    let app = voice_app(&url).await;
+    let response = app
+        .respond(
+            Request::post("/ai/speech")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    json!({"input": "Good morning", "voice": "nova", "format": "wav"}).to_string(),
+                ))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    assert_eq!(response.headers()["x-jarvis-model"], "openai:tts-1");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert_eq!(bytes.as_ref(), wav(100).as_slice());
+    let sent = heard.lock().expect("heard").speech[0].clone();
+    assert_eq!(
+        sent,
+        json!({"model": "tts-1", "input": "Good morning", "voice": "nova", "response_format": "wav"})
+    );
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/ai/speech",
+            Some(json!({"input": "hi", "format": "midi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_alias_whose_models_do_not_speak_is_a_422() {
+    let app = app(&[]).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/ai/speech",
+            Some(json!({"input": "hello", "model": "smart"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}

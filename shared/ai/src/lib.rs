@@ -257,6 +257,66 @@ pub enum Event {
     Error(ProviderError),
 }
 
+/// Sound, with its media type (`audio/wav`, `audio/mpeg`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audio {
+    /// Its media type.
+    pub media_type: String,
+    /// The encoded sound.
+    pub bytes: Vec<u8>,
+}
+
+/// The encodings speech can be asked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioFormat {
+    /// MP3.
+    Mp3,
+    /// WAV (PCM).
+    Wav,
+    /// Opus in Ogg.
+    Opus,
+    /// FLAC.
+    Flac,
+    /// AAC.
+    Aac,
+}
+
+impl AudioFormat {
+    /// Its name, as OpenAI's `response_format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mp3 => "mp3",
+            Self::Wav => "wav",
+            Self::Opus => "opus",
+            Self::Flac => "flac",
+            Self::Aac => "aac",
+        }
+    }
+
+    /// Its media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Mp3 => "audio/mpeg",
+            Self::Wav => "audio/wav",
+            Self::Opus => "audio/ogg",
+            Self::Flac => "audio/flac",
+            Self::Aac => "audio/aac",
+        }
+    }
+}
+
+/// What to say, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeechRequest {
+    /// The text to speak.
+    pub text: String,
+    /// The voice, by the provider's name for it.
+    pub voice: String,
+    /// The encoding to answer in.
+    pub format: AudioFormat,
+}
+
 /// A streamed reply.
 pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
 
@@ -275,6 +335,27 @@ pub trait Provider: Send + Sync {
         let _ = texts;
         Err(ProviderError::Unsupported {
             what: "embedding".into(),
+        })
+    }
+
+    /// The text spoken in `audio`, when the provider transcribes; `language` (ISO 639-1)
+    /// helps it.
+    async fn transcribe(
+        &self,
+        audio: &Audio,
+        language: Option<&str>,
+    ) -> Result<String, ProviderError> {
+        let _ = (audio, language);
+        Err(ProviderError::Unsupported {
+            what: "transcription".into(),
+        })
+    }
+
+    /// `request` spoken, when the provider speaks.
+    async fn speak(&self, request: &SpeechRequest) -> Result<Audio, ProviderError> {
+        let _ = request;
+        Err(ProviderError::Unsupported {
+            what: "speech".into(),
         })
     }
 

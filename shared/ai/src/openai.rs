@@ -13,8 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::{
-    ChatRequest, Event, EventStream, Part, Provider, ProviderError, Role, StopReason, Usage, sse,
-    wire,
+    Audio, ChatRequest, Event, EventStream, Part, Provider, ProviderError, Role, SpeechRequest,
+    StopReason, Usage, sse, wire,
 };
 
 /// An OpenAI-compatible server.
@@ -37,21 +37,38 @@ impl OpenAi {
         }
     }
 
-    /// The same server, embedding with `model` (e.g. `text-embedding-3-small`).
+    /// The same server, with `model` for the calls that name their model in the request:
+    /// embeddings (`text-embedding-3-small`), transcriptions (`whisper-1`), speech (`tts-1`).
     pub fn with_embedding_model(mut self, model: impl Into<String>) -> Self {
         self.embedding_model = Some(model.into());
         self
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .json(body);
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base_url))
+                .json(body),
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
         wire::send(request).await
+    }
+
+    fn model_for(&self, what: &str) -> Result<&str, ProviderError> {
+        self.embedding_model
+            .as_deref()
+            .ok_or_else(|| ProviderError::Unsupported {
+                what: format!("{what} without a model"),
+            })
     }
 }
 
@@ -279,5 +296,74 @@ impl Provider for OpenAi {
             return Err(protocol("the embeddings do not match the texts one to one"));
         }
         Ok(rows.into_iter().map(|(_, vector)| vector).collect())
+    }
+
+    /// `POST {base}/audio/transcriptions`, multipart: `file`, `model`, `language`,
+    /// `response_format=json`; answers `{"text"}`.
+    async fn transcribe(
+        &self,
+        audio: &Audio,
+        language: Option<&str>,
+    ) -> Result<String, ProviderError> {
+        let model = self.model_for("transcription")?.to_owned();
+        let extension =
+            audio
+                .media_type
+                .rsplit('/')
+                .next()
+                .map_or("wav", |subtype| match subtype {
+                    "mpeg" => "mp3",
+                    "x-wav" | "wave" => "wav",
+                    other => other,
+                });
+        let file = reqwest::multipart::Part::bytes(audio.bytes.clone())
+            .file_name(format!("audio.{extension}"))
+            .mime_str(&audio.media_type)
+            .map_err(|_| ProviderError::Unsupported {
+                what: format!("audio of type {}", audio.media_type),
+            })?;
+        let mut form = reqwest::multipart::Form::new()
+            .part("file", file)
+            .text("model", model)
+            .text("response_format", "json");
+        if let Some(language) = language {
+            form = form.text("language", language.to_owned());
+        }
+        let url = format!("{}/audio/transcriptions", self.base_url);
+        let response = self.send(self.client.post(url).multipart(form)).await?;
+        let body: Value = response.json().await.map_err(wire::unreachable)?;
+        body["text"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ProviderError::Protocol {
+                message: "no text in the transcription answer".into(),
+            })
+    }
+
+    /// `POST {base}/audio/speech` `{"model","input","voice","response_format"}`; answers
+    /// the sound itself.
+    async fn speak(&self, request: &SpeechRequest) -> Result<Audio, ProviderError> {
+        let model = self.model_for("speech")?;
+        let response = self
+            .post(
+                "/audio/speech",
+                &json!({
+                    "model": model,
+                    "input": request.text,
+                    "voice": request.voice,
+                    "response_format": request.format.name(),
+                }),
+            )
+            .await?;
+        let bytes = response.bytes().await.map_err(wire::unreachable)?;
+        if bytes.is_empty() {
+            return Err(ProviderError::Protocol {
+                message: "the speech answer is empty".into(),
+            });
+        }
+        Ok(Audio {
+            media_type: request.format.media_type().to_owned(),
+            bytes: bytes.to_vec(),
+        })
     }
 }

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout_at};
 
-use crate::{ChatRequest, Event, EventStream, Provider, ProviderError};
+use crate::{Audio, ChatRequest, Event, EventStream, Provider, ProviderError, SpeechRequest};
 
 /// How hard a chain tries.
 #[derive(Debug, Clone)]
@@ -313,19 +313,60 @@ impl Chain {
         Err(last)
     }
 
-    /// Embeds `texts` with the first target that can: targets without embeddings and ones
-    /// whose breaker is open are skipped; a transient failure counts against the breaker
-    /// and falls back to the next target.
+    /// Embeds `texts` with the first target that can.
     pub async fn embed(&self, texts: &[String]) -> Result<Embedding, ProviderError> {
+        let (provider, model, vectors) = self
+            .first_able("embedding", |p| async move { p.embed(texts).await })
+            .await?;
+        Ok(Embedding {
+            provider,
+            model,
+            vectors,
+        })
+    }
+
+    /// Transcribes `audio` with the first target that can: `(provider, model, text)`.
+    pub async fn transcribe(
+        &self,
+        audio: &Audio,
+        language: Option<&str>,
+    ) -> Result<(String, String, String), ProviderError> {
+        self.first_able("transcription", |p| async move {
+            p.transcribe(audio, language).await
+        })
+        .await
+    }
+
+    /// Speaks `request` with the first target that can: `(provider, model, audio)`.
+    pub async fn speak(
+        &self,
+        request: &SpeechRequest,
+    ) -> Result<(String, String, Audio), ProviderError> {
+        self.first_able("speech", |p| async move { p.speak(request).await })
+            .await
+    }
+
+    /// `call` on the first target that answers it: targets that do not do it and ones
+    /// whose breaker is open are skipped; a transient failure counts against the breaker
+    /// and falls back to the next target. Answers the provider, the model and the answer.
+    async fn first_able<'a, T, F, Fut>(
+        &'a self,
+        what: &str,
+        call: F,
+    ) -> Result<(String, String, T), ProviderError>
+    where
+        F: Fn(&'a dyn Provider) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>> + 'a,
+    {
         let deadline = Instant::now() + self.policy.total;
         let mut last = ProviderError::Unsupported {
-            what: "embedding by every target of this alias".into(),
+            what: format!("{what} by every target of this alias"),
         };
         for target in &self.targets {
             if !target.breaker.admit() {
                 continue;
             }
-            let answer = timeout_at(deadline, target.provider.embed(texts))
+            let answer = timeout_at(deadline, call(target.provider.as_ref()))
                 .await
                 .unwrap_or_else(|_| {
                     Err(ProviderError::Unreachable {
@@ -333,13 +374,10 @@ impl Chain {
                     })
                 });
             match answer {
-                Ok(vectors) => {
+                Ok(answer) => {
                     target.breaker.succeeded();
-                    return Ok(Embedding {
-                        provider: target.provider.name().to_owned(),
-                        model: target.model.clone(),
-                        vectors,
-                    });
+                    let provider = target.provider.name().to_owned();
+                    return Ok((provider, target.model.clone(), answer));
                 }
                 Err(err) => {
                     if transient(&err) {

@@ -22,7 +22,10 @@ use crate::quota::{self, Escrow, Exceeded, QuotaError, Reservation};
 use crate::registry::{Registry, Settings, TargetState};
 use crate::resilience::Policy;
 use crate::usage::{self, Price, Prices};
-use crate::{ChatRequest, Event, EventStream, Provider, ProviderError, Reply, Usage, collect};
+use crate::{
+    Audio, ChatRequest, Event, EventStream, Provider, ProviderError, Reply, SpeechRequest, Usage,
+    collect,
+};
 
 /// Where calls run: the store, this replica and its clock.
 #[derive(Clone)]
@@ -358,28 +361,115 @@ impl Ai {
             .iter()
             .map(|t| crate::scripted::estimate_tokens(t))
             .sum();
-        let call = self.begin(site, payer, alias, bytes).await?;
-        let ai = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            let Some(chain) = call.registry.chain(&call.alias) else {
-                return Err(CallError::UnknownAlias(call.alias.clone()));
-            };
-            match chain.embed(&texts).await {
-                Ok(embedding) => {
+        let (model, vectors) = self
+            .metered(
+                site,
+                payer,
+                alias,
+                bytes,
+                move |registry, alias| async move {
+                    let embedding = chain(&registry, &alias)?.embed(&texts).await?;
                     let used = Usage {
                         input_tokens: tokens,
                         output_tokens: 0,
                     };
-                    ai.finish(call, &embedding.provider, &embedding.model, used)
-                        .await;
-                    Ok(Embedded {
-                        model: format!("{}:{}", embedding.provider, embedding.model),
-                        vectors: embedding.vectors,
-                        tokens,
-                    })
+                    Ok((embedding.provider, embedding.model, embedding.vectors, used))
+                },
+            )
+            .await?;
+        Ok(Embedded {
+            model,
+            vectors,
+            tokens,
+        })
+    }
+
+    /// Transcribes `audio` through `alias` within the payer's budget: `(provider:model,
+    /// text)`. The budget counts the text's tokens (estimated); the worst case reserved is
+    /// one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of sound.
+    pub async fn transcribe(
+        self: &Arc<Self>,
+        site: &Site,
+        payer: Payer<'_>,
+        alias: &str,
+        audio: Audio,
+        language: Option<String>,
+    ) -> Result<(String, String), CallError> {
+        let worst = (audio.bytes.len() as u64).div_ceil(AUDIO_BYTES_PER_TOKEN);
+        self.metered(
+            site,
+            payer,
+            alias,
+            worst,
+            move |registry, alias| async move {
+                let (provider, model, text) = chain(&registry, &alias)?
+                    .transcribe(&audio, language.as_deref())
+                    .await?;
+                let used = Usage {
+                    input_tokens: 0,
+                    output_tokens: crate::scripted::estimate_tokens(&text),
+                };
+                Ok((provider, model, text, used))
+            },
+        )
+        .await
+    }
+
+    /// Speaks `request` through `alias` within the payer's budget: `(provider:model,
+    /// audio)`. The budget counts the text's tokens (estimated).
+    pub async fn speak(
+        self: &Arc<Self>,
+        site: &Site,
+        payer: Payer<'_>,
+        alias: &str,
+        request: SpeechRequest,
+    ) -> Result<(String, Audio), CallError> {
+        let tokens = crate::scripted::estimate_tokens(&request.text);
+        let worst = request.text.len() as u64;
+        self.metered(
+            site,
+            payer,
+            alias,
+            worst,
+            move |registry, alias| async move {
+                let (provider, model, audio) = chain(&registry, &alias)?.speak(&request).await?;
+                let used = Usage {
+                    input_tokens: tokens,
+                    output_tokens: 0,
+                };
+                Ok((provider, model, audio, used))
+            },
+        )
+        .await
+    }
+
+    /// Runs one call through `alias`'s chain in its own task (so a request cut off still
+    /// settles), reserving `worst` tokens first and settling what `call` reports it used;
+    /// a call that fails gives everything back. Answers `provider:model` and the answer.
+    async fn metered<T, F, Fut>(
+        self: &Arc<Self>,
+        site: &Site,
+        payer: Payer<'_>,
+        alias: &str,
+        worst: u64,
+        call: F,
+    ) -> Result<(String, T), CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Registry>, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(String, String, T, Usage), ProviderError>> + Send,
+    {
+        let call_site = self.begin(site, payer, alias, worst).await?;
+        let ai = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let registry = Arc::clone(&call_site.registry);
+            match call(registry, call_site.alias.clone()).await {
+                Ok((provider, model, answer, used)) => {
+                    ai.finish(call_site, &provider, &model, used).await;
+                    Ok((format!("{provider}:{model}"), answer))
                 }
                 Err(err) => {
-                    ai.finish(call, "", "", Usage::default()).await;
+                    ai.finish(call_site, "", "", Usage::default()).await;
                     Err(CallError::Provider(err))
                 }
             }
@@ -387,6 +477,22 @@ impl Ai {
         task.await.map_err(|e| CallError::Task(e.to_string()))?
     }
 }
+
+/// The chain of `alias`, checked when the call began.
+fn chain<'a>(
+    registry: &'a Registry,
+    alias: &str,
+) -> Result<&'a crate::resilience::Chain, ProviderError> {
+    registry
+        .chain(alias)
+        .ok_or_else(|| ProviderError::Unsupported {
+            what: format!("the model alias {alias:?}"),
+        })
+}
+
+/// Bytes of sound reserved as one token of a transcription's budget: about a second of
+/// 16 kHz 16-bit mono speech, which no one says 32 words in.
+pub const AUDIO_BYTES_PER_TOKEN: u64 = 1_000;
 
 /// Events a streamed reply may have waiting for a slow reader before the call waits too.
 const STREAM_BUFFER: usize = 256;
