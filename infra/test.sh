@@ -68,12 +68,14 @@ wait_for_port "$DDB_PORT" "DynamoDB Local" "$TOOLS/dynamodb.log"
 export JARVIS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DDB_PORT"
 echo "DynamoDB Local on $JARVIS_TEST_DYNAMODB_ENDPOINT"
 
-step "moto server (Secrets Manager)"
+step "moto server (Secrets Manager, S3)"
 MOTO_PORT="$(free_port)"
 "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$TOOLS/moto.log" 2>&1 &
 PIDS+=("$!")
 wait_for_port "$MOTO_PORT" "moto server" "$TOOLS/moto.log"
 export JARVIS_TEST_SECRETS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+# The same server speaks S3, for the attachments' blob store.
+export JARVIS_TEST_S3_ENDPOINT="$JARVIS_TEST_SECRETS_ENDPOINT"
 echo "moto server on $JARVIS_TEST_SECRETS_ENDPOINT"
 
 step "Local models (.tools/models)"

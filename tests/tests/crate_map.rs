@@ -6,12 +6,13 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 11] = [
+const ORDER: [&str; 12] = [
     "crdt",
     "health",
     "config",
     "secrets",
     "store",
+    "blobs",
     "http",
     "identity",
     "replication",

@@ -205,8 +205,9 @@ fn every_template_function_builds_the_binary_it_names() {
 /// Least privilege: every function may only read and write items (no scans, deletes or
 /// table administration), reach the secret and nothing else; every function but sync —
 /// which merges any document a peer sends — is confined to the partitions it uses. The AI
-/// function alone may also invoke Bedrock foundation models (and inference profiles) of
-/// its own region, nothing else of Bedrock.
+/// and chat functions alone may also invoke Bedrock foundation models (and inference
+/// profiles) of their own region, nothing else of Bedrock; the chat functions alone may
+/// read, write and delete objects under `attachments/` of the attachments bucket.
 #[test]
 fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
     const ALLOWED: [&str; 4] = [
@@ -247,6 +248,15 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 assert!(
                     target.contains("foundation-model/*") && target.contains("${AWS::Region}"),
                     "{name}: Bedrock beyond this region's models: {target}"
+                );
+                continue;
+            }
+            if name.starts_with("Chat")
+                && actions == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+            {
+                assert!(
+                    target.contains("AttachmentsBucket") && target.contains("/attachments/*"),
+                    "{name}: objects beyond the attachments: {target}"
                 );
                 continue;
             }

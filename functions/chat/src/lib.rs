@@ -49,6 +49,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(send_message))
         .routes(routes!(get_summary))
+        .routes(routes!(get_attachment))
         .routes(routes!(export_conversation))
         .routes(routes!(follow_stream))
         .routes(routes!(cancel_stream))
@@ -67,6 +68,7 @@ pub fn routes(chat: Arc<Chat>) -> axum::Router<AppState> {
 pub fn service(state: &AppState, ai: Arc<jarvis_ai::service::Ai>) -> Arc<Chat> {
     Arc::new(Chat::new(
         ai,
+        jarvis_blobs::open(&state.config.blobs),
         jarvis_fn_ai::service::site(state),
         state.config.chat.clone(),
     ))
@@ -110,6 +112,11 @@ fn chat_error(err: ChatError) -> ApiError {
             field: None,
             message: format!("at most {max} memories are kept; forget some first").into(),
         },
+        ChatError::NotAnImage => ApiError::invalid_field(
+            "attachments",
+            "each attachment must be a PNG, JPEG or WebP image",
+        ),
+        ChatError::Blobs(err) => ApiError::Unavailable(Box::new(err)),
         ChatError::Call(err) => jarvis_fn_ai::service::call_error(err),
         ChatError::Store(err) => err.into(),
         ChatError::Corrupt(message) => ApiError::Internal(message.into()),
@@ -238,6 +245,19 @@ pub struct MessageView {
     pub memories: Vec<UsedMemoryView>,
     /// For a failed reply: why.
     pub error: Option<String>,
+    /// The images a user's message carries (`GET …/attachments/{id}` reads one).
+    pub attachments: Vec<AttachmentView>,
+}
+
+/// An image a message carries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttachmentView {
+    /// Its id.
+    pub id: String,
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Tokens a reply used.
@@ -290,6 +310,16 @@ fn message_view(m: &ChatMessage) -> MessageView {
             })
             .collect(),
         error: m.meta.error.clone(),
+        attachments: m
+            .meta
+            .attachments
+            .iter()
+            .map(|a| AttachmentView {
+                id: a.id.to_string(),
+                media_type: a.media_type.clone(),
+                bytes: a.bytes,
+            })
+            .collect(),
     }
 }
 
@@ -572,7 +602,7 @@ async fn delete_conversation(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = id_of("id", &id)?;
-    conversation::delete(chat.site(), &caller.identity.user_id, &id)
+    chat.delete(&caller.identity.user_id, &id)
         .await
         .map_err(chat_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -590,6 +620,58 @@ pub struct NewMessage {
     #[serde(default, deserialize_with = "validate::not_null")]
     #[schema(value_type = bool, nullable = false)]
     pub stream: Option<bool>,
+    /// Up to 4 images (PNG, JPEG or WebP, recognised by their content), sent to the model
+    /// with the message.
+    #[serde(default)]
+    #[schema(max_items = 4)]
+    pub attachments: Vec<NewAttachment>,
+}
+
+jarvis_http::string_schema!(
+    /// An image, base64 (standard alphabet, padded).
+    ImageData,
+    || validate::string("The image's bytes, base64")
+        .min_length(Some(4))
+        .pattern(Some("^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"))
+);
+
+/// An image attached to a message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAttachment {
+    /// Its bytes, base64; at most 5 MiB once decoded (and within the request body limit).
+    #[schema(value_type = ImageData)]
+    pub data: String,
+}
+
+/// The images of a message, decoded and checked: PNG, JPEG or WebP by their content.
+fn images(attachments: &[NewAttachment]) -> Result<Vec<Vec<u8>>, ApiError> {
+    use base64::Engine;
+    validate::count(
+        "attachments",
+        attachments.len(),
+        jarvis_chat::attachment::MAX_PER_MESSAGE,
+    )?;
+    attachments
+        .iter()
+        .enumerate()
+        .map(|(i, attachment)| {
+            let field = format!("attachments[{i}].data");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&attachment.data)
+                .map_err(|_| ApiError::invalid_field(field.clone(), "must be base64"))?;
+            if bytes.len() > jarvis_chat::attachment::MAX_BYTES {
+                return Err(ApiError::invalid_field(field, "must be at most 5 MiB"));
+            }
+            if jarvis_chat::attachment::detect(&bytes).is_none() {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "must be a PNG, JPEG or WebP image",
+                ));
+            }
+            Ok(bytes)
+        })
+        .collect()
 }
 
 /// A message and its reply.
@@ -638,8 +720,9 @@ async fn send_message(
         user: caller.identity.user_id.clone(),
         role: caller.identity.role.as_str().to_owned(),
     };
+    let images = images(&body.attachments)?;
     let started = chat
-        .send(&who, &id, body.content)
+        .send(&who, &id, body.content, images)
         .await
         .map_err(chat_error)?;
     let events = chat
@@ -852,6 +935,45 @@ async fn get_summary(
         through_message_id: summary.map(|s| s.through.to_string()),
         updated_at: summary.map(|s| rfc3339_ms(s.updated_ms)),
     }))
+}
+
+/// An image attached to a message of the conversation.
+#[utoipa::path(
+    get,
+    path = "/chat/conversations/{id}/attachments/{attachment}",
+    tag = "chat",
+    params(
+        ("id" = inline(validate::Uuid), Path, description = "Conversation id"),
+        ("attachment" = inline(validate::Uuid), Path, description = "Attachment id"),
+    ),
+    security(("access_token" = ["chat:read"]), ("api_key" = ["chat:read"])),
+    responses(
+        (status = 200, description = "The image", content(
+            (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
+        (status = 400, description = "Invalid id", body = ErrorEnvelope),
+        (status = 404, description = "No such conversation or attachment", body = ErrorEnvelope),
+        AuthRejections,
+    )
+)]
+async fn get_attachment(
+    caller: Authorized<scope::ChatRead>,
+    Service(chat): Service,
+    Path((id, attachment)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = id_of("id", &id)?;
+    let attachment = id_of("attachment", &attachment)?;
+    let blob = chat
+        .attachment(&caller.identity.user_id, &id, &attachment)
+        .await
+        .map_err(chat_error)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, blob.media_type),
+            (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
+        ],
+        blob.bytes,
+    )
+        .into_response())
 }
 
 /// The format of an export.

@@ -743,3 +743,204 @@ async fn a_retried_streamed_message_is_sent_to_its_stream_not_answered_twice() {
         .await;
     assert_eq!(detail["messages"].as_array().map(Vec::len), Some(2));
 }
+
+/// A PNG image of `width` × `height` pixels of one colour, encoded as the format says:
+/// signature, `IHDR`, one zlib-compressed `IDAT`, `IEND`, each chunk with its CRC.
+fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.finalize().to_be_bytes());
+    }
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+    chunk(&mut out, b"IHDR", &header);
+    // Each row: filter type 0 (none), then its pixels.
+    let row: Vec<u8> = std::iter::once(0)
+        .chain((0..width).flat_map(|_| rgb))
+        .collect();
+    let rows = row.repeat(height as usize);
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zlib.write_all(&rows).expect("compress");
+    chunk(&mut out, b"IDAT", &zlib.finish().expect("compress"));
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A local server speaking OpenAI's chat completions (streamed) that keeps every request.
+async fn vision_server() -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let keep = Arc::clone(&seen);
+    let router = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let keep = Arc::clone(&keep);
+            async move {
+                keep.lock().expect("seen").push(body);
+                let chunk = |delta: Value, finish: Value| {
+                    json!({"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                           "model": "gpt-4o", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                };
+                let frames = [
+                    chunk(json!({"role": "assistant", "content": "A red "}), Value::Null),
+                    chunk(json!({"content": "square."}), json!("stop")),
+                    json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+                           "choices": [], "usage": {"prompt_tokens": 900, "completion_tokens": 3, "total_tokens": 903}}),
+                ];
+                let mut text: String = frames.iter().map(|f| format!("data: {f}\n\n")).collect();
+                text.push_str("data: [DONE]\n\n");
+                ([("content-type", "text/event-stream")], text)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn an_image_goes_to_a_vision_model_by_reference_and_leaves_with_its_conversation() {
+    use base64::Engine;
+    let (url, seen) = vision_server().await;
+    let servers = format!("vision={url}");
+    let Host { app, chat } = host(
+        &[
+            ("JARVIS_AI_SERVERS", servers.as_str()),
+            (
+                "JARVIS_AI_MODELS",
+                "smart=vision:gpt-4o;fast=scripted:echo;embed=scripted:hash",
+            ),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let image = png(8, 8, [255, 0, 0]);
+    let data = base64::engine::general_purpose::STANDARD.encode(&image);
+    let id = new_conversation(&app, json!({})).await;
+    let (status, exchange) = app
+        .call(
+            Method::POST,
+            &format!("/chat/conversations/{id}/messages"),
+            Some(json!({"content": "What is this?", "attachments": [{"data": data}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{exchange}");
+    assert_eq!(exchange["reply"]["content"], "A red square.");
+    let attached = &exchange["message"]["attachments"][0];
+    assert_eq!(attached["media_type"], "image/png");
+    assert_eq!(attached["bytes"], json!(image.len()));
+    let request = seen.lock().expect("seen")[0].clone();
+    let parts = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].clone())
+        .expect("the user's message");
+    assert_eq!(
+        parts[0]["image_url"]["url"],
+        json!(format!("data:image/png;base64,{data}")),
+        "{request}"
+    );
+    assert_eq!(parts[1]["text"], "What is this?");
+
+    // Kept by reference, read back as it was.
+    let uri = format!(
+        "/chat/conversations/{id}/attachments/{}",
+        attached["id"].as_str().expect("id")
+    );
+    let response = app
+        .respond(Request::get(&uri).body(Body::empty()).expect("request"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert_eq!(body.as_ref(), image.as_slice());
+    assert_eq!(
+        files_under(&app.state.config.data_dir.join("blobs")),
+        2,
+        "the image and its type are files of the blob store, not in a document"
+    );
+
+    // A later turn sends the image again with its message.
+    let (_, _) = app
+        .call(
+            Method::POST,
+            &format!("/chat/conversations/{id}/messages"),
+            Some(json!({"content": "And its colour?"})),
+        )
+        .await;
+    let later = seen.lock().expect("seen")[1].clone();
+    assert!(
+        later.to_string().contains(&data),
+        "the history keeps its image"
+    );
+
+    chat.settled().await;
+    let (status, _) = app
+        .call(Method::DELETE, &format!("/chat/conversations/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        files_under(&app.state.config.data_dir.join("blobs")),
+        0,
+        "the image went with its conversation"
+    );
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() { files_under(&path) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_attachment_that_is_not_an_image_is_refused_by_its_content() {
+    use base64::Engine;
+    let Host { app, .. } = host(&[], Vec::new()).await;
+    let id = new_conversation(&app, json!({})).await;
+    let uri = format!("/chat/conversations/{id}/messages");
+    let svg = base64::engine::general_purpose::STANDARD
+        .encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>");
+    for attachments in [
+        json!([{"data": svg}]),
+        json!([{"data": "not base64!"}]),
+        Value::Array(vec![
+            json!({"data": base64::engine::general_purpose::STANDARD.encode(png(1, 1, [0, 0, 0]))});
+            5
+        ]),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                &uri,
+                Some(json!({"content": "look", "attachments": attachments})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let (_, detail) = app
+        .call(Method::GET, &format!("/chat/conversations/{id}"), None)
+        .await;
+    assert_eq!(detail["messages"], json!([]), "nothing was stored");
+}

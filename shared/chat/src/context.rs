@@ -23,7 +23,8 @@ pub fn estimate(text: &str) -> u64 {
 
 /// The estimated tokens of a message, framing included.
 pub fn message_tokens(message: &ChatMessage) -> u64 {
-    estimate(&message.content) + MESSAGE_OVERHEAD
+    let images = message.meta.attachments.len() as u64 * crate::attachment::IMAGE_TOKENS;
+    estimate(&message.content) + MESSAGE_OVERHEAD + images
 }
 
 /// The context window of `target` (`provider:model`), in tokens, by model family.

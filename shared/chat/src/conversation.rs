@@ -359,8 +359,13 @@ pub async fn set_summary(
     Ok(())
 }
 
-/// Deletes a conversation and every message it has.
-pub async fn delete(site: &Site, user: &str, id: &Uuid) -> Result<(), ChatError> {
+/// Deletes a conversation and every message it has; answers the attachments its messages
+/// referred to, for the caller to delete from the blob store.
+pub async fn delete(
+    site: &Site,
+    user: &str,
+    id: &Uuid,
+) -> Result<Vec<crate::attachment::Attachment>, ChatError> {
     get(site, user, id).await?;
     let clock = &site.clock;
     let erase = |record: &mut Record| {
@@ -373,19 +378,23 @@ pub async fn delete(site: &Site, user: &str, id: &Uuid) -> Result<(), ChatError>
     site.store.update(&key(user, id)?, erase).await?;
     let partition = messages_partition(user, id);
     let mut cursor = None;
+    let mut attachments = Vec::new();
     loop {
         let page = site
             .store
             .list_documents::<Record>(&partition, Some(MESSAGE_PREFIX), cursor.as_deref(), 100)
             .await?;
         for doc in &page.items {
+            if let Ok(Some(message)) = message_of(doc) {
+                attachments.extend(message.meta.attachments);
+            }
             if doc.state.is_live() {
                 site.store.update(&doc.key, erase).await?;
             }
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
-            None => return Ok(()),
+            None => return Ok(attachments),
         }
     }
 }
@@ -451,6 +460,9 @@ pub struct MessageMeta {
     /// Why a failed reply failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The images a user's message carries (kept in the blob store).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attachment::Attachment>,
 }
 
 fn is_zero(n: &u64) -> bool {

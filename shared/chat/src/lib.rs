@@ -14,6 +14,7 @@
 //! and the CRDTs; routes come from the functions above it.
 #![deny(missing_docs)]
 
+pub mod attachment;
 pub mod context;
 pub mod conversation;
 pub mod generation;
@@ -22,9 +23,11 @@ pub mod memory;
 
 use std::sync::Arc;
 
+use base64::Engine;
 use futures_util::Stream;
 use jarvis_ai::service::{Ai, CallError, CancellationToken, Payer, Site, Streamed};
-use jarvis_ai::{ChatRequest, Event, Message, StopReason};
+use jarvis_ai::{ChatRequest, Event, Message, Part, Role, StopReason};
+use jarvis_blobs::{Blob, Blobs};
 use jarvis_config::ChatConfig;
 use jarvis_store::StoreError;
 use tokio_util::task::TaskTracker;
@@ -42,6 +45,12 @@ pub enum ChatError {
     /// The message cannot fit the model's context window, even alone.
     #[error("the message is longer than the model's context window allows")]
     TooLong,
+    /// An attachment is not a PNG, JPEG or WebP image.
+    #[error("attachments must be PNG, JPEG or WebP images")]
+    NotAnImage,
+    /// The blob store failed.
+    #[error(transparent)]
+    Blobs(jarvis_blobs::BlobError),
     /// The user keeps as many memories as allowed.
     #[error("at most {0} memories are kept; forget some first")]
     Full(usize),
@@ -85,6 +94,7 @@ pub struct Started {
 /// The conversation service of a process.
 pub struct Chat {
     ai: Arc<Ai>,
+    blobs: Arc<dyn Blobs>,
     site: Site,
     settings: ChatConfig,
     hub: Arc<Hub>,
@@ -104,10 +114,12 @@ const EXTRACT_PROMPT: &str = "You pick out lasting facts about the user from one
      are none. Answer with the array only.";
 
 impl Chat {
-    /// The service over `site` (the process's store, without any request's deadline).
-    pub fn new(ai: Arc<Ai>, site: Site, settings: ChatConfig) -> Self {
+    /// The service over `site` (the process's store, without any request's deadline), with
+    /// attachments in `blobs`.
+    pub fn new(ai: Arc<Ai>, blobs: Arc<dyn Blobs>, site: Site, settings: ChatConfig) -> Self {
         Self {
             ai,
+            blobs,
             site,
             settings,
             hub: Arc::default(),
@@ -145,8 +157,23 @@ impl Chat {
         caller: &Caller,
         conversation_id: &Uuid,
         content: String,
+        images: Vec<Vec<u8>>,
     ) -> Result<Started, ChatError> {
         let conversation = conversation::get(&self.site, &caller.user, conversation_id).await?;
+        let mut attachments = Vec::with_capacity(images.len());
+        let mut loaded = Vec::with_capacity(images.len());
+        for bytes in images {
+            let media_type = attachment::detect(&bytes).ok_or(ChatError::NotAnImage)?;
+            attachments.push(attachment::Attachment {
+                id: Uuid::now_v7(),
+                media_type: media_type.to_owned(),
+                bytes: bytes.len() as u64,
+            });
+            loaded.push(Blob {
+                media_type: media_type.to_owned(),
+                bytes,
+            });
+        }
         let alias = conversation.alias().to_owned();
         let registry = self.ai.registry().await?;
         let target = registry
@@ -163,7 +190,10 @@ impl Chat {
             speaker: Speaker::User,
             content,
             created_ms: self.site.clock.now().wall_ms,
-            meta: MessageMeta::default(),
+            meta: MessageMeta {
+                attachments: attachments.clone(),
+                ..MessageMeta::default()
+            },
         };
         let (conversation, history) = self
             .fit(caller, conversation, &memories, &user_message, window)
@@ -171,10 +201,19 @@ impl Chat {
         let system = system_prompt(&conversation, &memories);
         let prompt_tokens =
             context::estimate(&system) + history.iter().map(context::message_tokens).sum::<u64>();
+        let mut messages = Vec::with_capacity(history.len());
+        for message in &history {
+            let own: Vec<Blob> = if message.id == user_message.id {
+                loaded.clone()
+            } else {
+                self.images_of(&caller.user, conversation_id, message).await
+            };
+            messages.push(to_model_message(message, &own));
+        }
         let request = ChatRequest {
             model: alias.clone(),
             system: (!system.is_empty()).then_some(system),
-            messages: history.iter().map(to_model_message).collect(),
+            messages,
             max_output_tokens: u32::try_from(self.settings.reply_tokens).ok(),
             ..ChatRequest::default()
         };
@@ -200,6 +239,11 @@ impl Chat {
             )
             .await?;
 
+        for (attachment, blob) in attachments.iter().zip(&loaded) {
+            let key = attachment::key(&caller.user, conversation_id, &attachment.id)
+                .map_err(ChatError::Blobs)?;
+            self.blobs.put(&key, blob).await.map_err(ChatError::Blobs)?;
+        }
         conversation::put_message(&self.site, &caller.user, conversation_id, &user_message).await?;
         let stream_id = ids::stream_id();
         let message_id = ids::message_id();
@@ -245,6 +289,56 @@ impl Chat {
             user_message,
             message_id,
         })
+    }
+
+    /// The images `message` carries, from the blob store; those that cannot be read are
+    /// left out (and logged) rather than failing the reply.
+    async fn images_of(&self, user: &str, conversation: &Uuid, message: &ChatMessage) -> Vec<Blob> {
+        let mut images = Vec::new();
+        for attachment in &message.meta.attachments {
+            let found = match attachment::key(user, conversation, &attachment.id) {
+                Ok(key) => self.blobs.get(&key).await,
+                Err(err) => Err(err),
+            };
+            match found {
+                Ok(Some(blob)) => images.push(blob),
+                Ok(None) => tracing::warn!(attachment = %attachment.id, "an attachment is missing"),
+                Err(err) => tracing::warn!(error = %err, "an attachment could not be read"),
+            }
+        }
+        images
+    }
+
+    /// The attachment `id` of `user`'s `conversation`.
+    pub async fn attachment(
+        &self,
+        user: &str,
+        conversation: &Uuid,
+        id: &Uuid,
+    ) -> Result<Blob, ChatError> {
+        conversation::get(&self.site, user, conversation).await?;
+        let key = attachment::key(user, conversation, id)
+            .map_err(|_| ChatError::NotFound("attachment"))?;
+        self.blobs
+            .get(&key)
+            .await
+            .map_err(ChatError::Blobs)?
+            .ok_or(ChatError::NotFound("attachment"))
+    }
+
+    /// Deletes a conversation, its messages and their attachments.
+    pub async fn delete(&self, user: &str, id: &Uuid) -> Result<(), ChatError> {
+        let attachments = conversation::delete(&self.site, user, id).await?;
+        for attachment in attachments {
+            let deleted = match attachment::key(user, id, &attachment.id) {
+                Ok(key) => self.blobs.delete(&key).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = deleted {
+                tracing::warn!(error = %err, "an attachment of a deleted conversation stays behind");
+            }
+        }
+        Ok(())
     }
 
     /// The memories of `user` most relevant to `text`, when memories and embeddings are
@@ -475,6 +569,7 @@ impl Chat {
                 cost_micros,
                 memories: reply.used.clone(),
                 error: error.clone(),
+                attachments: Vec::new(),
             },
         };
         let saved = self.save(&reply, &message).await;
@@ -656,10 +751,23 @@ fn system_prompt(conversation: &Conversation, memories: &[UsedMemory]) -> String
     parts.join("\n\n")
 }
 
-fn to_model_message(message: &ChatMessage) -> Message {
-    match message.speaker {
-        Speaker::User => Message::user(message.content.clone()),
-        Speaker::Assistant => Message::assistant(message.content.clone()),
+fn to_model_message(message: &ChatMessage, images: &[Blob]) -> Message {
+    let mut parts: Vec<Part> = images
+        .iter()
+        .map(|image| Part::Image {
+            media_type: image.media_type.clone(),
+            data: base64::engine::general_purpose::STANDARD.encode(&image.bytes),
+        })
+        .collect();
+    parts.push(Part::Text {
+        text: message.content.clone(),
+    });
+    Message {
+        role: match message.speaker {
+            Speaker::User => Role::User,
+            Speaker::Assistant => Role::Assistant,
+        },
+        parts,
     }
 }
 

@@ -135,6 +135,11 @@ fn a_message_is_stored_in_its_golden_form() {
                 score: 0.5,
             }],
             error: None,
+            attachments: vec![jarvis_chat::attachment::Attachment {
+                id: Uuid::parse_str("01936b2e-8f00-7000-8000-000000000004").expect("id"),
+                media_type: "image/png".into(),
+                bytes: 2_048,
+            }],
         },
     };
     let fields = serde_json::to_string_pretty(&message.fields().expect("fields")).expect("json");

@@ -24,8 +24,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use vars::{
-    AiVars, Backend, ChatVars, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars, SyncVars,
-    Vars,
+    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars,
+    SyncVars, Vars,
 };
 
 /// Name of the embedded libSQL database file inside the data directory.
@@ -181,6 +181,22 @@ pub struct Config {
     pub ai: AiConfig,
     /// Conversations: context windows, the helper model, memory, stream retention.
     pub chat: ChatConfig,
+    /// Where blobs (attachments) are kept.
+    pub blobs: BlobConfig,
+}
+
+/// Where blobs (conversation attachments) are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobConfig {
+    /// Files under a directory (`blobs` in the data directory).
+    Directory(PathBuf),
+    /// An S3 bucket (`JARVIS_BLOB_BUCKET`; `JARVIS_S3_ENDPOINT` for a local stand-in).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Where S3 is.
+        aws: AwsTarget,
+    },
 }
 
 /// Conversation settings.
@@ -388,6 +404,14 @@ impl Config {
         let sync = Self::sync(vars.read()?);
         let ai = Self::ai(vars.read()?);
         let chat = Self::chat(vars.read()?);
+        let blob_vars: BlobVars = vars.read()?;
+        let blobs = match blob_vars.blob_bucket {
+            Some(bucket) => BlobConfig::S3 {
+                bucket: bucket.0,
+                aws: aws_target(blob_vars.s3_endpoint),
+            },
+            None => BlobConfig::Directory(data_dir.join("blobs")),
+        };
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -434,6 +458,7 @@ impl Config {
             security,
             ai,
             chat,
+            blobs,
         })
     }
 
@@ -623,6 +648,11 @@ impl Config {
             && *path == previous.join(SECRETS_FILE)
         {
             *path = self.data_dir.join(SECRETS_FILE);
+        }
+        if let BlobConfig::Directory(path) = &mut self.blobs
+            && *path == previous.join("blobs")
+        {
+            *path = self.data_dir.join("blobs");
         }
         self
     }

@@ -501,3 +501,22 @@ pub(crate) struct ChatVars {
     /// `JARVIS_CHAT_STREAM_RETENTION_SECS`: how long stream events are kept.
     pub chat_stream_retention_secs: Option<Whole<60, 86_400>>,
 }
+
+/// Where blobs (attachments) are kept.
+#[derive(Deserialize)]
+pub(crate) struct BlobVars {
+    /// `JARVIS_BLOB_BUCKET`: an S3 bucket.
+    pub blob_bucket: Option<BucketName>,
+    /// `JARVIS_S3_ENDPOINT`: a local S3 stand-in.
+    pub s3_endpoint: Option<Endpoint>,
+}
+
+checked_string!(
+    /// An S3 bucket name: 3 to 63 of `a-z 0-9 . -`.
+    BucketName,
+    |name| {
+        let ok = (3..=63).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+        if ok { Ok(name) } else { Err("expected an S3 bucket name: 3 to 63 of a-z 0-9 . -") }
+    }
+);
