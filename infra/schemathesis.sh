@@ -60,7 +60,9 @@ PY
 )"
 export JARVIS_ST_API_KEY
 
-"$ROOT/.tools/venv/bin/schemathesis" --config-file infra/schemathesis.toml run "$BASE/openapi.json" \
+# Bodies of sound are sent as raw bytes (infra/schemathesis_hooks.py).
+PYTHONPATH="$ROOT/infra${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks \
+  "$ROOT/.tools/venv/bin/schemathesis" --config-file infra/schemathesis.toml run "$BASE/openapi.json" \
   --checks all --phases examples,coverage,fuzzing,stateful \
   --seed "${JARVIS_ST_SEED:-20261122}" --max-examples "${JARVIS_ST_EXAMPLES:-25}" \
   --workers 1 --no-shrink --request-timeout 30 \

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use jarvis_ai::quota::{self, Budget, Period, Subject};
-use jarvis_ai::{ChatRequest, Message, Role as MessageRole, StopReason, usage};
+use jarvis_ai::{ChatRequest, Message, Role as MessageRole, usage};
 use jarvis_app::AppState;
 use jarvis_crdt::Entity;
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
@@ -225,16 +225,6 @@ pub struct Completion {
     pub cost_micros: u64,
 }
 
-fn stop_reason_name(reason: StopReason) -> &'static str {
-    match reason {
-        StopReason::EndTurn => "end_turn",
-        StopReason::MaxTokens => "max_tokens",
-        StopReason::StopSequence => "stop_sequence",
-        StopReason::ToolUse => "tool_use",
-        StopReason::Refused => "refused",
-    }
-}
-
 impl CompleteRequest {
     /// Checks every field; answers the alias, the provider request and its worst case in
     /// tokens.
@@ -358,7 +348,7 @@ async fn complete(
         .map_err(service::call_error)?;
     Ok(Json(Completion {
         text: done.reply.text,
-        stop_reason: stop_reason_name(done.reply.stop_reason).to_owned(),
+        stop_reason: done.reply.stop_reason.name().to_owned(),
         alias,
         model: done.model,
         usage: TokenUsage {
@@ -552,9 +542,9 @@ pub struct Transcription {
     security(("access_token" = ["ai"]), ("api_key" = ["ai"])),
     responses(
         (status = 200, description = "What was said", body = Transcription),
-        (status = 400, description = "Invalid parameter, or a body that is not sound of its declared type", body = ErrorEnvelope),
+        (status = 400, description = "Invalid parameter", body = ErrorEnvelope),
         (status = 404, description = "No such model alias", body = ErrorEnvelope),
-        (status = 422, description = "No model of the alias transcribes, or it refused the sound", body = ErrorEnvelope),
+        (status = 422, description = "The body is not sound of its declared type, no model of the alias transcribes, or it refused the sound", body = ErrorEnvelope),
         (status = 429, description = "The caller's token budget is spent (`quota_exceeded`, with `resets_at`)", body = ErrorEnvelope),
         (status = 503, description = "No model of the alias could answer", body = ErrorEnvelope),
         AuthRejections,
@@ -593,11 +583,12 @@ async fn transcribe(
     if body.len() > MAX_AUDIO_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
+    // Well-formed bytes of the declared type, as far as any schema can say: a 422.
     if sound::detect(&body) != Some(declared.as_str()) {
-        return Err(ApiError::invalid_field(
-            "body",
-            format!("is not {declared} sound"),
-        ));
+        return Err(ApiError::Unprocessable {
+            field: Some("body".into()),
+            message: format!("the body is not {declared} sound").into(),
+        });
     }
     let identity = caller.identity;
     let audio = jarvis_ai::Audio {

@@ -517,7 +517,7 @@ async fn sound_is_recognised_by_its_content_not_its_name() {
     let (status, _) = app
         .send(raw("/ai/transcriptions", "audio/mpeg", wav(50)))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "a WAV is not MP3");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a WAV is not MP3");
     let (status, _) = app
         .send(raw(
             "/ai/transcriptions",
@@ -525,7 +525,7 @@ async fn sound_is_recognised_by_its_content_not_its_name() {
             b"not a riff file".to_vec(),
         ))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = app
         .send(raw("/ai/transcriptions", "text/plain", wav(50)))
         .await;

@@ -112,10 +112,10 @@ fn chat_error(err: ChatError) -> ApiError {
             field: None,
             message: format!("at most {max} memories are kept; forget some first").into(),
         },
-        ChatError::NotAnImage => ApiError::invalid_field(
-            "attachments",
-            "each attachment must be a PNG, JPEG or WebP image",
-        ),
+        ChatError::NotAnImage => ApiError::Unprocessable {
+            field: Some("attachments".into()),
+            message: "each attachment must be a PNG, JPEG or WebP image".into(),
+        },
         ChatError::Blobs(err) => ApiError::Unavailable(Box::new(err)),
         ChatError::Call(err) => jarvis_fn_ai::service::call_error(err),
         ChatError::Store(err) => err.into(),
@@ -644,6 +644,13 @@ pub struct NewAttachment {
     pub data: String,
 }
 
+/// Base64 as the schema states it: padded, standard alphabet, the unused bits of the last
+/// character not checked (every string of the pattern decodes).
+const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 /// The images of a message, decoded and checked: PNG, JPEG or WebP by their content.
 fn images(attachments: &[NewAttachment]) -> Result<Vec<Vec<u8>>, ApiError> {
     use base64::Engine;
@@ -657,17 +664,18 @@ fn images(attachments: &[NewAttachment]) -> Result<Vec<Vec<u8>>, ApiError> {
         .enumerate()
         .map(|(i, attachment)| {
             let field = format!("attachments[{i}].data");
-            let bytes = base64::engine::general_purpose::STANDARD
+            let bytes = LENIENT_BASE64
                 .decode(&attachment.data)
                 .map_err(|_| ApiError::invalid_field(field.clone(), "must be base64"))?;
             if bytes.len() > jarvis_chat::attachment::MAX_BYTES {
                 return Err(ApiError::invalid_field(field, "must be at most 5 MiB"));
             }
+            // Valid base64 that is not an image breaks no rule a schema can state: a 422.
             if jarvis_chat::attachment::detect(&bytes).is_none() {
-                return Err(ApiError::invalid_field(
-                    field,
-                    "must be a PNG, JPEG or WebP image",
-                ));
+                return Err(ApiError::Unprocessable {
+                    field: Some(field.into()),
+                    message: "must be a PNG, JPEG or WebP image".into(),
+                });
             }
             Ok(bytes)
         })
@@ -701,7 +709,7 @@ pub struct Exchange {
             content((Exchange = "application/json"), (StreamFrame = "text/event-stream"))),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
         (status = 404, description = "No such conversation or model alias", body = ErrorEnvelope),
-        (status = 422, description = "The message does not fit the model's context window, or the model refused the request", body = ErrorEnvelope),
+        (status = 422, description = "An attachment is not a PNG, JPEG or WebP image, the message does not fit the model's context window, or the model refused the request", body = ErrorEnvelope),
         (status = 429, description = "The caller's token budget is spent (`quota_exceeded`, with `resets_at`)", body = ErrorEnvelope),
         (status = 503, description = "No model of the alias could answer", body = ErrorEnvelope),
         AuthRejections,

@@ -178,6 +178,20 @@ pub enum StopReason {
     Refused,
 }
 
+impl StopReason {
+    /// Its name, as clients see it: `end_turn`, `max_tokens`, `stop_sequence`, `tool_use`,
+    /// `refused`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EndTurn => "end_turn",
+            Self::MaxTokens => "max_tokens",
+            Self::StopSequence => "stop_sequence",
+            Self::ToolUse => "tool_use",
+            Self::Refused => "refused",
+        }
+    }
+}
+
 /// What went wrong with a provider. Messages never carry credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -357,6 +371,13 @@ pub trait Provider: Send + Sync {
         Err(ProviderError::Unsupported {
             what: "speech".into(),
         })
+    }
+
+    /// The tokens `text` takes for `model`, when this provider counts them exactly and
+    /// in-process (with the model's own tokenizer); `None` leaves callers to estimate.
+    fn count_tokens(&self, model: &str, text: &str) -> Option<u64> {
+        let _ = (model, text);
+        None
     }
 
     /// The provider to use for `model` in a chain, when it differs from this one (a provider

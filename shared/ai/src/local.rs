@@ -484,6 +484,13 @@ impl Provider for Local {
         "local"
     }
 
+    fn count_tokens(&self, model: &str, text: &str) -> Option<u64> {
+        if model != CHAT_MODEL {
+            return None;
+        }
+        Local::count_tokens(self, text).and_then(|n| u64::try_from(n).ok())
+    }
+
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
         let Some(chat) = self.chat.clone() else {
             return Err(ProviderError::Unsupported {

@@ -255,6 +255,20 @@ fn chunk_events(chunk: &Value, finish: &mut Option<StopReason>) -> Result<Vec<Ev
 
 #[async_trait::async_trait]
 impl Provider for OpenAi {
+    /// OpenAI's own models, by their published encodings (`o200k_base` for the GPT-4o,
+    /// GPT-4.1, GPT-5 and o-series families, `cl100k_base` for GPT-4 and GPT-3.5); other
+    /// models of OpenAI-compatible servers are not counted here.
+    #[cfg(feature = "openai-tokenizer")]
+    fn count_tokens(&self, model: &str, text: &str) -> Option<u64> {
+        use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+        let encoding = match get_tokenizer(model)? {
+            Tokenizer::O200kBase | Tokenizer::O200kHarmony => tiktoken_rs::o200k_base_singleton(),
+            Tokenizer::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+            _ => return None,
+        };
+        u64::try_from(encoding.encode_ordinary(text).len()).ok()
+    }
+
     fn name(&self) -> &str {
         "openai"
     }

@@ -169,6 +169,11 @@ impl Registry {
             .map(|t| format!("{}:{}", t.provider, t.model))
     }
 
+    /// The tokens `text` takes for `alias`'s first model, when its provider counts them.
+    pub fn count_tokens(&self, alias: &str, text: &str) -> Option<u64> {
+        self.chain(alias)?.count_tokens(text)
+    }
+
     /// The chain of `alias`, when it is configured.
     pub fn chain(&self, alias: &str) -> Option<&Chain> {
         self.chains

@@ -313,6 +313,12 @@ impl Chain {
         Err(last)
     }
 
+    /// The tokens `text` takes for the chain's first model, when its provider counts them.
+    pub fn count_tokens(&self, text: &str) -> Option<u64> {
+        let target = self.targets.first()?;
+        target.provider.count_tokens(&target.model, text)
+    }
+
     /// Embeds `texts` with the first target that can.
     pub async fn embed(&self, texts: &[String]) -> Result<Embedding, ProviderError> {
         let (provider, model, vectors) = self

@@ -313,3 +313,18 @@ async fn embeddings_come_back_in_the_order_of_the_texts() {
         json!({ "model": "text-embedding-3-small", "input": ["first", "second"] })
     );
 }
+
+#[test]
+fn openai_models_are_counted_with_their_own_encodings() {
+    let server = OpenAi::new(reqwest::Client::new(), "http://127.0.0.1:9/v1", None);
+    assert_eq!(server.count_tokens("gpt-4o", "hello world"), Some(2));
+    assert_eq!(server.count_tokens("gpt-4", "hello world"), Some(2));
+    let long = "antidisestablishmentarianism ".repeat(10);
+    let counted = server.count_tokens("gpt-4o-mini", &long).expect("counted");
+    assert!(counted > 10 && counted < long.len() as u64 / 3, "{counted}");
+    assert_eq!(
+        server.count_tokens("llama3.2", "hello"),
+        None,
+        "not an OpenAI model"
+    );
+}

@@ -1,11 +1,13 @@
 //! Fitting a conversation into a model's context window.
 //!
-//! Tokens are estimated, not counted: one token per three bytes of UTF-8, rounded up, plus
-//! [`MESSAGE_OVERHEAD`] per message for the role markers. Tokenizers of the families Jarvis
-//! talks to put about four characters of English in a token and one token on a three-byte
-//! character of Chinese or Japanese, so a third of the bytes is at or above the real count
-//! for both: a prompt the estimate fits, fits. (Exact counts would need each provider's own
-//! tokenizer, and most hosted models publish none.)
+//! Tokens are counted with the model's own tokenizer where Jarvis has it in-process (a
+//! [`Counter`] from the provider: OpenAI's models through tiktoken's encodings, the local
+//! SmolLM2 through its vocabulary), plus [`MESSAGE_OVERHEAD`] per message for the role
+//! markers. Elsewhere (Anthropic's and Google's models, whose tokenizers are not published,
+//! and unknown models of OpenAI-compatible servers) they are estimated: one token per three
+//! bytes of UTF-8, rounded up. Those tokenizers put about four characters of English in a
+//! token and one token on a three-byte character of Chinese or Japanese, so a third of the
+//! bytes is at or above the real count for both: a prompt the estimate fits, fits.
 //!
 //! When the history no longer fits the window less the reply's budget, the oldest turns
 //! are folded into the conversation's running summary rather than dropped: [`plan`] says
@@ -23,8 +25,39 @@ pub fn estimate(text: &str) -> u64 {
 
 /// The estimated tokens of a message, framing included.
 pub fn message_tokens(message: &ChatMessage) -> u64 {
-    let images = message.meta.attachments.len() as u64 * crate::attachment::IMAGE_TOKENS;
-    estimate(&message.content) + MESSAGE_OVERHEAD + images
+    Counter::ESTIMATE.message(message)
+}
+
+/// An exact count of a text's tokens, `None` where there is none.
+pub type ExactCount<'a> = dyn Fn(&str) -> Option<u64> + Sync + 'a;
+
+/// How one model's tokens are counted: exactly where its provider can, else estimated.
+#[derive(Clone, Copy)]
+pub struct Counter<'a> {
+    exact: Option<&'a ExactCount<'a>>,
+}
+
+impl<'a> Counter<'a> {
+    /// Estimates only.
+    pub const ESTIMATE: Counter<'static> = Counter { exact: None };
+
+    /// Counts with `exact`, estimating where it answers `None`.
+    pub fn exact(exact: &'a ExactCount<'a>) -> Self {
+        Self { exact: Some(exact) }
+    }
+
+    /// The tokens of `text`.
+    pub fn tokens(&self, text: &str) -> u64 {
+        self.exact
+            .and_then(|count| count(text))
+            .unwrap_or_else(|| estimate(text))
+    }
+
+    /// The tokens of a message, framing and images included.
+    pub fn message(&self, message: &ChatMessage) -> u64 {
+        let images = message.meta.attachments.len() as u64 * crate::attachment::IMAGE_TOKENS;
+        self.tokens(&message.content) + MESSAGE_OVERHEAD + images
+    }
 }
 
 /// The context window of `target` (`provider:model`), in tokens, by model family.
@@ -62,8 +95,8 @@ pub struct Plan {
 /// what is kept takes at most half the budget, so the next turns fit without folding again
 /// at once, and a kept history starts with a user message. `None` when the newest message
 /// alone does not fit.
-pub fn plan(history: &[ChatMessage], budget: u64) -> Option<Plan> {
-    let tokens: Vec<u64> = history.iter().map(message_tokens).collect();
+pub fn plan(history: &[ChatMessage], budget: u64, counter: Counter<'_>) -> Option<Plan> {
+    let tokens: Vec<u64> = history.iter().map(|m| counter.message(m)).collect();
     let total: u64 = tokens.iter().sum();
     if total <= budget {
         return Some(Plan {
@@ -126,7 +159,7 @@ mod tests {
     #[test]
     fn a_history_that_fits_is_sent_whole() {
         let history = turns(5, 30);
-        let plan = plan(&history, 1_000).expect("fits");
+        let plan = plan(&history, 1_000, Counter::ESTIMATE).expect("fits");
         assert_eq!(plan.fold, 0);
         assert_eq!(plan.kept_tokens, 5 * (10 + MESSAGE_OVERHEAD));
     }
@@ -135,7 +168,7 @@ mod tests {
     fn an_overflowing_history_folds_its_oldest_turns_down_to_half_the_budget() {
         let history = turns(21, 300);
         let budget = 1_000;
-        let plan = plan(&history, budget).expect("fits after folding");
+        let plan = plan(&history, budget, Counter::ESTIMATE).expect("fits after folding");
         assert!(plan.fold > 0);
         assert!(plan.kept_tokens <= budget / 2, "{plan:?}");
         assert_eq!(
@@ -150,7 +183,16 @@ mod tests {
     #[test]
     fn a_message_larger_than_the_window_cannot_be_planned() {
         let history = vec![message(Speaker::User, 4_000)];
-        assert_eq!(plan(&history, 1_000), None);
+        assert_eq!(plan(&history, 1_000, Counter::ESTIMATE), None);
+    }
+
+    #[test]
+    fn an_exact_count_is_used_where_the_model_has_one() {
+        let words = |text: &str| Some(text.split_whitespace().count() as u64);
+        let exact = Counter::exact(&words);
+        assert_eq!(exact.tokens("three short words"), 3);
+        let none = |_: &str| None;
+        assert_eq!(Counter::exact(&none).tokens("abcdef"), 2, "estimated");
     }
 
     #[test]

@@ -195,12 +195,21 @@ impl Chat {
                 ..MessageMeta::default()
             },
         };
+        let exact = |text: &str| registry.count_tokens(&alias, text);
+        let counter = context::Counter::exact(&exact);
         let (conversation, history) = self
-            .fit(caller, conversation, &memories, &user_message, window)
+            .fit(
+                caller,
+                conversation,
+                &memories,
+                &user_message,
+                window,
+                counter,
+            )
             .await?;
         let system = system_prompt(&conversation, &memories);
         let prompt_tokens =
-            context::estimate(&system) + history.iter().map(context::message_tokens).sum::<u64>();
+            counter.tokens(&system) + history.iter().map(|m| counter.message(m)).sum::<u64>();
         let mut messages = Vec::with_capacity(history.len());
         for message in &history {
             let own: Vec<Blob> = if message.id == user_message.id {
@@ -390,6 +399,7 @@ impl Chat {
         memories: &[UsedMemory],
         new: &ChatMessage,
         window: u64,
+        counter: context::Counter<'_>,
     ) -> Result<(Conversation, Vec<ChatMessage>), ChatError> {
         let through = conversation.summary.as_ref().map(|s| s.through);
         let mut history =
@@ -397,10 +407,11 @@ impl Chat {
                 .await?;
         history.push(new.clone());
         let budget = |conversation: &Conversation| {
-            let system = context::estimate(&system_prompt(conversation, memories));
+            let system = counter.tokens(&system_prompt(conversation, memories));
             window.saturating_sub(self.settings.reply_tokens + system)
         };
-        let plan = context::plan(&history, budget(&conversation)).ok_or(ChatError::TooLong)?;
+        let plan =
+            context::plan(&history, budget(&conversation), counter).ok_or(ChatError::TooLong)?;
         if plan.fold == 0 {
             return Ok((conversation, history));
         }
@@ -426,7 +437,7 @@ impl Chat {
             }
         }
         // The summary itself takes room: keep folding whole turns until what is left fits.
-        while context::plan(&history, budget(&conversation)).is_none_or(|p| p.fold > 0)
+        while context::plan(&history, budget(&conversation), counter).is_none_or(|p| p.fold > 0)
             && history.len() > 1
         {
             history.remove(0);
@@ -547,7 +558,7 @@ impl Chat {
         };
         let model = streamed.model.clone();
         let (status, stop_reason, error) = match &ending {
-            Ending::Done(reason) => (Status::Complete, Some(stop_reason_name(*reason)), None),
+            Ending::Done(reason) => (Status::Complete, Some(reason.name()), None),
             Ending::Cancelled => (Status::Cancelled, None, None),
             Ending::Failed(message) => (Status::Failed, None, Some(message.clone())),
         };
@@ -716,17 +727,6 @@ enum Ending {
     Done(StopReason),
     Cancelled,
     Failed(String),
-}
-
-/// The name of a stop reason, as clients see it.
-pub fn stop_reason_name(reason: StopReason) -> &'static str {
-    match reason {
-        StopReason::EndTurn => "end_turn",
-        StopReason::MaxTokens => "max_tokens",
-        StopReason::StopSequence => "stop_sequence",
-        StopReason::ToolUse => "tool_use",
-        StopReason::Refused => "refused",
-    }
 }
 
 /// The system prompt of a reply: the conversation's own, the memories, the summary.
