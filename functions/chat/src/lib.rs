@@ -16,7 +16,7 @@ use jarvis_app::AppState;
 use jarvis_chat::conversation::{self, ChatMessage, Conversation, Speaker, Status};
 use jarvis_chat::generation::StreamEvent;
 use jarvis_chat::memory::{self, Memory};
-use jarvis_chat::{Caller, Chat, ChatError};
+use jarvis_chat::{Caller, Chat, ChatError, Remembered};
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
 use jarvis_http::{Json, Paged, Path, Query, validate};
@@ -1162,7 +1162,7 @@ pub struct MemoryBody {
         (status = 201, description = "The new memory", body = MemoryView),
         (status = 200, description = "Already known: the memory that says it", body = MemoryView),
         (status = 400, description = "Invalid text", body = ErrorEnvelope),
-        (status = 422, description = "The caller keeps as many memories as allowed (500)", body = ErrorEnvelope),
+        (status = 422, description = "The text is blank, or the caller keeps as many memories as allowed (500)", body = ErrorEnvelope),
         AuthRejections,
     )
 )]
@@ -1173,28 +1173,28 @@ async fn add_memory(
 ) -> Result<Response, ApiError> {
     validate::text("text", &body.text, memory::MAX_MEMORY_CHARS)?;
     let user = &caller.identity.user_id;
-    let text = body.text.trim();
+    let text = non_blank(&body.text)?;
     match chat.remember(user, text, None).await.map_err(chat_error)? {
-        Some(made) => Ok((
+        Remembered::New(made) => Ok((
             StatusCode::CREATED,
             [(header::LOCATION, format!("/memory/{}", made.id))],
             Json(memory_view(&made)),
         )
             .into_response()),
-        None => {
-            let kept = memory::all(chat.site(), user).await.map_err(chat_error)?;
-            let vector = chat.embed(text).await;
-            let (model, query) = match &vector {
-                Some((m, v)) => (m.as_str(), Some(v.as_slice())),
-                None => ("", None),
-            };
-            let same = kept
-                .iter()
-                .find(|m| memory::is_known(std::slice::from_ref(m), text, model, query))
-                .ok_or_else(|| ApiError::Conflict("the memory changed concurrently".into()))?;
-            Ok(Json(memory_view(same)).into_response())
-        }
+        Remembered::Known(same) => Ok(Json(memory_view(&same)).into_response()),
     }
+}
+
+/// `text` trimmed; a memory of nothing but spaces is refused (422: the schema cannot say).
+fn non_blank(text: &str) -> Result<&str, ApiError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::Unprocessable {
+            field: Some("text".into()),
+            message: "must not be blank".into(),
+        });
+    }
+    Ok(trimmed)
 }
 
 /// Rewrites a memory.
@@ -1209,6 +1209,7 @@ async fn add_memory(
         (status = 200, description = "The memory after the change", body = MemoryView),
         (status = 400, description = "Invalid id or text", body = ErrorEnvelope),
         (status = 404, description = "No such memory", body = ErrorEnvelope),
+        (status = 422, description = "The text is blank", body = ErrorEnvelope),
         AuthRejections,
     )
 )]
@@ -1224,7 +1225,7 @@ async fn rewrite_memory(
     memory::get(chat.site(), user, &id)
         .await
         .map_err(chat_error)?;
-    let text = body.text.trim();
+    let text = non_blank(&body.text)?;
     let vector = chat.embed(text).await;
     let changed = memory::rewrite(chat.site(), user, &id, text, vector)
         .await

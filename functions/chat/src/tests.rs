@@ -596,6 +596,10 @@ async fn with_learning_off_nothing_is_remembered_but_written_memories_are_kept_o
         .await;
     assert_eq!(status, StatusCode::OK, "already known");
     assert_eq!(again["id"], made["id"]);
+    let (status, _) = app
+        .call(Method::POST, "/memory", Some(json!({"text": "   "})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a blank memory");
     let uri = format!("/memory/{}", made["id"].as_str().expect("id"));
     let (status, changed) = app
         .call(

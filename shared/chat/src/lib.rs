@@ -675,25 +675,25 @@ impl Chat {
     }
 
     /// Keeps `text` as a memory of `user` unless an equivalent one is kept; answers the new
-    /// memory, or `None` for a duplicate.
+    /// memory, or the kept one that already says it.
     pub async fn remember(
         &self,
         user: &str,
         text: &str,
         conversation: Option<Uuid>,
-    ) -> Result<Option<memory::Memory>, ChatError> {
-        let known = memory::all(&self.site, user).await?;
+    ) -> Result<Remembered, ChatError> {
+        let kept = memory::all(&self.site, user).await?;
         let vector = self.embed(text).await;
         let (model, query) = match &vector {
             Some((model, query)) => (model.as_str(), Some(query.as_slice())),
             None => ("", None),
         };
-        if memory::is_known(&known, text, model, query) {
-            return Ok(None);
+        if let Some(same) = memory::known(&kept, text, model, query) {
+            return Ok(Remembered::Known(same.clone()));
         }
         memory::add(&self.site, user, text, conversation, vector)
             .await
-            .map(Some)
+            .map(Remembered::New)
     }
 
     /// The events of `stream` after `after`, each once, ending with the final one.
@@ -710,6 +710,15 @@ impl Chat {
     pub async fn cancel(&self, user: &str, stream: &Uuid) -> Result<bool, ChatError> {
         generation::cancel(&self.site, &self.hub, user, stream).await
     }
+}
+
+/// What [`Chat::remember`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Remembered {
+    /// Kept a new memory.
+    New(memory::Memory),
+    /// An equivalent memory was already kept.
+    Known(memory::Memory),
 }
 
 /// A reply under way, and what the work after it needs.

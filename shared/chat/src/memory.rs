@@ -309,6 +309,16 @@ pub fn most_similar<'a>(
 /// Whether `candidate` (embedded as `vector` by `model`) says what a kept memory says:
 /// the same words, or an embedding at least [`DUPLICATE_SCORE`] similar.
 pub fn is_known(memories: &[Memory], candidate: &str, model: &str, vector: Option<&[f32]>) -> bool {
+    known(memories, candidate, model, vector).is_some()
+}
+
+/// The kept memory that says what `candidate` says (see [`is_known`]), if any.
+pub fn known<'a>(
+    memories: &'a [Memory],
+    candidate: &str,
+    model: &str,
+    vector: Option<&[f32]>,
+) -> Option<&'a Memory> {
     let normal = |text: &str| {
         text.split_whitespace()
             .map(|w| {
@@ -319,7 +329,7 @@ pub fn is_known(memories: &[Memory], candidate: &str, model: &str, vector: Optio
             .collect::<Vec<_>>()
     };
     let words = normal(candidate);
-    memories.iter().any(|m| {
+    memories.iter().find(|m| {
         normal(&m.text) == words
             || match (vector, &m.vector) {
                 (Some(query), Some((made_by, kept))) if made_by == model => {
