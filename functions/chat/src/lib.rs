@@ -101,7 +101,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Service {
 }
 
 /// The HTTP answer to a failed conversation operation.
-fn chat_error(err: ChatError) -> ApiError {
+pub fn chat_error(err: ChatError) -> ApiError {
     match err {
         ChatError::NotFound(what) => ApiError::NotFound(format!("no such {what}").into()),
         ChatError::TooLong => ApiError::Unprocessable {

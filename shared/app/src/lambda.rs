@@ -7,6 +7,7 @@ use axum::Router;
 use crate::state::AppState;
 use crate::telemetry;
 use jarvis_config::Config;
+pub use metrics_cloudwatch_embedded::Collector;
 
 /// The error a function's `main` returns when it cannot start or the runtime fails.
 pub type Error = lambda_http::Error;
@@ -43,6 +44,34 @@ async fn build_app(
     let mut state = AppState::from_config(config).await?;
     let routes = build(&mut state).await;
     Ok(crate::app(routes, state))
+}
+
+/// What a function that serves events other than HTTP requests starts from: the state, built
+/// from the environment with telemetry set up, and the metrics collector that flushes after
+/// each invocation (when metrics are on).
+pub async fn start() -> Result<(AppState, Option<&'static Collector>), Error> {
+    let config = Config::from_env()?;
+    telemetry::init(&config)?;
+    let collector = crate::metrics::lambda_collector(&config.service);
+    Ok((AppState::from_config(config).await?, collector))
+}
+
+/// Serves events of type `E` with `handle` until the sandbox is shut down, flushing metrics
+/// after each invocation when `collector` is given.
+pub async fn run_events<E, R, F, Fut>(
+    collector: Option<&'static Collector>,
+    handle: F,
+) -> Result<(), Error>
+where
+    E: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+    F: FnMut(lambda_runtime::LambdaEvent<E>) -> Fut,
+    Fut: Future<Output = Result<R, Error>>,
+{
+    match collector {
+        Some(collector) => metrics_cloudwatch_embedded::lambda::handler::run(collector, handle).await,
+        None => lambda_runtime::run(lambda_runtime::service_fn(handle)).await,
+    }
 }
 
 /// [`serve_with`] in the runtime's response-streaming mode (a function URL with

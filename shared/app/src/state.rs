@@ -12,6 +12,7 @@ use jarvis_config::{Config, ConfigError};
 use jarvis_crdt::ReplicaId;
 use jarvis_health::{HealthCheck, HealthRegistry};
 use jarvis_identity::limits::RateLimiter;
+use jarvis_realtime::{Notifier, Registry};
 use jarvis_replication::{SyncHealth, Syncer};
 use jarvis_secrets::{self as secrets, SecretHealth, SecretSource};
 use jarvis_store::clock::Clock;
@@ -50,13 +51,30 @@ pub struct AppState {
     pub secrets: Arc<dyn SecretSource>,
     /// Rate-limit tokens this process has leased from the store.
     pub limiter: Arc<RateLimiter>,
+    /// Publishes changes to the WebSocket connections of their users (nobody hears of them
+    /// on a host without a WebSocket API).
+    pub realtime: Arc<Notifier>,
 }
 
 impl AppState {
     /// Builds the state from configuration: opens the store and registers its health check.
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         let store = store::open(&config.store).await?;
-        Ok(Self::with_store(config, store))
+        #[allow(unused_mut)]
+        let mut state = Self::with_store(config, store);
+        #[cfg(feature = "realtime-aws")]
+        if let Some(endpoint) = &state.config.realtime.endpoint {
+            let target = jarvis_config::AwsTarget {
+                endpoint: Some(endpoint.clone()),
+                ..state.config.realtime.aws.clone()
+            };
+            let gateway = jarvis_realtime::apigateway::ApiGateway::new(&target).await;
+            state.realtime = Arc::new(Notifier::new(
+                state.realtime.registry().clone(),
+                Arc::new(gateway),
+            ));
+        }
+        Ok(state)
     }
 
     /// Adds a component to the `/health` of this state (and of the apps built from it after).
@@ -80,15 +98,23 @@ impl AppState {
             config.sync.clone(),
             Arc::clone(&secrets),
         ));
+        let clock = Arc::new(Clock::new(replica));
+        let registry = Registry::new(
+            Arc::clone(&store),
+            replica,
+            Arc::clone(&clock),
+            config.realtime.max_lifetime,
+        );
         Self {
             sync,
             config: Arc::new(config),
             store,
             health: Arc::new(health),
             replica,
-            clock: Arc::new(Clock::new(replica)),
+            clock,
             secrets,
             limiter: Arc::new(RateLimiter::default()),
+            realtime: Arc::new(Notifier::off(registry)),
         }
     }
 }

@@ -24,7 +24,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use vars::{
-    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, SecretsVars, SecurityVars, StoreVars,
+    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, RealtimeVars, SecretsVars, SecurityVars, StoreVars,
     SyncVars, Vars,
 };
 
@@ -183,6 +183,38 @@ pub struct Config {
     pub chat: ChatConfig,
     /// Where blobs (attachments) are kept.
     pub blobs: BlobConfig,
+    /// The WebSocket API: connection lifetimes and where to post to connections.
+    pub realtime: RealtimeConfig,
+}
+
+/// The WebSocket API's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealtimeConfig {
+    /// The API Gateway management endpoint that posts to connections, for functions other
+    /// than the WebSocket API's own (`JARVIS_WS_ENDPOINT`, e.g.
+    /// `https://abc123.execute-api.eu-west-1.amazonaws.com/live`); without it, and outside
+    /// `jarvis-local`, changes are not published.
+    pub endpoint: Option<String>,
+    /// The region and credentials of management API clients (the endpoint is the API's
+    /// own, from `endpoint` or the event).
+    pub aws: AwsTarget,
+    /// A connection with no message from its client for this long is closed
+    /// (`JARVIS_WS_IDLE_SECS`, default 600, API Gateway's idle timeout).
+    pub idle_timeout: Duration,
+    /// A connection is closed this long after it opened (`JARVIS_WS_LIFETIME_SECS`, default
+    /// 7200, API Gateway's maximum); its record expires then too.
+    pub max_lifetime: Duration,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            aws: AwsTarget::default(),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(7_200),
+        }
+    }
 }
 
 /// Where blobs (conversation attachments) are kept.
@@ -412,6 +444,18 @@ impl Config {
             },
             None => BlobConfig::Directory(data_dir.join("blobs")),
         };
+        let ws: RealtimeVars = vars.read()?;
+        let defaults = RealtimeConfig::default();
+        let realtime = RealtimeConfig {
+            endpoint: ws.ws_endpoint.map(|e| e.0),
+            aws: aws_target(None),
+            idle_timeout: ws
+                .ws_idle_secs
+                .map_or(defaults.idle_timeout, |n| Duration::from_secs(n.0)),
+            max_lifetime: ws
+                .ws_lifetime_secs
+                .map_or(defaults.max_lifetime, |n| Duration::from_secs(n.0)),
+        };
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -459,6 +503,7 @@ impl Config {
             ai,
             chat,
             blobs,
+            realtime,
         })
     }
 
@@ -1036,6 +1081,38 @@ mod tests {
             ("JARVIS_CHAT_CONTEXT_TOKENS", "100"),
             ("JARVIS_CHAT_HELPER_MODEL", "Fast Model"),
             ("JARVIS_CHAT_MEMORY_TOP_K", "0"),
+        ] {
+            let err = config(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn websocket_lifetimes_and_endpoint_are_read_defaulted_and_bounded() {
+        let defaults = config(&[]).expect("defaults").realtime;
+        assert_eq!(defaults.endpoint, None);
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(600));
+        assert_eq!(defaults.max_lifetime, Duration::from_secs(7_200));
+        let set = config(&[
+            ("JARVIS_WS_IDLE_SECS", "2"),
+            ("JARVIS_WS_LIFETIME_SECS", "5"),
+            (
+                "JARVIS_WS_ENDPOINT",
+                "https://abc123.execute-api.eu-west-1.amazonaws.com/live",
+            ),
+        ])
+        .expect("valid")
+        .realtime;
+        assert_eq!(set.idle_timeout, Duration::from_secs(2));
+        assert_eq!(set.max_lifetime, Duration::from_secs(5));
+        assert_eq!(
+            set.endpoint.as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/live")
+        );
+        for (name, value) in [
+            ("JARVIS_WS_IDLE_SECS", "0"),
+            ("JARVIS_WS_LIFETIME_SECS", "7201"),
+            ("JARVIS_WS_ENDPOINT", "not a url"),
         ] {
             let err = config(&[(name, value)]).expect_err(value);
             assert!(err.to_string().contains(name), "{err}");

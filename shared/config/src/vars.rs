@@ -502,6 +502,17 @@ pub(crate) struct ChatVars {
     pub chat_stream_retention_secs: Option<Whole<60, 86_400>>,
 }
 
+/// The WebSocket API.
+#[derive(Deserialize)]
+pub(crate) struct RealtimeVars {
+    /// `JARVIS_WS_ENDPOINT`: the API Gateway management endpoint of the WebSocket API.
+    pub ws_endpoint: Option<Endpoint>,
+    /// `JARVIS_WS_IDLE_SECS`: idle timeout of a connection.
+    pub ws_idle_secs: Option<Whole<1, 7_200>>,
+    /// `JARVIS_WS_LIFETIME_SECS`: maximum lifetime of a connection.
+    pub ws_lifetime_secs: Option<Whole<1, 7_200>>,
+}
+
 /// Where blobs (attachments) are kept.
 #[derive(Deserialize)]
 pub(crate) struct BlobVars {

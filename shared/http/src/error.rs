@@ -241,10 +241,11 @@ fn cause_chain(err: &(dyn StdError + 'static)) -> String {
     out
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
+impl ApiError {
+    /// Logs the error as its answer is sent: causes of 500 and 503 at warning or error
+    /// level (never to the client), refusals at debug.
+    pub fn log(&self) {
+        match self {
             Self::Internal(cause) => {
                 tracing::error!(error = %cause_chain(cause.as_ref()), "request failed")
             }
@@ -254,17 +255,29 @@ impl IntoResponse for ApiError {
             Self::Timeout => tracing::warn!("request timed out"),
             other => tracing::debug!(code = other.code(), message = %other, "request rejected"),
         }
-        let body = ErrorEnvelope {
-            error: ErrorBody {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-                request_id: request_id::current().unwrap_or_default(),
-                field: self.field().map(str::to_owned),
-                resets_at: match &self {
-                    Self::QuotaExceeded { resets_at, .. } => Some(resets_at.clone()),
-                    _ => None,
-                },
+    }
+
+    /// The error as the client sees it, in the envelope's body, for the request `request_id`.
+    pub fn body(&self, request_id: String) -> ErrorBody {
+        ErrorBody {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            request_id,
+            field: self.field().map(str::to_owned),
+            resets_at: match self {
+                Self::QuotaExceeded { resets_at, .. } => Some(resets_at.clone()),
+                _ => None,
             },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        self.log();
+        let body = ErrorEnvelope {
+            error: self.body(request_id::current().unwrap_or_default()),
         };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, Self::Unauthorized(_) | Self::SignInFailed { .. }) {

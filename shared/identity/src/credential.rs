@@ -150,6 +150,45 @@ pub async fn authenticate(
     })
 }
 
+/// Checks again that `identity`, resolved earlier from a credential that is no longer at
+/// hand (a WebSocket connection keeps only who connected), may still act: the account exists
+/// and is not disabled, and the session or key is live. Answers the identity with the
+/// account's current role, or 401 as [`authenticate`] would.
+pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity, ApiError> {
+    let refused = || ApiError::Unauthorized("the credential of this connection is no longer valid".into());
+    let held = match &identity.credential {
+        Credential::Session { session_id } => session_key(&identity.user_id, session_id)?,
+        Credential::ApiKey { key_id, .. } => api_key_key(&identity.user_id, key_id)?,
+    };
+    let account = user_key(&identity.user_id)?;
+    let (account, held) = tokio::try_join!(
+        store.read::<Entity>(&account),
+        store.read::<Entity>(&held),
+    )?;
+    let (account, held) = (
+        account.ok_or_else(refused)?.state,
+        held.ok_or_else(refused)?.state,
+    );
+    let now = now_secs();
+    let live = match &identity.credential {
+        Credential::Session { .. } => session_live(&held, now),
+        Credential::ApiKey { .. } => {
+            !held.has_mark("revoked")
+                && !held
+                    .field("expires_at")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|at| at <= now)
+        }
+    };
+    if !live || is_disabled(&account) || account.has_mark("abandoned") {
+        return Err(refused());
+    }
+    Ok(Identity {
+        role: role_of(&account),
+        ..identity.clone()
+    })
+}
+
 async fn authenticate_key(store: &dyn Store, raw: &str) -> Result<Identity, ApiError> {
     let refused = || ApiError::Unauthorized("invalid, expired or revoked API key".into());
     let presented = Opaque::parse(API_KEY_PREFIX, raw.trim()).ok_or_else(refused)?;

@@ -1,0 +1,140 @@
+//! Realtime delivery: who is connected to the WebSocket API, which of their topics each
+//! connection listens to, and how a message reaches them.
+//!
+//! - [`Registry`]: the connections of this deployment, in the store (replica-local, expiring
+//!   with the connection's maximum lifetime).
+//! - [`Connections`]: how bytes reach one connection — API Gateway's management API on AWS
+//!   ([`apigateway::ApiGateway`], feature `aws`), the local gateway's own sockets in
+//!   `jarvis-local`.
+//! - [`Notifier`]: publishes a message on one of a user's [`Topic`]s to every connection of
+//!   theirs subscribed to it; a connection the gateway says is gone is forgotten.
+//!
+//! Owns the connection records and the topic names; changes when either does. May import
+//! the store, identity and HTTP error types; never a function or a provider.
+
+#![deny(missing_docs)]
+
+#[cfg(feature = "aws")]
+pub mod apigateway;
+pub mod registry;
+pub mod topic;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+
+pub use registry::{Connection, Registry};
+pub use topic::Topic;
+
+/// The largest message API Gateway carries over a WebSocket, either way (128 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// Why a message did not reach a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum Delivery {
+    /// The connection is closed (API Gateway's 410 Gone): forget it.
+    #[error("the connection is gone")]
+    Gone,
+    /// The message is larger than a WebSocket message may be.
+    #[error("the message is larger than {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
+    /// The gateway could not be reached or refused; the connection may still be there.
+    #[error("delivery failed: {0}")]
+    Failed(String),
+}
+
+/// Sends to one WebSocket connection.
+#[async_trait]
+pub trait Connections: Send + Sync + std::fmt::Debug {
+    /// Sends `data` to the connection as one text message.
+    async fn post(&self, connection: &str, data: &str) -> Result<(), Delivery>;
+
+    /// Closes the connection (its `$disconnect` follows).
+    async fn close(&self, connection: &str) -> Result<(), Delivery>;
+}
+
+/// What one publish reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Connections the message was delivered to.
+    pub delivered: usize,
+    /// Connections found gone, and forgotten.
+    pub gone: usize,
+    /// Connections that could not be reached this time.
+    pub failed: usize,
+}
+
+/// Publishes messages on users' topics to their connections.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    registry: Registry,
+    connections: Option<Arc<dyn Connections>>,
+}
+
+impl Notifier {
+    /// A notifier delivering through `connections`.
+    pub fn new(registry: Registry, connections: Arc<dyn Connections>) -> Self {
+        Self {
+            registry,
+            connections: Some(connections),
+        }
+    }
+
+    /// A notifier of a host without a WebSocket API: publishing reaches nobody.
+    pub fn off(registry: Registry) -> Self {
+        Self {
+            registry,
+            connections: None,
+        }
+    }
+
+    /// The connection records.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// How messages reach connections, when this host has a WebSocket API.
+    pub fn connections(&self) -> Option<&Arc<dyn Connections>> {
+        self.connections.as_ref()
+    }
+
+    /// Sends `message` to every connection of `user` subscribed to `topic`, at once. Never
+    /// fails the caller: a change is made whether or not anyone hears of it, so trouble is
+    /// logged and counted.
+    pub async fn publish(&self, user: &str, topic: &Topic, message: &serde_json::Value) -> Published {
+        let Some(connections) = &self.connections else {
+            return Published::default();
+        };
+        let listening = match self.registry.of_user(user).await {
+            Ok(all) => all,
+            Err(err) => {
+                tracing::warn!(error = %err, "connections could not be listed; a change was not published");
+                return Published::default();
+            }
+        };
+        let name = topic.name();
+        let data = &message.to_string();
+        let subscribed = listening
+            .iter()
+            .filter(|c| c.topics.contains(&name))
+            .map(|c| async move { (c, connections.post(&c.id, data).await) });
+        let mut published = Published::default();
+        for (connection, outcome) in join_all(subscribed).await {
+            match outcome {
+                Ok(()) => published.delivered += 1,
+                Err(Delivery::Gone) => {
+                    published.gone += 1;
+                    if let Err(err) = self.registry.remove(&connection.id).await {
+                        tracing::warn!(error = %err, "a gone connection could not be forgotten");
+                    }
+                }
+                Err(err) => {
+                    published.failed += 1;
+                    tracing::warn!(error = %err, "a change did not reach a connection");
+                }
+            }
+        }
+        published
+    }
+}
