@@ -292,6 +292,7 @@ async fn create_entry(
         })
         .await?;
     let entry = view(&id, &doc.state)?;
+    announce(&state, &caller.principal(), "created", &id).await;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/archive/{id}"))],
@@ -502,7 +503,9 @@ async fn patch_entry(
     if !doc.state.is_live() {
         return Err(not_found());
     }
-    Ok(Json(view(&id, &doc.state)?))
+    let entry = view(&id, &doc.state)?;
+    announce(&state, &caller.principal(), "updated", &id).await;
+    Ok(Json(entry))
 }
 
 /// Deletes an entry (the versions of it seen here).
@@ -534,7 +537,17 @@ async fn delete_entry(
             record.delete(stamp)
         })
         .await?;
+    announce(&state, &caller.principal(), "deleted", &id).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells the owner's WebSocket connections listening to `archive` of a change.
+async fn announce(state: &AppState, principal: &Principal, change: &str, id: &str) {
+    let (topic, message) = jarvis_realtime::topic::archive_changed(change, id);
+    state
+        .realtime
+        .publish(principal.id(), &topic, &message)
+        .await;
 }
 
 #[cfg(test)]

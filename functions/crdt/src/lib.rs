@@ -155,6 +155,7 @@ async fn increment_counter(
             message: "the counter would pass its maximum (2^64 - 1); nothing changed".into(),
         });
     }
+    announce(&state, &caller.principal(), "counter", &name).await;
     Ok(Json(CounterView {
         name,
         value: doc.state.value(),
@@ -230,6 +231,7 @@ async fn add_to_set(
     check_elements("add", &body.add)?;
     let delta: GSet<String> = body.add.into_iter().collect();
     let set = state.store.merge(&key, delta).await?;
+    announce(&state, &caller.principal(), "set", &name).await;
     Ok(Json(SetView {
         name,
         elements: set.iter().cloned().collect(),
@@ -316,6 +318,7 @@ async fn put_register(
             register.set(stamp, text.clone())
         })
         .await?;
+    announce(&state, &caller.principal(), "register", &name).await;
     Ok(Json(RegisterView {
         name,
         value: register_value(&doc.state)?,
@@ -421,6 +424,7 @@ async fn change_orset(
             delta
         })
         .await?;
+    announce(&state, &caller.principal(), "orset", &name).await;
     Ok(Json(SetView {
         name,
         elements: sorted(&doc.state),
@@ -457,6 +461,15 @@ async fn get_orset(
         name,
         elements: sorted(&doc.state),
     }))
+}
+
+/// Tells the owner's WebSocket connections listening to `crdt:<name>` of a change.
+async fn announce(state: &AppState, principal: &Principal, kind: &str, name: &str) {
+    let (topic, message) = jarvis_realtime::topic::crdt_changed(kind, name);
+    state
+        .realtime
+        .publish(principal.id(), &topic, &message)
+        .await;
 }
 
 #[cfg(test)]

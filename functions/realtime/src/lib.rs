@@ -175,8 +175,8 @@ fn correlation(message: &mut Map<String, Value>) -> Result<Option<Value>, ApiErr
 
 /// The fields of one action, from the rest of its message.
 fn fields<T: serde::de::DeserializeOwned>(message: Map<String, Value>) -> Result<T, ApiError> {
-    let bytes = serde_json::to_vec(&Value::Object(message))
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let bytes =
+        serde_json::to_vec(&Value::Object(message)).map_err(|e| ApiError::Internal(Box::new(e)))?;
     jarvis_http::parse_json(&bytes)
 }
 
@@ -215,7 +215,11 @@ fn require(identity: &Identity, scope: Scope) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
-            format!("this connection's credential does not grant {}", scope.as_str()).into(),
+            format!(
+                "this connection's credential does not grant {}",
+                scope.as_str()
+            )
+            .into(),
         ))
     }
 }
@@ -340,7 +344,12 @@ impl Realtime {
             .identity
             .user_agent
             .as_deref()
-            .or_else(|| event.headers.get("user-agent").and_then(|v| v.to_str().ok()))
+            .or_else(|| {
+                event
+                    .headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+            })
             .unwrap_or_default();
         let agent: String = user_agent.chars().take(256).collect();
         state
@@ -388,8 +397,7 @@ impl Realtime {
             }
             Err(err) => return exchange.error(&err.into()).await,
         };
-        let identity = match credential::recheck(self.state.store.as_ref(), &known.identity).await
-        {
+        let identity = match credential::recheck(self.state.store.as_ref(), &known.identity).await {
             Ok(identity) => identity,
             Err(err) => {
                 exchange.error(&err).await;
@@ -422,7 +430,11 @@ impl Realtime {
         }
     }
 
-    async fn ping(&self, exchange: &Exchange<'_>, message: Map<String, Value>) -> Result<(), ApiError> {
+    async fn ping(
+        &self,
+        exchange: &Exchange<'_>,
+        message: Map<String, Value>,
+    ) -> Result<(), ApiError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Ping {}
@@ -473,7 +485,11 @@ impl Realtime {
                 )
                 .into(),
             })?;
-        let kind = if subscribe { "subscribed" } else { "unsubscribed" };
+        let kind = if subscribe {
+            "subscribed"
+        } else {
+            "unsubscribed"
+        };
         let _ = exchange
             .send(json!({ "type": kind, "topics": listening }))
             .await;
@@ -579,7 +595,11 @@ impl Realtime {
         let mut events = std::pin::pin!(events);
         while let Some((seq, event)) = events.next().await {
             let message = chat_message(stream, seq, &event).to_string();
-            match exchange.connections.post(exchange.connection, &message).await {
+            match exchange
+                .connections
+                .post(exchange.connection, &message)
+                .await
+            {
                 Ok(()) => {}
                 Err(Delivery::Gone) => {
                     tracing::debug!(%stream, "the connection went away; the reply goes on");

@@ -2,9 +2,11 @@
 //! file, with no AWS account.
 //!
 //! [`functions`] is the one list of functions the gateway hosts. [`Gateway`] owns what a
-//! running host needs and runs its parts until shutdown; later parts (the WebSocket API
-//! emulation, scheduled jobs, sync) join [`Gateway::run`] beside the HTTP server, sharing the
-//! same state and the same shutdown signal.
+//! running host needs and runs its parts until shutdown: the HTTP server, the WebSocket API
+//! ([`ws`], on the same address or its own), the sync and purge loops, sharing the same
+//! state and the same shutdown signal.
+
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +17,9 @@ use jarvis_app::layers::ClientIp;
 use jarvis_app::state::StartupError;
 use jarvis_app::{AppState, app};
 use jarvis_config::{Config, SecretsConfig};
+use jarvis_fn_realtime::Realtime;
 use jarvis_http::Json;
+use jarvis_realtime::Notifier;
 use jarvis_secrets::ensure_local_file;
 use jarvis_store as store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -121,6 +125,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// The installed Prometheus recorder, served on [`METRICS_PATH`]; `None` serves no metrics.
     pub metrics: Option<PrometheusHandle>,
+    /// Where the WebSocket API and its management API listen; `None` serves them on `addr`.
+    pub ws_addr: Option<SocketAddr>,
 }
 
 /// Installs the process-wide Prometheus recorder every `metrics::…!` call records into.
@@ -170,6 +176,7 @@ pub async fn metrics_text(
 pub struct Gateway {
     listener: TcpListener,
     router: axum::Router,
+    ws: Option<(TcpListener, axum::Router)>,
     config: Config,
     state: AppState,
 }
@@ -204,7 +211,18 @@ impl Gateway {
             local_models(&config).await,
         ));
         state.register_health(Arc::new(jarvis_fn_ai::AiHealth(Arc::clone(&ai))));
+        let sockets = Arc::new(ws::Sockets::default());
+        state.realtime = Arc::new(Notifier::new(
+            state.realtime.registry().clone(),
+            Arc::clone(&sockets) as Arc<dyn jarvis_realtime::Connections>,
+        ));
         let chat = jarvis_fn_chat::service(&state, Arc::clone(&ai));
+        let realtime = Arc::new(Realtime::new(state.clone(), Arc::clone(&chat)));
+        let lifetimes = ws::Lifetimes {
+            idle: config.realtime.idle_timeout,
+            max: config.realtime.max_lifetime,
+        };
+        let ws_router = Arc::new(ws::WsGateway::new(realtime, sockets, lifetimes)).router();
         let (routes, openapi) = routes_and_openapi();
         let mut routes = routes
             .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))
@@ -223,9 +241,19 @@ impl Gateway {
                     addr: options.addr,
                     source,
                 })?;
+        let (router, ws) = match options.ws_addr {
+            None => (app(routes, state.clone()).merge(ws_router), None),
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| GatewayError::Bind { addr, source })?;
+                (app(routes, state.clone()), Some((listener, ws_router)))
+            }
+        };
         Ok(Self {
             listener,
-            router: app(routes, state.clone()),
+            router,
+            ws,
             config,
             state,
         })
@@ -234,6 +262,15 @@ impl Gateway {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, GatewayError> {
         self.listener.local_addr().map_err(GatewayError::Serve)
+    }
+
+    /// The address of the WebSocket API and its management API: [`local_addr`](Self::local_addr)
+    /// unless `ws_addr` was given.
+    pub fn ws_addr(&self) -> Result<SocketAddr, GatewayError> {
+        match &self.ws {
+            Some((listener, _)) => listener.local_addr().map_err(GatewayError::Serve),
+            None => self.local_addr(),
+        }
     }
 
     /// The configuration the gateway runs with.
@@ -260,6 +297,15 @@ impl Gateway {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        let ws = self.ws.map(|(listener, router)| {
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(wait_until_set(stopped))
+                    .await
+            })
+        });
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -268,6 +314,13 @@ impl Gateway {
             .await;
         // The sender is gone once the server stops, whichever way: the loops end too.
         let _ = tokio::join!(sync, purge);
+        if let Some(ws) = ws {
+            match ws.await {
+                Ok(Err(err)) => return Err(GatewayError::Serve(err)),
+                Err(err) => tracing::warn!(error = %err, "the WebSocket server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         served.map_err(GatewayError::Serve)
     }
 }

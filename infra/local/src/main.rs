@@ -30,6 +30,10 @@ struct Args {
     /// Seconds between pull rounds (JARVIS_SYNC_INTERVAL; default 30).
     #[arg(long)]
     sync_interval: Option<u64>,
+    /// Address of the WebSocket API (`/ws`) and its management API (`/@connections`);
+    /// default: the HTTP address.
+    #[arg(long, env = "JARVIS_WS_ADDR")]
+    ws_addr: Option<SocketAddr>,
 }
 
 impl Args {
@@ -68,6 +72,7 @@ async fn run(args: Args) -> Result<(), String> {
         addr: args.addr,
         data_dir: args.data_dir,
         metrics: Some(jarvis_local::install_metrics().map_err(|e| e.to_string())?),
+        ws_addr: args.ws_addr,
     };
     let gateway = Gateway::bind(config, &options)
         .await
@@ -88,6 +93,8 @@ async fn run(args: Args) -> Result<(), String> {
         }
         (None, _) => println!("  sync:    off (set JARVIS_SYNC_TOKEN to enable)"),
     }
+    let ws = gateway.ws_addr().map_err(|e| e.to_string())?;
+    println!("  ws:      ws://{ws}{}", jarvis_local::ws::WS_PATH);
     println!("  health:  http://{addr}/health");
     println!("  openapi: http://{addr}{}", jarvis_local::OPENAPI_PATH);
     println!(

@@ -69,7 +69,9 @@ where
     Fut: Future<Output = Result<R, Error>>,
 {
     match collector {
-        Some(collector) => metrics_cloudwatch_embedded::lambda::handler::run(collector, handle).await,
+        Some(collector) => {
+            metrics_cloudwatch_embedded::lambda::handler::run(collector, handle).await
+        }
         None => lambda_runtime::run(lambda_runtime::service_fn(handle)).await,
     }
 }

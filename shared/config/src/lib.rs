@@ -24,8 +24,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use vars::{
-    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, RealtimeVars, SecretsVars, SecurityVars, StoreVars,
-    SyncVars, Vars,
+    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, RealtimeVars, SecretsVars,
+    SecurityVars, StoreVars, SyncVars, Vars,
 };
 
 /// Name of the embedded libSQL database file inside the data directory.

@@ -155,16 +155,15 @@ pub async fn authenticate(
 /// and is not disabled, and the session or key is live. Answers the identity with the
 /// account's current role, or 401 as [`authenticate`] would.
 pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity, ApiError> {
-    let refused = || ApiError::Unauthorized("the credential of this connection is no longer valid".into());
+    let refused =
+        || ApiError::Unauthorized("the credential of this connection is no longer valid".into());
     let held = match &identity.credential {
         Credential::Session { session_id } => session_key(&identity.user_id, session_id)?,
         Credential::ApiKey { key_id, .. } => api_key_key(&identity.user_id, key_id)?,
     };
     let account = user_key(&identity.user_id)?;
-    let (account, held) = tokio::try_join!(
-        store.read::<Entity>(&account),
-        store.read::<Entity>(&held),
-    )?;
+    let (account, held) =
+        tokio::try_join!(store.read::<Entity>(&account), store.read::<Entity>(&held),)?;
     let (account, held) = (
         account.ok_or_else(refused)?.state,
         held.ok_or_else(refused)?.state,
@@ -174,10 +173,10 @@ pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity,
         Credential::Session { .. } => session_live(&held, now),
         Credential::ApiKey { .. } => {
             !held.has_mark("revoked")
-                && !held
+                && held
                     .field("expires_at")
                     .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|at| at <= now)
+                    .is_none_or(|at| at > now)
         }
     };
     if !live || is_disabled(&account) || account.has_mark("abandoned") {

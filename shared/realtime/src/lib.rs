@@ -102,7 +102,12 @@ impl Notifier {
     /// Sends `message` to every connection of `user` subscribed to `topic`, at once. Never
     /// fails the caller: a change is made whether or not anyone hears of it, so trouble is
     /// logged and counted.
-    pub async fn publish(&self, user: &str, topic: &Topic, message: &serde_json::Value) -> Published {
+    pub async fn publish(
+        &self,
+        user: &str,
+        topic: &Topic,
+        message: &serde_json::Value,
+    ) -> Published {
         let Some(connections) = &self.connections else {
             return Published::default();
         };

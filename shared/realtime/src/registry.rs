@@ -107,7 +107,11 @@ impl Registry {
             .update_with(
                 &owner_key(id)?,
                 |record: &mut Record| {
-                    record.create(replica, clock.now(), [("user".to_owned(), identity.user_id.clone())])
+                    record.create(
+                        replica,
+                        clock.now(),
+                        [("user".to_owned(), identity.user_id.clone())],
+                    )
                 },
                 options,
             )
@@ -155,7 +159,10 @@ impl Registry {
         let Some(user) = self.owner(id).await? else {
             return Ok(None);
         };
-        let doc = self.store.read::<Record>(&connection_key(&user, id)?).await?;
+        let doc = self
+            .store
+            .read::<Record>(&connection_key(&user, id)?)
+            .await?;
         Ok(doc.and_then(|doc| connection_of(&user, id, &doc.state)))
     }
 
@@ -231,7 +238,8 @@ impl Registry {
             let full = page.len() == PAGE;
             after = page.last().map(|(key, _)| key.sort().to_owned());
             for (key, stored) in page {
-                let record = jarvis_crdt::Codec::decode(&stored.bytes).map_err(StoreError::Corrupt)?;
+                let record =
+                    jarvis_crdt::Codec::decode(&stored.bytes).map_err(StoreError::Corrupt)?;
                 if let Some(connection) = connection_of(user, key.sort(), &record) {
                     found.push(connection);
                 }
@@ -278,7 +286,10 @@ fn connection_of(user: &str, id: &str, record: &Record) -> Option<Connection> {
             user_id: user.to_owned(),
             email: String::new(),
             // An unknown role (a newer build's) gets the least privilege.
-            role: record.get("role").and_then(Role::parse).unwrap_or(Role::Viewer),
+            role: record
+                .get("role")
+                .and_then(Role::parse)
+                .unwrap_or(Role::Viewer),
             credential,
         },
         topics: topics_of(record),
@@ -328,11 +339,18 @@ mod tests {
             .add("L0SM9cOFvHcCIhw=", &key_holder("u1"), "192.0.2.1", "test/1")
             .await
             .expect("add");
-        let found = registry.get("L0SM9cOFvHcCIhw=").await.expect("get").expect("found");
+        let found = registry
+            .get("L0SM9cOFvHcCIhw=")
+            .await
+            .expect("get")
+            .expect("found");
         assert_eq!(found.identity.user_id, "u1");
         assert_eq!(found.identity.email, "", "the email is not kept");
         assert_eq!(found.identity.credential, key_holder("u1").credential);
-        assert_eq!((found.source_ip.as_str(), found.user_agent.as_str()), ("192.0.2.1", "test/1"));
+        assert_eq!(
+            (found.source_ip.as_str(), found.user_agent.as_str()),
+            ("192.0.2.1", "test/1")
+        );
         assert_eq!(registry.of_user("u1").await.expect("list").len(), 1);
         assert!(registry.of_user("u2").await.expect("list").is_empty());
 
@@ -345,14 +363,20 @@ mod tests {
     #[tokio::test]
     async fn topics_are_added_and_removed_and_bounded_per_connection() {
         let (_dir, registry) = registry().await;
-        registry.add("c1", &key_holder("u1"), "", "").await.expect("add");
+        registry
+            .add("c1", &key_holder("u1"), "", "")
+            .await
+            .expect("add");
         let connection = registry.get("c1").await.expect("get").expect("found");
         let topics = registry
             .change_topics(&connection, &["archive".into(), "crdt:a".into()], &[])
             .await
             .expect("change")
             .expect("fits");
-        assert_eq!(topics.into_iter().collect::<Vec<_>>(), ["archive", "crdt:a"]);
+        assert_eq!(
+            topics.into_iter().collect::<Vec<_>>(),
+            ["archive", "crdt:a"]
+        );
         let topics = registry
             .change_topics(&connection, &[], &["archive".into(), "trading".into()])
             .await
@@ -360,7 +384,13 @@ mod tests {
             .expect("fits");
         assert_eq!(topics.into_iter().collect::<Vec<_>>(), ["crdt:a"]);
         let many: Vec<String> = (0..MAX_TOPICS).map(|i| format!("crdt:n{i}")).collect();
-        assert_eq!(registry.change_topics(&connection, &many, &[]).await.expect("change"), None);
+        assert_eq!(
+            registry
+                .change_topics(&connection, &many, &[])
+                .await
+                .expect("change"),
+            None
+        );
         let kept = registry.get("c1").await.expect("get").expect("found");
         assert_eq!(kept.topics.len(), 1, "a refused change changes nothing");
     }
@@ -368,7 +398,10 @@ mod tests {
     #[tokio::test]
     async fn the_records_expire_with_the_connections_maximum_lifetime() {
         let (_dir, registry) = registry().await;
-        registry.add("c1", &key_holder("u1"), "", "").await.expect("add");
+        registry
+            .add("c1", &key_holder("u1"), "", "")
+            .await
+            .expect("add");
         let stored = registry
             .store
             .get(&connection_key("u1", "c1").expect("key"))
@@ -377,7 +410,10 @@ mod tests {
             .expect("stored");
         let expires = stored.expires_at.expect("expires");
         let now = now_secs();
-        assert!((now + 7_200..=now + 7_200 + 61).contains(&expires), "{expires} vs {now}");
+        assert!(
+            (now + 7_200..=now + 7_200 + 61).contains(&expires),
+            "{expires} vs {now}"
+        );
         assert!(!connection_key("u1", "c1").expect("key").is_replicated());
         assert!(!owner_key("c1").expect("key").is_replicated());
     }
@@ -399,13 +435,16 @@ mod tests {
         let mut delta = record.create(
             replica,
             stamp(1_700_000_000_000),
-            fields.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+            fields
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
         );
         delta.join(record.replace_set(replica, "scopes", ["archive:read".to_owned()]));
         delta.join(record.replace_set(replica, "topics", ["archive".to_owned()]));
         assert_eq!(delta, record);
         let hex = hex_of(&record.encode().expect("encodes"));
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/connection.hex");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/connection.hex");
         if std::env::var_os("JARVIS_BLESS").is_some() {
             std::fs::write(&path, &hex).expect("write golden");
         }
@@ -418,7 +457,10 @@ mod tests {
             .collect();
         let decoded = Record::decode(&golden).expect("decodes");
         let connection = connection_of("u1", "c1", &decoded).expect("a connection");
-        assert_eq!(connection.topics.into_iter().collect::<Vec<_>>(), ["archive"]);
+        assert_eq!(
+            connection.topics.into_iter().collect::<Vec<_>>(),
+            ["archive"]
+        );
         assert_eq!(
             connection.identity.credential,
             Credential::ApiKey {

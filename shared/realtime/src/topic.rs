@@ -27,7 +27,10 @@ impl Topic {
     /// Parses a topic name; a 400 naming `field` for anything else.
     pub fn parse(field: &'static str, name: &str) -> Result<Self, ApiError> {
         let unknown = || {
-            ApiError::invalid_field(field, format!("unknown topic {name:?}; topics are {TOPIC_FORMS}"))
+            ApiError::invalid_field(
+                field,
+                format!("unknown topic {name:?}; topics are {TOPIC_FORMS}"),
+            )
         };
         match name.split_once(':') {
             None => match name {
@@ -68,6 +71,31 @@ impl Topic {
     }
 }
 
+/// `archive.changed`: one of the user's archive entries was `created`, `updated` or
+/// `deleted`.
+pub fn archive_changed(change: &str, id: &str) -> (Topic, serde_json::Value) {
+    let message = serde_json::json!({
+        "type": "archive.changed",
+        "topic": "archive",
+        "change": change,
+        "id": id,
+    });
+    (Topic::Archive, message)
+}
+
+/// `crdt.changed`: the user's CRDT object `name` of `kind` (`counter`, `set`, `register`,
+/// `orset`) changed.
+pub fn crdt_changed(kind: &str, name: &str) -> (Topic, serde_json::Value) {
+    let topic = Topic::Crdt(name.to_owned());
+    let message = serde_json::json!({
+        "type": "crdt.changed",
+        "topic": topic.name(),
+        "kind": kind,
+        "name": name,
+    });
+    (topic, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +117,15 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_topics_are_a_400_naming_the_field() {
-        for name in ["", "archives", "crdt:", "crdt:.hidden", "chat:nope", "fills:x", "Archive"] {
+        for name in [
+            "",
+            "archives",
+            "crdt:",
+            "crdt:.hidden",
+            "chat:nope",
+            "fills:x",
+            "Archive",
+        ] {
             let err = Topic::parse("topics", name).expect_err(name);
             assert!(
                 matches!(&err, ApiError::BadRequest { field: Some(field), .. } if field == "topics"),
