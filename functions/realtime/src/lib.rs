@@ -13,7 +13,7 @@
 //! | `$disconnect` | — | forgets the connection |
 //! | `$default` | — | an `error` naming the known actions |
 //! | `subscribe` / `unsubscribe` | `{topics}`; the read scope of each topic | `subscribed` / `unsubscribed` with the topics listened to |
-//! | `ping` | — | `pong` |
+//! | `ping` | — | `pong` with the connection's id |
 //! | `chat.send` | `chat:write`; `{conversation_id, content}` | `chat.started`, then the reply's `chat.*` events |
 //! | `chat.cancel` | `chat:write`; `{stream_id}` | `chat.cancelling` |
 //! | `chat.resume` | `chat:read`; `{stream_id, after_seq}` | the stream's events after `after_seq`, then the live rest |
@@ -439,7 +439,11 @@ impl Realtime {
         #[serde(deny_unknown_fields)]
         struct Ping {}
         let Ping {} = fields(message)?;
-        let pong = json!({ "type": "pong", "at_ms": self.state.clock.now().wall_ms });
+        let pong = json!({
+            "type": "pong",
+            "connection_id": exchange.connection,
+            "at_ms": self.state.clock.now().wall_ms,
+        });
         let _ = exchange.send(pong).await;
         Ok(())
     }

@@ -44,6 +44,15 @@ const STALL_CHECK: Duration = Duration::from_secs(5);
 /// How long a reader waits for the next event of a reply no process here is generating.
 const STALL: Duration = Duration::from_secs(15 * 60);
 
+/// The tokens one reply used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Tokens of the prompt.
+    pub input_tokens: u64,
+    /// Tokens of the reply.
+    pub output_tokens: u64,
+}
+
 /// One event of a reply. Its JSON form is what clients receive and what is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -96,6 +105,10 @@ pub enum StreamEvent {
         stop_reason: String,
         /// The saved message.
         message_id: Uuid,
+        /// The tokens the reply used, when the provider reported them (also sent earlier as
+        /// a `usage` event).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<TokenUsage>,
     },
     /// The reply failed; what was generated is saved.
     Error {

@@ -592,6 +592,10 @@ impl Chat {
             (Ok(()), Status::Complete, _) => StreamEvent::Done {
                 stop_reason: stop_reason.unwrap_or("end_turn").to_owned(),
                 message_id: reply.message_id,
+                usage: usage.map(|(input_tokens, output_tokens)| generation::TokenUsage {
+                    input_tokens,
+                    output_tokens,
+                }),
             },
             (Ok(()), Status::Cancelled, _) => StreamEvent::Cancelled {
                 message_id: reply.message_id,
