@@ -33,6 +33,8 @@ if [ ! -x "$TOOLS/venv/bin/python" ]; then
   fi
 fi
 "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+# The WebSocket end-to-end test's second client (tests/ws_client.py) runs on this Python.
+export JARVIS_TEST_PYTHON="$TOOLS/venv/bin/python"
 
 free_port() {
   "$TOOLS/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -68,7 +70,7 @@ wait_for_port "$DDB_PORT" "DynamoDB Local" "$TOOLS/dynamodb.log"
 export JARVIS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DDB_PORT"
 echo "DynamoDB Local on $JARVIS_TEST_DYNAMODB_ENDPOINT"
 
-step "moto server (Secrets Manager, S3)"
+step "moto server (Secrets Manager, S3, API Gateway management API)"
 MOTO_PORT="$(free_port)"
 "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$TOOLS/moto.log" 2>&1 &
 PIDS+=("$!")
