@@ -6,7 +6,7 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 12] = [
+const ORDER: [&str; 13] = [
     "crdt",
     "health",
     "config",
@@ -16,6 +16,7 @@ const ORDER: [&str; 12] = [
     "http",
     "identity",
     "replication",
+    "realtime",
     "ai",
     "chat",
     "app",

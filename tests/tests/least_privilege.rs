@@ -427,3 +427,173 @@ async fn the_chat_function_touches_only_what_its_policy_grants() {
     assert_granted("ChatFunction", &log);
     assert_granted("ChatStreamFunction", &log);
 }
+
+/// Sends to any connection but those in `gone`, which answer 410.
+#[derive(Debug, Default)]
+struct Delivered {
+    gone: Mutex<BTreeSet<String>>,
+}
+
+#[async_trait::async_trait]
+impl jarvis_realtime::Connections for Delivered {
+    async fn post(&self, connection: &str, _data: &str) -> Result<(), jarvis_realtime::Delivery> {
+        if self.gone.lock().expect("lock").contains(connection) {
+            return Err(jarvis_realtime::Delivery::Gone);
+        }
+        Ok(())
+    }
+
+    async fn close(&self, _connection: &str) -> Result<(), jarvis_realtime::Delivery> {
+        Ok(())
+    }
+}
+
+/// A WebSocket event of `route` on `connection`, as API Gateway sends it.
+fn ws_event(
+    route: &str,
+    connection: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
+    let query = token.map_or(json!({}), |t| json!({ "token": t }));
+    jarvis_fn_realtime::event_of(json!({
+        "queryStringParameters": query,
+        "requestContext": {
+            "routeKey": route,
+            "connectionId": connection,
+            "connectedAt": 0,
+            "requestTimeEpoch": 0,
+            "domainName": "example.execute-api.eu-west-1.amazonaws.com",
+            "stage": "live",
+            "identity": { "sourceIp": "192.0.2.1" }
+        },
+        "body": body.map(|b| b.to_string()),
+    }))
+    .expect("event")
+}
+
+#[tokio::test]
+async fn the_realtime_function_and_publishing_on_write_touch_only_what_their_policies_grant() {
+    let log: Log = Arc::default();
+    let app = app(&log).await;
+    let chat = CHAT.with(|c| c.borrow().clone()).expect("chat service");
+    let admin = app.sign_up("admin@example.com").await;
+    let token = admin.access_token.as_str();
+    let created = send(
+        &app,
+        token,
+        Method::POST,
+        "/chat/conversations",
+        Some(json!({})),
+    )
+    .await;
+    let conversation = created["id"].as_str().expect("id").to_owned();
+    let delivered = Arc::new(Delivered::default());
+    let connections = Arc::clone(&delivered) as Arc<dyn jarvis_realtime::Connections>;
+    assert!(app.state.realtime.attach(Arc::clone(&connections)));
+    let realtime = jarvis_fn_realtime::Realtime::new(app.state.clone(), Arc::clone(&chat));
+    log.lock().expect("log").clear();
+
+    let handle = |route: &str, connection: &str, body: Option<serde_json::Value>| {
+        let token = (route == "$connect").then_some(token);
+        realtime.handle(
+            ws_event(route, connection, token, body),
+            Arc::clone(&connections),
+        )
+    };
+    for connection in ["c1", "c2", "gone"] {
+        assert_eq!(handle("$connect", connection, None).await.status_code, 200);
+    }
+    let topics = json!({"action": "subscribe", "topics": ["archive", "crdt:s", format!("chat:{conversation}")]});
+    for connection in ["c1", "c2", "gone"] {
+        handle("subscribe", connection, Some(topics.clone())).await;
+    }
+    handle("ping", "c1", Some(json!({"action": "ping"}))).await;
+    let message = json!({"action": "chat.send", "conversation_id": conversation, "content": "hi"});
+    handle("chat.send", "c1", Some(message)).await;
+    chat.settled().await;
+    let page = jarvis_fn_chat::jarvis_chat::conversation::messages(
+        chat.site(),
+        &admin.user_id,
+        &conversation.parse().expect("uuid"),
+        None,
+        10,
+    )
+    .await
+    .expect("messages");
+    assert_eq!(page.items.len(), 2, "the question and the reply");
+    let stream = page
+        .items
+        .iter()
+        .find_map(|m| m.meta.stream_id)
+        .expect("stream");
+    handle(
+        "chat.resume",
+        "c2",
+        Some(json!({"action": "chat.resume", "stream_id": stream, "after_seq": 0})),
+    )
+    .await;
+    handle(
+        "chat.cancel",
+        "c2",
+        Some(json!({"action": "chat.cancel", "stream_id": stream})),
+    )
+    .await;
+    handle(
+        "unsubscribe",
+        "c2",
+        Some(json!({"action": "unsubscribe", "topics": ["crdt:s"]})),
+    )
+    .await;
+    handle("$default", "c2", Some(json!({"action": "nope"}))).await;
+    handle("$disconnect", "c2", None).await;
+    let touched = log.lock().expect("log").clone();
+    for partition in ["~ws#", "~wsc#", "chat#", "~gen#", "usage#"] {
+        assert!(
+            touched.iter().any(|(_, p)| p.starts_with(partition)),
+            "{partition} was not exercised"
+        );
+    }
+    assert_granted("RealtimeFunction", &log);
+
+    // Publishing on write: listing the owner's connections, forgetting a gone one.
+    for (resource, method, uri, body) in [
+        (
+            "ArchiveFunction",
+            Method::POST,
+            "/archive",
+            json!({"kind": "note", "title": "t", "content": "c"}),
+        ),
+        (
+            "CrdtFunction",
+            Method::POST,
+            "/crdt/sets/s",
+            json!({"add": ["a"]}),
+        ),
+    ] {
+        handle("$connect", "gone", None).await;
+        handle("subscribe", "gone", Some(topics.clone())).await;
+        delivered
+            .gone
+            .lock()
+            .expect("lock")
+            .insert("gone".to_owned());
+        log.lock().expect("log").clear();
+        send(&app, token, method, uri, Some(body)).await;
+        let registry = app.state.realtime.registry();
+        assert_eq!(
+            registry.get("gone").await.expect("get"),
+            None,
+            "{resource}: a gone connection is forgotten"
+        );
+        let touched = log.lock().expect("log").clone();
+        assert!(
+            touched
+                .iter()
+                .any(|(action, p)| *action == "dynamodb:Query" && p.starts_with("~ws#")),
+            "{resource}: {touched:?}"
+        );
+        assert_granted(resource, &log);
+        delivered.gone.lock().expect("lock").clear();
+    }
+}

@@ -207,7 +207,9 @@ fn every_template_function_builds_the_binary_it_names() {
 /// which merges any document a peer sends — is confined to the partitions it uses. The AI
 /// and chat functions alone may also invoke Bedrock foundation models (and inference
 /// profiles) of their own region, nothing else of Bedrock; the chat functions alone may
-/// read, write and delete objects under `attachments/` of the attachments bucket.
+/// read, write and delete objects under `attachments/` of the attachments bucket; the
+/// realtime function, and the functions that publish changes, may manage the connections of
+/// this stack's WebSocket API stage and no other.
 #[test]
 fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
     const ALLOWED: [&str; 4] = [
@@ -237,7 +239,12 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
             };
             let target = format!("{:?}", statement["Resource"]);
             assert!(!target.contains("\"*\""), "{name}: a wildcard resource");
-            let calls_models = ["AiFunction", "ChatFunction", "ChatStreamFunction"];
+            let calls_models = [
+                "AiFunction",
+                "ChatFunction",
+                "ChatStreamFunction",
+                "RealtimeFunction",
+            ];
             if calls_models.contains(&name)
                 && actions
                     == [
@@ -251,12 +258,19 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 );
                 continue;
             }
-            if name.starts_with("Chat")
-                && actions == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-            {
+            let converses = name.starts_with("Chat") || name == "RealtimeFunction";
+            if converses && actions == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] {
                 assert!(
                     target.contains("AttachmentsBucket") && target.contains("/attachments/*"),
                     "{name}: objects beyond the attachments: {target}"
+                );
+                continue;
+            }
+            let publishes = ["RealtimeFunction", "ArchiveFunction", "CrdtFunction"];
+            if publishes.contains(&name) && actions == ["execute-api:ManageConnections"] {
+                assert!(
+                    target.contains("${WebSocketApi}/live/*/@connections/*"),
+                    "{name}: connections beyond this WebSocket API's stage: {target}"
                 );
                 continue;
             }
@@ -393,4 +407,83 @@ fn no_two_functions_give_one_schema_name_different_rules() {
             }
         }
     }
+}
+
+/// The WebSocket API's routes in `template.yaml` are the realtime function's, each on the
+/// integration its [`Invocation`](jarvis_fn_realtime::Invocation) names, selected by the
+/// expression the local gateway applies; every route reaches the function.
+#[test]
+fn websocket_routes_agree_between_the_template_and_the_realtime_function() {
+    use jarvis_fn_realtime::{Invocation, ROUTE_SELECTION, ROUTES};
+    let doc: Yaml = serde_norway::from_str(&read("template.yaml")).expect("parses");
+    let resources = doc["Resources"].as_mapping().expect("Resources");
+    let api = &doc["Resources"]["WebSocketApi"]["Properties"];
+    assert_eq!(api["ProtocolType"].as_str(), Some("WEBSOCKET"));
+    assert_eq!(
+        api["RouteSelectionExpression"].as_str(),
+        Some(ROUTE_SELECTION)
+    );
+    let mut declared = BTreeSet::new();
+    for (_, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::ApiGatewayV2::Route") {
+            continue;
+        }
+        let properties = &resource["Properties"];
+        let key = properties["RouteKey"]
+            .as_str()
+            .expect("RouteKey")
+            .to_owned();
+        let target = format!("{:?}", properties["Target"]);
+        let invocation = if target.contains("${WebSocketEventIntegration}") {
+            "Event"
+        } else {
+            assert!(
+                target.contains("${WebSocketProxyIntegration}"),
+                "{key}: {target}"
+            );
+            "Proxy"
+        };
+        assert!(
+            format!("{:?}", properties["ApiId"]).contains("WebSocketApi"),
+            "{key}"
+        );
+        declared.insert((key, invocation));
+    }
+    let expected: BTreeSet<(String, &str)> = ROUTES
+        .iter()
+        .map(|route| {
+            let invocation = match route.invocation {
+                Invocation::Proxy => "Proxy",
+                Invocation::Event => "Event",
+            };
+            (route.key.to_owned(), invocation)
+        })
+        .collect();
+    assert_eq!(declared, expected, "template routes vs the function's");
+    let deployment = format!("{:?}", doc["Resources"]["WebSocketDeployment"]["DependsOn"]);
+    for (name, resource) in resources {
+        if resource["Type"].as_str() == Some("AWS::ApiGatewayV2::Route") {
+            let name = name.as_str().expect("name");
+            assert!(deployment.contains(name), "the deployment waits for {name}");
+        }
+    }
+    for integration in ["WebSocketProxyIntegration", "WebSocketEventIntegration"] {
+        let uri = format!(
+            "{:?}",
+            doc["Resources"][integration]["Properties"]["IntegrationUri"]
+        );
+        assert!(uri.contains("RealtimeFunction.Arn"), "{integration}: {uri}");
+    }
+    let event = &doc["Resources"]["WebSocketEventIntegration"]["Properties"];
+    assert_eq!(
+        event["RequestParameters"]["integration.request.header.X-Amz-Invocation-Type"].as_str(),
+        Some("'Event'"),
+        "the asynchronous routes are invoked asynchronously"
+    );
+    let permission = &doc["Resources"]["RealtimeInvokePermission"]["Properties"];
+    assert_eq!(
+        permission["Principal"].as_str(),
+        Some("apigateway.amazonaws.com")
+    );
+    assert!(format!("{:?}", doc["Outputs"]["WebSocketUrl"]["Value"]).contains("wss://"));
 }

@@ -415,7 +415,7 @@ impl Realtime {
             }
             "ping" => self.ping(&exchange, message).await,
             "chat.send" => {
-                let notifier = Notifier::new(registry.clone(), Arc::clone(&connections));
+                let notifier = Notifier::delivering(registry.clone(), Arc::clone(&connections));
                 self.send(&exchange, &known, message, &notifier).await
             }
             "chat.cancel" => self.cancel(&exchange, &known, message).await,

@@ -19,7 +19,6 @@ use jarvis_app::{AppState, app};
 use jarvis_config::{Config, SecretsConfig};
 use jarvis_fn_realtime::Realtime;
 use jarvis_http::Json;
-use jarvis_realtime::Notifier;
 use jarvis_secrets::ensure_local_file;
 use jarvis_store as store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -212,10 +211,9 @@ impl Gateway {
         ));
         state.register_health(Arc::new(jarvis_fn_ai::AiHealth(Arc::clone(&ai))));
         let sockets = Arc::new(ws::Sockets::default());
-        state.realtime = Arc::new(Notifier::new(
-            state.realtime.registry().clone(),
-            Arc::clone(&sockets) as Arc<dyn jarvis_realtime::Connections>,
-        ));
+        state
+            .realtime
+            .attach(Arc::clone(&sockets) as Arc<dyn jarvis_realtime::Connections>);
         let chat = jarvis_fn_chat::service(&state, Arc::clone(&ai));
         let realtime = Arc::new(Realtime::new(state.clone(), Arc::clone(&chat)));
         let lifetimes = ws::Lifetimes {

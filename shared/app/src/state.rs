@@ -60,8 +60,7 @@ impl AppState {
     /// Builds the state from configuration: opens the store and registers its health check.
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         let store = store::open(&config.store).await?;
-        #[allow(unused_mut)]
-        let mut state = Self::with_store(config, store);
+        let state = Self::with_store(config, store);
         #[cfg(feature = "realtime-aws")]
         if let Some(endpoint) = &state.config.realtime.endpoint {
             let target = jarvis_config::AwsTarget {
@@ -69,10 +68,7 @@ impl AppState {
                 ..state.config.realtime.aws.clone()
             };
             let gateway = jarvis_realtime::apigateway::ApiGateway::new(&target).await;
-            state.realtime = Arc::new(Notifier::new(
-                state.realtime.registry().clone(),
-                Arc::new(gateway),
-            ));
+            state.realtime.attach(Arc::new(gateway));
         }
         Ok(state)
     }
@@ -114,7 +110,7 @@ impl AppState {
             clock,
             secrets,
             limiter: Arc::new(RateLimiter::default()),
-            realtime: Arc::new(Notifier::off(registry)),
+            realtime: Arc::new(Notifier::new(registry)),
         }
     }
 }

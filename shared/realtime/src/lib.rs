@@ -19,7 +19,7 @@ pub mod apigateway;
 pub mod registry;
 pub mod topic;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -66,27 +66,35 @@ pub struct Published {
 }
 
 /// Publishes messages on users' topics to their connections.
-#[derive(Debug, Clone)]
+///
+/// A host attaches how messages reach connections once it has a WebSocket API; until then
+/// (and on hosts without one) publishing reaches nobody and costs nothing.
+#[derive(Debug)]
 pub struct Notifier {
     registry: Registry,
-    connections: Option<Arc<dyn Connections>>,
+    connections: OnceLock<Arc<dyn Connections>>,
 }
 
 impl Notifier {
-    /// A notifier delivering through `connections`.
-    pub fn new(registry: Registry, connections: Arc<dyn Connections>) -> Self {
+    /// A notifier over `registry`, delivering nothing until [`attach`](Self::attach)ed.
+    pub fn new(registry: Registry) -> Self {
         Self {
             registry,
-            connections: Some(connections),
+            connections: OnceLock::new(),
         }
     }
 
-    /// A notifier of a host without a WebSocket API: publishing reaches nobody.
-    pub fn off(registry: Registry) -> Self {
-        Self {
-            registry,
-            connections: None,
-        }
+    /// A notifier delivering through `connections` from the start.
+    pub fn delivering(registry: Registry, connections: Arc<dyn Connections>) -> Self {
+        let notifier = Self::new(registry);
+        notifier.attach(connections);
+        notifier
+    }
+
+    /// Delivers through `connections` from now on; answers `false` (and changes nothing)
+    /// when the notifier already delivers.
+    pub fn attach(&self, connections: Arc<dyn Connections>) -> bool {
+        self.connections.set(connections).is_ok()
     }
 
     /// The connection records.
@@ -94,9 +102,9 @@ impl Notifier {
         &self.registry
     }
 
-    /// How messages reach connections, when this host has a WebSocket API.
+    /// How messages reach connections, once attached.
     pub fn connections(&self) -> Option<&Arc<dyn Connections>> {
-        self.connections.as_ref()
+        self.connections.get()
     }
 
     /// Sends `message` to every connection of `user` subscribed to `topic`, at once. Never
@@ -108,7 +116,7 @@ impl Notifier {
         topic: &Topic,
         message: &serde_json::Value,
     ) -> Published {
-        let Some(connections) = &self.connections else {
+        let Some(connections) = self.connections.get() else {
             return Published::default();
         };
         let listening = match self.registry.of_user(user).await {
