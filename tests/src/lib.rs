@@ -23,33 +23,43 @@ pub fn workspace_root() -> PathBuf {
 /// path of the executable, wherever the target directory is.
 pub fn jarvis_local_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let output = Command::new(cargo)
-                .current_dir(workspace_root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "jarvis-local",
-                    "--bin",
-                    "jarvis-local",
-                    "--message-format=json",
-                ])
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("cargo can be run");
-            assert!(output.status.success(), "building jarvis-local failed");
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .filter(|msg| msg["reason"] == "compiler-artifact")
-                .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-                .find(|path| path.file_stem().is_some_and(|s| s == "jarvis-local"))
-                .expect("cargo reported the jarvis-local executable")
-        })
-        .clone()
+    BINARY.get_or_init(|| build_jarvis_local(false)).clone()
+}
+
+/// [`jarvis_local_binary`] in the release profile, for benchmarks.
+pub fn jarvis_local_release_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_jarvis_local(true)).clone()
+}
+
+fn build_jarvis_local(release: bool) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "-p",
+        "jarvis-local",
+        "--bin",
+        "jarvis-local",
+        "--message-format=json",
+    ];
+    if release {
+        args.push("--release");
+    }
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo can be run");
+    assert!(output.status.success(), "building jarvis-local failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact")
+        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .find(|path| path.file_stem().is_some_and(|s| s == "jarvis-local"))
+        .expect("cargo reported the jarvis-local executable")
 }
 
 /// The directory holding both local models (`infra/fetch-models.sh` puts them in the
@@ -92,7 +102,12 @@ impl LocalNode {
 
     /// [`start`](Self::start) on a given address.
     pub fn start_at(addr: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(jarvis_local_binary());
+        Self::start_binary(&jarvis_local_binary(), addr, data_dir, env)
+    }
+
+    /// [`start_at`](Self::start_at) with a given `jarvis-local` executable.
+    pub fn start_binary(binary: &Path, addr: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary);
         command
             .args(["--addr", addr, "--data-dir"])
             .arg(data_dir)
@@ -152,6 +167,11 @@ impl LocalNode {
             base_url,
             logs,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://127.0.0.1:PORT`

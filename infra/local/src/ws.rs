@@ -44,6 +44,9 @@ pub const WS_PATH: &str = "/ws";
 /// The stage name events carry (API Gateway's `requestContext.stage`).
 pub const STAGE: &str = "local";
 
+/// The read buffer of one connection.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Messages queued for one connection before a poster waits for the client to read.
 const QUEUE: usize = 256;
 
@@ -406,8 +409,12 @@ async fn upgrade(
             });
         }
     };
+    // Small buffers: an idle connection holds a 4 KiB read buffer, not tungstenite's 128 KiB
+    // default, and each message is written out at once.
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_failed_upgrade(failed)
         .on_upgrade(move |ws| gateway.serve(ws, socket, id, domain, rx))
 }
