@@ -292,8 +292,30 @@ impl Realtime {
             return refusal(&ApiError::bad_request("the event names no connection"));
         };
         let route = context.route_key.as_deref().unwrap_or("$default");
+        // Only the known route keys become label values.
+        let label = ROUTES
+            .iter()
+            .find(|known| known.key == route)
+            .map_or("$default", |known| known.key);
+        let response = self.route(route, connection, &event, connections).await;
+        let outcome = if response.status_code == 200 {
+            "ok"
+        } else {
+            "refused"
+        };
+        metrics::counter!("ws_events_total", "route" => label, "outcome" => outcome).increment(1);
+        response
+    }
+
+    async fn route(
+        &self,
+        route: &str,
+        connection: String,
+        event: &ApiGatewayWebsocketProxyRequest,
+        connections: Arc<dyn Connections>,
+    ) -> ApiGatewayProxyResponse {
         match route {
-            "$connect" => match self.connect(&connection, &event).await {
+            "$connect" => match self.connect(&connection, event).await {
                 Ok(()) => answer(200, None),
                 Err(err) => refusal(&err),
             },

@@ -134,6 +134,12 @@ impl Notifier {
             .map(|c| async move { (c, connections.post(&c.id, data).await) });
         let mut published = Published::default();
         for (connection, outcome) in join_all(subscribed).await {
+            let counted = match &outcome {
+                Ok(()) => "delivered",
+                Err(Delivery::Gone) => "gone",
+                Err(_) => "failed",
+            };
+            metrics::counter!("ws_deliveries_total", "outcome" => counted).increment(1);
             match outcome {
                 Ok(()) => published.delivered += 1,
                 Err(Delivery::Gone) => {
