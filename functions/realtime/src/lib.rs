@@ -18,6 +18,9 @@
 //! | `chat.cancel` | `chat:write`; `{stream_id}` | `chat.cancelling` |
 //! | `chat.resume` | `chat:read`; `{stream_id, after_seq}` | the stream's events after `after_seq`, then the live rest |
 //!
+//! Connects count against the client address's request budget, messages against the
+//! account's: the budgets HTTP requests spend (`JARVIS_RATE_LIMIT` a minute).
+//!
 //! Every message either way is a JSON object with `type` (client messages: `action`). A
 //! client may add an `id` (a string or number) to a message; the answers to it carry it back.
 //! Errors are `{"type": "error", "error": {code, message, field?}}` with the HTTP envelope's
@@ -333,13 +336,40 @@ impl Realtime {
         }
     }
 
-    /// `$connect`: the credential in `?token=` must be valid and grant one of
-    /// [`CONNECT_SCOPES`].
+    /// Counts one event against `bucket`'s budget, the one HTTP requests of the same caller
+    /// spend (`JARVIS_RATE_LIMIT` a minute). An unreachable store does not refuse: whatever
+    /// the event does next fails on its own.
+    async fn within_budget(&self, bucket: &str) -> Result<(), ApiError> {
+        let state = &self.state;
+        let spent = state
+            .limiter
+            .hit(
+                state.store.as_ref(),
+                state.replica,
+                bucket,
+                state.config.security.rate_limit_per_minute,
+            )
+            .await;
+        match spent {
+            Ok(_) => Ok(()),
+            Err(ApiError::Unavailable(cause)) => {
+                tracing::warn!(error = %cause, "rate limit not applied: store unavailable");
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `$connect`: within the address's budget, the credential in `?token=` must be valid
+    /// and grant one of [`CONNECT_SCOPES`].
     async fn connect(
         &self,
         connection: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<(), ApiError> {
+        let context = &event.request_context;
+        let source_ip = context.identity.source_ip.as_deref().unwrap_or_default();
+        self.within_budget(&format!("ip:{source_ip}")).await?;
         let token = event
             .query_string_parameters
             .first("token")
@@ -360,8 +390,6 @@ impl Realtime {
                 "the credential grants nothing the WebSocket API offers".into(),
             ));
         }
-        let context = &event.request_context;
-        let source_ip = context.identity.source_ip.as_deref().unwrap_or_default();
         let user_agent = context
             .identity
             .user_agent
@@ -429,6 +457,12 @@ impl Realtime {
                 return;
             }
         };
+        if let Err(err) = self
+            .within_budget(&format!("user:{}", identity.user_id))
+            .await
+        {
+            return exchange.error(&err).await;
+        }
         let known = Connection { identity, ..known };
         let done = match route {
             "subscribe" | "unsubscribe" => {

@@ -74,7 +74,11 @@ struct Host {
 
 impl Host {
     async fn new() -> Self {
-        let app = TestApp::new(jarvis_fn_auth::api().into()).await;
+        Self::with_env(&[]).await
+    }
+
+    async fn with_env(env: &[(&str, &str)]) -> Self {
+        let app = TestApp::with_env(jarvis_fn_auth::api().into(), env).await;
         let ai = Arc::new(jarvis_ai::service::Ai::new(
             &app.state.config,
             Arc::clone(&app.state.secrets),
@@ -494,6 +498,37 @@ async fn chat_actions_need_their_scopes_and_name_the_field_at_fault() {
     host.message("c2", json!({"action": "chat.cancel", "stream_id": "nope"}))
         .await;
     assert_eq!(host.recorder.last_to("c2")["error"]["field"], "stream_id");
+}
+
+#[tokio::test]
+async fn connects_spend_the_addresss_request_budget_and_messages_the_accounts() {
+    let host = Host::with_env(&[("JARVIS_RATE_LIMIT", "3")]).await;
+    let ada = host.app.sign_up("ada@example.com").await;
+    let mut refused = None;
+    for i in 0..6 {
+        let answer = host
+            .connect(&format!("c{i}"), Some(&ada.access_token))
+            .await;
+        if status_of(&answer) != 200 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a connect past the address's budget is refused");
+    assert_eq!(status_of(&refused), 429);
+    assert_eq!(error_code(&refused), "rate_limited");
+
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        host.message("c0", json!({"action": "ping"})).await;
+        let answer = host.recorder.last_to("c0");
+        codes.push(answer["error"]["code"].as_str().unwrap_or("ok").to_owned());
+    }
+    assert_eq!(codes[0], "ok");
+    assert!(
+        codes.iter().any(|c| c == "rate_limited"),
+        "messages past the account's budget are refused: {codes:?}"
+    );
 }
 
 #[test]

@@ -441,9 +441,12 @@ fn gone() -> Response {
 }
 
 /// The management API answers loopback callers only, as API Gateway's answers only
-/// callers allowed `execute-api:ManageConnections`.
-fn outsider(peer: &SocketAddr) -> Option<Response> {
-    (!peer.ip().to_canonical().is_loopback()).then(|| {
+/// callers allowed `execute-api:ManageConnections`; a request a proxy relayed (it says so in
+/// `Forwarded` or `X-Forwarded-For`) comes from elsewhere, whatever address it arrives from.
+fn outsider(peer: &SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    let relayed =
+        headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+    (relayed || !peer.ip().to_canonical().is_loopback()).then(|| {
         aws_error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
@@ -459,9 +462,10 @@ fn rfc3339(ms: i64) -> String {
 async fn connection_info(
     State(gateway): State<Arc<WsGateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refusal) = outsider(&peer) {
+    if let Some(refusal) = outsider(&peer, &headers) {
         return refusal;
     }
     let Some(socket) = gateway.sockets.get(&id) else {
@@ -478,10 +482,11 @@ async fn connection_info(
 async fn post_to_connection(
     State(gateway): State<Arc<WsGateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = outsider(&peer) {
+    if let Some(refusal) = outsider(&peer, &headers) {
         return refusal;
     }
     let Ok(text) = String::from_utf8(body.to_vec()) else {
@@ -510,9 +515,10 @@ async fn post_to_connection(
 async fn delete_connection(
     State(gateway): State<Arc<WsGateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refusal) = outsider(&peer) {
+    if let Some(refusal) = outsider(&peer, &headers) {
         return refusal;
     }
     match gateway.sockets.close(&id).await {
