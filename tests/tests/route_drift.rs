@@ -480,6 +480,12 @@ fn websocket_routes_agree_between_the_template_and_the_realtime_function() {
         Some("'Event'"),
         "the asynchronous routes are invoked asynchronously"
     );
+    let invoke = &doc["Resources"]["RealtimeFunction"]["Properties"]["EventInvokeConfig"];
+    assert_eq!(
+        invoke["MaximumRetryAttempts"].as_u64(),
+        Some(0),
+        "an asynchronous chat.send is never retried into a second message"
+    );
     let permission = &doc["Resources"]["RealtimeInvokePermission"]["Properties"];
     assert_eq!(
         permission["Principal"].as_str(),
