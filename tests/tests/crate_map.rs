@@ -6,7 +6,7 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 13] = [
+const ORDER: [&str; 14] = [
     "crdt",
     "health",
     "config",
@@ -19,6 +19,7 @@ const ORDER: [&str; 13] = [
     "realtime",
     "ai",
     "chat",
+    "knowledge",
     "app",
 ];
 

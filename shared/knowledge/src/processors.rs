@@ -1,0 +1,587 @@
+//! The built-in processors: plain text, Markdown, HTML, CSV and JSON.
+
+use std::sync::Arc;
+
+use html5gum::{DefaultEmitter, Token, Tokenizer};
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+
+use crate::{Extracted, ProcessError, Processor, Section, SectionKind};
+
+/// Every built-in processor, as the registry discovers them.
+pub fn builtin() -> Vec<Arc<dyn Processor>> {
+    vec![
+        Arc::new(PlainText),
+        Arc::new(Markdown),
+        Arc::new(Html),
+        Arc::new(Csv),
+        Arc::new(Json),
+    ]
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, ProcessError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| ProcessError(format!("the file is not UTF-8 text: {e}")))
+}
+
+/// Collapses runs of blank lines and trailing spaces: paragraphs separated by one blank line.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines().map(str::trim_end) {
+        if line.trim().is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(line);
+    }
+    out
+}
+
+/// Sections under a stack of headings, as a document is read.
+#[derive(Default)]
+struct Outline {
+    headings: Vec<(usize, String)>,
+    text: String,
+    sections: Vec<Section>,
+}
+
+impl Outline {
+    fn flush(&mut self, kind: SectionKind) {
+        let text = tidy(&self.text);
+        self.text.clear();
+        if !text.is_empty() {
+            self.sections.push(Section {
+                headings: self.headings.iter().map(|(_, h)| h.clone()).collect(),
+                page: None,
+                text,
+                kind,
+            });
+        }
+    }
+
+    fn heading(&mut self, level: usize, title: String) {
+        self.flush(SectionKind::Prose);
+        self.headings.retain(|(l, _)| *l < level);
+        self.headings.push((level, title));
+    }
+}
+
+/// Plain text: one section, paragraphs as they are.
+pub struct PlainText;
+
+impl Processor for PlainText {
+    fn name(&self) -> &'static str {
+        "text"
+    }
+
+    fn accepts(&self) -> &'static [&'static str] {
+        &["text/plain"]
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Extracted, ProcessError> {
+        let text = tidy(utf8(bytes)?);
+        Ok(Extracted {
+            title: None,
+            sections: vec![Section {
+                headings: Vec::new(),
+                page: None,
+                text,
+                kind: SectionKind::Prose,
+            }],
+        })
+    }
+}
+
+/// Markdown (CommonMark): sections under their headings, fenced code apart.
+pub struct Markdown;
+
+impl Processor for Markdown {
+    fn name(&self) -> &'static str {
+        "markdown"
+    }
+
+    fn accepts(&self) -> &'static [&'static str] {
+        &["text/markdown"]
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Extracted, ProcessError> {
+        let mut outline = Outline::default();
+        let mut title = None;
+        let mut heading: Option<(usize, String)> = None;
+        let mut code = false;
+        for event in Parser::new(utf8(bytes)?) {
+            match event {
+                Event::Start(Tag::Heading { level, .. }) => {
+                    heading = Some((level_of(level), String::new()));
+                }
+                Event::End(TagEnd::Heading(_)) => {
+                    if let Some((level, text)) = heading.take() {
+                        let text = text.trim().to_owned();
+                        if level == 1 && title.is_none() {
+                            title = Some(text.clone());
+                        }
+                        outline.heading(level, text);
+                    }
+                }
+                Event::Start(Tag::CodeBlock(_)) => {
+                    outline.flush(SectionKind::Prose);
+                    code = true;
+                }
+                Event::End(TagEnd::CodeBlock) => {
+                    outline.flush(SectionKind::Code);
+                    code = false;
+                }
+                Event::Text(text) | Event::Code(text) => match &mut heading {
+                    Some((_, h)) => h.push_str(&text),
+                    None => outline.text.push_str(&text),
+                },
+                Event::SoftBreak | Event::HardBreak => {
+                    outline.text.push(if code { '\n' } else { ' ' })
+                }
+                Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::BlockQuote(_)) => {
+                    outline.text.push_str("\n\n");
+                }
+                _ => {}
+            }
+        }
+        outline.flush(SectionKind::Prose);
+        Ok(Extracted {
+            title,
+            sections: outline.sections,
+        })
+    }
+}
+
+fn level_of(level: HeadingLevel) -> usize {
+    match level {
+        HeadingLevel::H1 => 1,
+        HeadingLevel::H2 => 2,
+        HeadingLevel::H3 => 3,
+        HeadingLevel::H4 => 4,
+        HeadingLevel::H5 => 5,
+        HeadingLevel::H6 => 6,
+    }
+}
+
+/// HTML: the text, under its `h1`–`h6` headings, with the `<title>` as the title; scripts,
+/// styles and other non-content dropped.
+pub struct Html;
+
+/// Elements whose content is not text for a reader.
+const HIDDEN: [&[u8]; 7] = [
+    b"script",
+    b"style",
+    b"noscript",
+    b"template",
+    b"svg",
+    b"head",
+    b"iframe",
+];
+
+/// Elements that end a paragraph.
+const BLOCKS: [&[u8]; 22] = [
+    b"p",
+    b"div",
+    b"br",
+    b"li",
+    b"ul",
+    b"ol",
+    b"tr",
+    b"table",
+    b"section",
+    b"article",
+    b"header",
+    b"footer",
+    b"nav",
+    b"aside",
+    b"main",
+    b"blockquote",
+    b"pre",
+    b"dd",
+    b"dt",
+    b"dl",
+    b"hr",
+    b"figcaption",
+];
+
+impl Processor for Html {
+    fn name(&self) -> &'static str {
+        "html"
+    }
+
+    fn accepts(&self) -> &'static [&'static str] {
+        &["text/html"]
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Extracted, ProcessError> {
+        let html = utf8(bytes)?;
+        let mut emitter = DefaultEmitter::default();
+        // Script and style contents are raw text, not markup, as a browser reads them.
+        emitter.naively_switch_states(true);
+        let mut outline = Outline::default();
+        let (mut title, mut in_title) = (None::<String>, false);
+        let mut hidden: Vec<Vec<u8>> = Vec::new();
+        let mut heading: Option<(usize, String)> = None;
+        for token in Tokenizer::new_with_emitter(html, emitter) {
+            let Ok(token) = token;
+            match token {
+                Token::StartTag(tag) => {
+                    let name = tag.name.to_ascii_lowercase();
+                    if name == b"title" {
+                        in_title = true;
+                        title.get_or_insert_with(String::new);
+                    } else if HIDDEN.contains(&name.as_slice()) && !tag.self_closing {
+                        hidden.push(name);
+                    } else if let Some(level) = heading_level(&name) {
+                        heading = Some((level, String::new()));
+                    } else if BLOCKS.contains(&name.as_slice()) {
+                        outline.text.push_str("\n\n");
+                    }
+                }
+                Token::EndTag(tag) => {
+                    let name = tag.name.to_ascii_lowercase();
+                    if name == b"title" {
+                        in_title = false;
+                    } else if hidden.last() == Some(&name) {
+                        hidden.pop();
+                    } else if heading_level(&name).is_some() {
+                        if let Some((level, text)) = heading.take() {
+                            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                            if !text.is_empty() {
+                                outline.heading(level, text);
+                            }
+                        }
+                    } else if BLOCKS.contains(&name.as_slice()) {
+                        outline.text.push_str("\n\n");
+                    }
+                }
+                Token::String(text) => {
+                    let text = String::from_utf8_lossy(&text);
+                    if in_title {
+                        if let Some(title) = &mut title {
+                            title.push_str(&text);
+                        }
+                    } else if hidden.is_empty() {
+                        match &mut heading {
+                            Some((_, h)) => h.push_str(&text),
+                            None => push_inline(&mut outline.text, &text),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        outline.flush(SectionKind::Prose);
+        let title = title
+            .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|t| !t.is_empty());
+        Ok(Extracted {
+            title,
+            sections: outline.sections,
+        })
+    }
+}
+
+/// Appends inline text, its whitespace collapsed as a browser renders it.
+fn push_inline(out: &mut String, text: &str) {
+    let starts_with_space = text.starts_with(char::is_whitespace);
+    let ends_with_space = text.ends_with(char::is_whitespace);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        if !text.is_empty() && !out.ends_with([' ', '\n']) && !out.is_empty() {
+            out.push(' ');
+        }
+        return;
+    }
+    if starts_with_space && !out.ends_with([' ', '\n']) && !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(&words.join(" "));
+    if ends_with_space {
+        out.push(' ');
+    }
+}
+
+fn heading_level(name: &[u8]) -> Option<usize> {
+    match name {
+        [b'h', digit @ b'1'..=b'6'] => Some(usize::from(digit - b'0')),
+        _ => None,
+    }
+}
+
+/// CSV (comma, semicolon or tab separated, the first row naming the columns): one section
+/// per row, as `column: value` lines.
+pub struct Csv;
+
+impl Processor for Csv {
+    fn name(&self) -> &'static str {
+        "csv"
+    }
+
+    fn accepts(&self) -> &'static [&'static str] {
+        &["text/csv"]
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Extracted, ProcessError> {
+        let text = utf8(bytes)?;
+        let first = text.lines().next().unwrap_or_default();
+        let delimiter = [b',', b';', b'\t']
+            .into_iter()
+            .max_by_key(|d| first.bytes().filter(|b| b == d).count())
+            .unwrap_or(b',');
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .from_reader(text.as_bytes());
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|e| ProcessError(format!("the CSV header does not parse: {e}")))?
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .collect();
+        let mut sections = Vec::new();
+        for (index, row) in reader.records().enumerate() {
+            let row =
+                row.map_err(|e| ProcessError(format!("row {} does not parse: {e}", index + 2)))?;
+            let text = columns
+                .iter()
+                .zip(row.iter())
+                .filter(|(_, value)| !value.trim().is_empty())
+                .map(|(column, value)| format!("{column}: {}", value.trim()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if !text.is_empty() {
+                sections.push(Section {
+                    headings: vec![format!("row {}", index + 1)],
+                    page: None,
+                    text,
+                    kind: SectionKind::Row,
+                });
+            }
+        }
+        Ok(Extracted {
+            title: None,
+            sections,
+        })
+    }
+}
+
+/// JSON: one section per element of a top-level array, or per member of a top-level object,
+/// as `path: value` lines.
+pub struct Json;
+
+impl Processor for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn accepts(&self) -> &'static [&'static str] {
+        &["application/json"]
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Extracted, ProcessError> {
+        let value: serde_json::Value = serde_json::from_str(utf8(bytes)?)
+            .map_err(|e| ProcessError(format!("the JSON does not parse: {e}")))?;
+        let records: Vec<(String, &serde_json::Value)> = match &value {
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("[{i}]"), item))
+                .collect(),
+            serde_json::Value::Object(members) => {
+                members.iter().map(|(k, v)| (k.clone(), v)).collect()
+            }
+            scalar => vec![(String::new(), scalar)],
+        };
+        let sections = records
+            .into_iter()
+            .filter_map(|(name, record)| {
+                let mut lines = Vec::new();
+                flatten("", record, &mut lines);
+                let text = lines.join("\n");
+                (!text.is_empty()).then(|| Section {
+                    headings: if name.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![name]
+                    },
+                    page: None,
+                    text,
+                    kind: SectionKind::Record,
+                })
+            })
+            .collect();
+        Ok(Extracted {
+            title: None,
+            sections,
+        })
+    }
+}
+
+fn flatten(path: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::Object(members) => {
+            for (key, member) in members {
+                flatten(&join(key), member, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten(&format!("{path}[{i}]"), item, out);
+            }
+        }
+        Value::Null => {}
+        Value::String(text) if path.is_empty() => out.push(text.clone()),
+        Value::String(text) => out.push(format!("{path}: {text}")),
+        other if path.is_empty() => out.push(other.to_string()),
+        other => out.push(format!("{path}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Processed, Registry};
+
+    fn ready(bytes: &[u8]) -> (&'static str, Extracted) {
+        match Registry::builtin().expect("valid").process(bytes) {
+            Processed::Ready {
+                processor,
+                extracted,
+                ..
+            } => (processor, extracted),
+            Processed::Failed { reason, .. } => panic!("failed: {reason}"),
+        }
+    }
+
+    #[test]
+    fn plain_text_keeps_its_paragraphs() {
+        let (processor, extracted) = ready(b"First line\nsame paragraph.\n\n\n\nSecond one.  \n");
+        assert_eq!(processor, "text");
+        assert_eq!(
+            extracted.sections[0].text,
+            "First line\nsame paragraph.\n\nSecond one."
+        );
+    }
+
+    #[test]
+    fn markdown_sections_sit_under_their_headings_and_code_stays_apart() {
+        let doc = "# Guide\n\nIntro *text*.\n\n## Install\n\nRun `cargo build`.\n\n```sh\ncargo run\n```\n\n### Linux\n\nUse apt.\n\n## Use\n\nCall it.\n";
+        let (processor, extracted) = ready(doc.as_bytes());
+        assert_eq!(processor, "markdown");
+        assert_eq!(extracted.title.as_deref(), Some("Guide"));
+        let view: Vec<(Vec<&str>, &str, SectionKind)> = extracted
+            .sections
+            .iter()
+            .map(|s| {
+                (
+                    s.headings.iter().map(String::as_str).collect(),
+                    s.text.as_str(),
+                    s.kind,
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (vec!["Guide"], "Intro text.", SectionKind::Prose),
+                (
+                    vec!["Guide", "Install"],
+                    "Run cargo build.",
+                    SectionKind::Prose
+                ),
+                (vec!["Guide", "Install"], "cargo run", SectionKind::Code),
+                (
+                    vec!["Guide", "Install", "Linux"],
+                    "Use apt.",
+                    SectionKind::Prose
+                ),
+                (vec!["Guide", "Use"], "Call it.", SectionKind::Prose),
+            ]
+        );
+    }
+
+    #[test]
+    fn html_text_and_headings_are_kept_and_scripts_and_styles_dropped() {
+        let page = r#"<!DOCTYPE html>
+<html><head><title> The  Page </title><style>p { color: red }</style>
+<script>if (a < b && c > d) { document.write("<h1>fake</h1>") }</script></head>
+<body><nav>Home</nav><h1>Main &amp; only</h1><p>First <b>bold</b> words.</p>
+<h2>Details</h2><p>Line one<br>line two</p><script>var hidden = 1;</script>
+<ul><li>alpha</li><li>beta</li></ul></body></html>"#;
+        let (processor, extracted) = ready(page.as_bytes());
+        assert_eq!(processor, "html");
+        assert_eq!(extracted.title.as_deref(), Some("The Page"));
+        let all: String = extracted
+            .sections
+            .iter()
+            .map(|s| s.text.clone())
+            .collect::<Vec<_>>()
+            .join("|");
+        assert!(
+            !all.contains("hidden") && !all.contains("color") && !all.contains("fake"),
+            "{all}"
+        );
+        let details = extracted
+            .sections
+            .iter()
+            .find(|s| s.headings == ["Main & only", "Details"])
+            .expect("a section under both headings");
+        assert_eq!(details.text, "Line one\n\nline two\n\nalpha\n\nbeta");
+        let first = extracted
+            .sections
+            .iter()
+            .find(|s| s.headings == ["Main & only"])
+            .expect("first");
+        assert_eq!(first.text, "First bold words.");
+    }
+
+    #[test]
+    fn csv_rows_become_sections_of_column_value_lines() {
+        let (processor, extracted) =
+            ready(b"name,city,note\nAda,London,\"likes, commas\"\nBob,Paris,\n");
+        assert_eq!(processor, "csv");
+        assert_eq!(extracted.sections.len(), 2);
+        assert_eq!(
+            extracted.sections[0].text,
+            "name: Ada\ncity: London\nnote: likes, commas"
+        );
+        assert_eq!(extracted.sections[1].text, "name: Bob\ncity: Paris");
+        assert_eq!(extracted.sections[1].kind, SectionKind::Row);
+    }
+
+    #[test]
+    fn json_records_become_sections_of_path_value_lines() {
+        let (processor, extracted) =
+            ready(br#"[{"name": "Ada", "tags": ["math", "code"], "born": {"year": 1815}}, {"name": "Bob"}]"#);
+        assert_eq!(processor, "json");
+        assert_eq!(
+            extracted.sections[0].text,
+            "born.year: 1815\nname: Ada\ntags[0]: math\ntags[1]: code"
+        );
+        assert_eq!(extracted.sections[1].headings, ["[1]"]);
+    }
+
+    #[test]
+    fn a_corrupt_file_of_a_known_type_fails_with_the_processors_reason() {
+        let bad_csv = b"a,b,c\n1,2,3\n4,5\n";
+        // Detected as text by its uneven rows; the CSV processor itself refuses them.
+        match Csv.extract(bad_csv) {
+            Err(ProcessError(reason)) => assert!(reason.contains("row 3"), "{reason}"),
+            Ok(extracted) => panic!("{extracted:?}"),
+        }
+        assert!(Json.extract(b"{\"a\": ").is_err());
+        assert!(PlainText.extract(&[0xff, 0xfe, 0x00]).is_err());
+    }
+}
