@@ -1,4 +1,4 @@
-//! The built-in processors: plain text, Markdown, HTML, CSV and JSON.
+//! The built-in processors: plain text, Markdown, HTML, CSV, JSON and PDF.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ pub fn builtin() -> Vec<Arc<dyn Processor>> {
         Arc::new(Html),
         Arc::new(Csv),
         Arc::new(Json),
+        Arc::new(Pdf),
     ]
 }
 
@@ -421,6 +422,57 @@ impl Processor for Json {
     }
 }
 
+/// PDF: the text of each page, numbered from 1 for citations; the document's `Title`.
+pub struct Pdf;
+
+/// The decompressed content a page may take; a page over it fails the document rather
+/// than exhausting memory.
+const MAX_PAGE_CONTENT: usize = 64 * 1024 * 1024;
+
+impl Processor for Pdf {
+    fn name(&self) -> &'static str {
+        "pdf"
+    }
+
+    fn accepts(&self) -> &'static [&'static str] {
+        &["application/pdf"]
+    }
+
+    fn extract(&self, bytes: &[u8]) -> Result<Extracted, ProcessError> {
+        let document = lopdf::Document::load_mem(bytes)
+            .map_err(|e| ProcessError(format!("the PDF does not parse: {e}")))?;
+        if document.is_encrypted() {
+            return Err(ProcessError("the PDF is encrypted".to_owned()));
+        }
+        let mut sections = Vec::new();
+        for number in document.get_pages().keys() {
+            let text = document
+                .extract_text_with_limit(&[*number], MAX_PAGE_CONTENT)
+                .map_err(|e| ProcessError(format!("page {number} does not read: {e}")))?;
+            let text = tidy(&text);
+            if !text.is_empty() {
+                sections.push(Section {
+                    headings: Vec::new(),
+                    page: Some(*number),
+                    text,
+                    kind: SectionKind::Prose,
+                });
+            }
+        }
+        let title = document
+            .trailer
+            .get(b"Info")
+            .and_then(|info| document.dereference(info))
+            .ok()
+            .and_then(|(_, info)| info.as_dict().ok())
+            .and_then(|info| info.get(b"Title").ok())
+            .and_then(|title| lopdf::decode_text_string(title).ok())
+            .map(|title| title.trim().to_owned())
+            .filter(|title| !title.is_empty());
+        Ok(Extracted { title, sections })
+    }
+}
+
 fn flatten(path: &str, value: &serde_json::Value, out: &mut Vec<String>) {
     use serde_json::Value;
     let join = |key: &str| {
@@ -571,6 +623,91 @@ mod tests {
             "born.year: 1815\nname: Ada\ntags[0]: math\ntags[1]: code"
         );
         assert_eq!(extracted.sections[1].headings, ["[1]"]);
+    }
+
+    /// A PDF of `pages`, one text line each, titled `title`, written by lopdf.
+    fn pdf(title: &str, pages: &[&str]) -> Vec<u8> {
+        use lopdf::content::{Content, Operation};
+        use lopdf::{Document, Object, Stream, dictionary};
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+        });
+        let resources_id =
+            doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
+        let mut kids = Vec::new();
+        for text in pages {
+            let content = Content {
+                operations: vec![
+                    Operation::new("BT", vec![]),
+                    Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                    Operation::new("Td", vec![72.into(), 720.into()]),
+                    Operation::new("Tj", vec![Object::string_literal(*text)]),
+                    Operation::new("ET", vec![]),
+                ],
+            };
+            let stream = Stream::new(dictionary! {}, content.encode().expect("content"));
+            let content_id = doc.add_object(stream);
+            let page_id = doc.add_object(dictionary! {
+                "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+            });
+            kids.push(page_id.into());
+        }
+        let count = i64::try_from(kids.len()).expect("count");
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => kids, "Count" => count,
+                "Resources" => resources_id,
+                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            }),
+        );
+        let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        let info_id = doc.add_object(dictionary! { "Title" => Object::string_literal(title) });
+        doc.trailer.set("Root", catalog_id);
+        doc.trailer.set("Info", info_id);
+        doc.compress();
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("saved");
+        bytes
+    }
+
+    #[test]
+    fn a_pdf_is_read_page_by_page_with_page_numbers_and_its_title() {
+        let bytes = pdf(
+            "Field Guide",
+            &["Owls hunt at night.", "", "Herons wade in water."],
+        );
+        let (processor, extracted) = ready(&bytes);
+        assert_eq!(processor, "pdf");
+        assert_eq!(extracted.title.as_deref(), Some("Field Guide"));
+        let pages: Vec<(Option<u32>, &str)> = extracted
+            .sections
+            .iter()
+            .map(|s| (s.page, s.text.as_str()))
+            .collect();
+        assert_eq!(
+            pages,
+            [
+                (Some(1), "Owls hunt at night."),
+                (Some(3), "Herons wade in water.")
+            ],
+            "an empty page is skipped; the others keep their numbers"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_pdf_fails_with_a_reason() {
+        let mut bytes = pdf("t", &["some text"]);
+        bytes.truncate(bytes.len() / 2);
+        match Registry::builtin().expect("valid").process(&bytes) {
+            Processed::Failed { media_type, reason } => {
+                assert_eq!(media_type, "application/pdf");
+                assert!(!reason.is_empty());
+            }
+            Processed::Ready { extracted, .. } => panic!("a truncated PDF read: {extracted:?}"),
+        }
     }
 
     #[test]
