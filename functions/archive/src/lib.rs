@@ -69,6 +69,14 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such archive entry".into())
 }
 
+/// The live entry `id` of `principal`: 400 for an id that is not a UUID, 404 when absent
+/// or deleted.
+pub async fn entry(state: &AppState, principal: &Principal, id: &str) -> Result<Entry, ApiError> {
+    let key = entry_key(principal, id)?;
+    let doc = live_entry(state, &key).await?;
+    view(id, &doc.state)
+}
+
 /// The entry at `key`, unless it is absent or deleted.
 async fn live_entry(state: &AppState, key: &Key) -> Result<Document<Record>, ApiError> {
     state
@@ -207,7 +215,7 @@ fn normal_tag(tag: &str) -> Option<String> {
 const TAGS: &str = "tags";
 
 /// Tags checked, in lower case, deduplicated and sorted.
-fn check_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
+pub fn check_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
     validate::count("tags", tags.len(), MAX_TAGS)?;
     let mut checked = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {

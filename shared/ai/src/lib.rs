@@ -239,6 +239,20 @@ pub enum ProviderError {
     },
 }
 
+impl ProviderError {
+    /// Whether trying again later may succeed: the provider was unreachable, rate limited,
+    /// failed on its side or cut the reply off.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. }
+                | Self::RateLimited { .. }
+                | Self::Failed { .. }
+                | Self::Truncated
+        )
+    }
+}
+
 /// One event of a streamed reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

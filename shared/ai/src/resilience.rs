@@ -197,13 +197,7 @@ pub struct Chain {
 
 /// Whether retrying the same target may help.
 fn transient(err: &ProviderError) -> bool {
-    matches!(
-        err,
-        ProviderError::Unreachable { .. }
-            | ProviderError::RateLimited { .. }
-            | ProviderError::Failed { .. }
-            | ProviderError::Truncated
-    )
+    err.is_transient()
 }
 
 impl Chain {

@@ -24,8 +24,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use vars::{
-    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, RealtimeVars, SecretsVars,
-    SecurityVars, StoreVars, SyncVars, Vars,
+    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, KnowledgeVars, RealtimeVars,
+    SecretsVars, SecurityVars, StoreVars, SyncVars, Vars,
 };
 
 /// Name of the embedded libSQL database file inside the data directory.
@@ -185,6 +185,40 @@ pub struct Config {
     pub blobs: BlobConfig,
     /// The WebSocket API: connection lifetimes and where to post to connections.
     pub realtime: RealtimeConfig,
+    /// The knowledge base: its models, chunking, index and upload size.
+    pub knowledge: KnowledgeConfig,
+}
+
+/// The knowledge base's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnowledgeConfig {
+    /// The alias embedding chunks and queries (`JARVIS_KNOWLEDGE_EMBED_MODEL`, default
+    /// `embed`).
+    pub embed_model: String,
+    /// The alias answering questions (`JARVIS_KNOWLEDGE_ANSWER_MODEL`, default `smart`).
+    pub answer_model: String,
+    /// The alias transcribing sound files (`JARVIS_KNOWLEDGE_TRANSCRIBE_MODEL`, default
+    /// `transcribe`).
+    pub transcribe_model: String,
+    /// The alias captioning images (`JARVIS_KNOWLEDGE_VISION_MODEL`); without one, images
+    /// are skipped with the reason recorded.
+    pub vision_model: Option<String>,
+    /// Tokens a chunk holds at most (`JARVIS_KNOWLEDGE_CHUNK_TOKENS`, default 256).
+    pub chunk_tokens: usize,
+    /// Tokens of the previous chunk a chunk starts with (`JARVIS_KNOWLEDGE_CHUNK_OVERLAP`,
+    /// default 32).
+    pub chunk_overlap: usize,
+    /// The least cosine similarity that makes a chunk a source for an answer without a
+    /// keyword match (`JARVIS_KNOWLEDGE_MIN_SIMILARITY_PERCENT`, default 30, i.e. 0.30).
+    pub min_similarity: f64,
+    /// Chunks per user searched exactly; beyond, the approximate (DiskANN) index is built
+    /// and used (`JARVIS_KNOWLEDGE_EXACT_UP_TO`, default 5000).
+    pub exact_up_to: u64,
+    /// Largest upload in bytes (`JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES`, default 4 MiB, below
+    /// Lambda's 6 MB invocation payload).
+    pub max_upload_bytes: usize,
+    /// Where each user's index file is kept: `knowledge/` in the data directory.
+    pub index_dir: PathBuf,
 }
 
 /// The WebSocket API's settings.
@@ -457,6 +491,8 @@ impl Config {
                 .map_or(defaults.max_lifetime, |n| Duration::from_secs(n.0)),
         };
 
+        let knowledge = Self::knowledge(vars.read()?, &data_dir);
+
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
             Some(id) => id.0,
@@ -504,7 +540,39 @@ impl Config {
             chat,
             blobs,
             realtime,
+            knowledge,
         })
+    }
+
+    fn knowledge(vars: KnowledgeVars, data_dir: &Path) -> KnowledgeConfig {
+        KnowledgeConfig {
+            embed_model: vars
+                .knowledge_embed_model
+                .map_or_else(|| "embed".to_owned(), |m| m.0),
+            answer_model: vars
+                .knowledge_answer_model
+                .map_or_else(|| "smart".to_owned(), |m| m.0),
+            transcribe_model: vars
+                .knowledge_transcribe_model
+                .map_or_else(|| "transcribe".to_owned(), |m| m.0),
+            vision_model: vars.knowledge_vision_model.map(|m| m.0),
+            chunk_tokens: vars
+                .knowledge_chunk_tokens
+                .map_or(256, |n| usize::try_from(n.0).unwrap_or(256)),
+            chunk_overlap: vars
+                .knowledge_chunk_overlap
+                .map_or(32, |n| usize::try_from(n.0).unwrap_or(32)),
+            min_similarity: vars
+                .knowledge_min_similarity_percent
+                .map_or(0.30, |n| n.0 as f64 / 100.0),
+            exact_up_to: vars.knowledge_exact_up_to.map_or(5_000, |n| n.0),
+            max_upload_bytes: vars
+                .knowledge_max_upload_bytes
+                .map_or(4 * 1024 * 1024, |n| {
+                    usize::try_from(n.0).unwrap_or(usize::MAX)
+                }),
+            index_dir: data_dir.join("knowledge"),
+        }
     }
 
     fn chat(vars: ChatVars) -> ChatConfig {
@@ -1113,6 +1181,47 @@ mod tests {
             ("JARVIS_WS_IDLE_SECS", "0"),
             ("JARVIS_WS_LIFETIME_SECS", "7201"),
             ("JARVIS_WS_ENDPOINT", "not a url"),
+        ] {
+            let err = config(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn knowledge_settings_are_read_defaulted_and_bounded() {
+        let defaults = config(&[("JARVIS_DATA_DIR", "/var/jarvis")])
+            .expect("defaults")
+            .knowledge;
+        assert_eq!(defaults.embed_model, "embed");
+        assert_eq!(defaults.answer_model, "smart");
+        assert_eq!(defaults.transcribe_model, "transcribe");
+        assert_eq!(defaults.vision_model, None);
+        assert_eq!((defaults.chunk_tokens, defaults.chunk_overlap), (256, 32));
+        assert!((defaults.min_similarity - 0.30).abs() < 1e-9);
+        assert_eq!(defaults.exact_up_to, 5_000);
+        assert_eq!(defaults.max_upload_bytes, 4 * 1024 * 1024);
+        assert_eq!(defaults.index_dir, PathBuf::from("/var/jarvis/knowledge"));
+        let set = config(&[
+            ("JARVIS_KNOWLEDGE_EMBED_MODEL", "vectors"),
+            ("JARVIS_KNOWLEDGE_VISION_MODEL", "eyes"),
+            ("JARVIS_KNOWLEDGE_CHUNK_TOKENS", "512"),
+            ("JARVIS_KNOWLEDGE_MIN_SIMILARITY_PERCENT", "45"),
+            ("JARVIS_KNOWLEDGE_EXACT_UP_TO", "100"),
+            ("JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES", "1000"),
+        ])
+        .expect("valid")
+        .knowledge;
+        assert_eq!(set.embed_model, "vectors");
+        assert_eq!(set.vision_model.as_deref(), Some("eyes"));
+        assert_eq!(set.chunk_tokens, 512);
+        assert!((set.min_similarity - 0.45).abs() < 1e-9);
+        assert_eq!(set.exact_up_to, 100);
+        assert_eq!(set.max_upload_bytes, 1000);
+        for (name, value) in [
+            ("JARVIS_KNOWLEDGE_CHUNK_TOKENS", "8"),
+            ("JARVIS_KNOWLEDGE_MIN_SIMILARITY_PERCENT", "101"),
+            ("JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES", "0"),
+            ("JARVIS_KNOWLEDGE_ANSWER_MODEL", "not an alias!"),
         ] {
             let err = config(&[(name, value)]).expect_err(value);
             assert!(err.to_string().contains(name), "{err}");

@@ -502,6 +502,29 @@ pub(crate) struct ChatVars {
     pub chat_stream_retention_secs: Option<Whole<60, 86_400>>,
 }
 
+/// The knowledge base.
+#[derive(Deserialize)]
+pub(crate) struct KnowledgeVars {
+    /// `JARVIS_KNOWLEDGE_EMBED_MODEL`: the alias embedding chunks and queries.
+    pub knowledge_embed_model: Option<AliasName>,
+    /// `JARVIS_KNOWLEDGE_ANSWER_MODEL`: the alias answering questions.
+    pub knowledge_answer_model: Option<AliasName>,
+    /// `JARVIS_KNOWLEDGE_TRANSCRIBE_MODEL`: the alias transcribing sound files.
+    pub knowledge_transcribe_model: Option<AliasName>,
+    /// `JARVIS_KNOWLEDGE_VISION_MODEL`: the alias captioning images.
+    pub knowledge_vision_model: Option<AliasName>,
+    /// `JARVIS_KNOWLEDGE_CHUNK_TOKENS`: tokens a chunk holds at most.
+    pub knowledge_chunk_tokens: Option<Whole<32, 4_096>>,
+    /// `JARVIS_KNOWLEDGE_CHUNK_OVERLAP`: tokens a chunk repeats of the one before.
+    pub knowledge_chunk_overlap: Option<Whole<0, 1_024>>,
+    /// `JARVIS_KNOWLEDGE_MIN_SIMILARITY_PERCENT`: the least similarity of a source.
+    pub knowledge_min_similarity_percent: Option<Whole<0, 100>>,
+    /// `JARVIS_KNOWLEDGE_EXACT_UP_TO`: chunks per user searched exactly.
+    pub knowledge_exact_up_to: Option<Whole<0, 100_000_000>>,
+    /// `JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES`: the largest upload.
+    pub knowledge_max_upload_bytes: Option<Whole<1, { usize::MAX as u64 }>>,
+}
+
 /// The WebSocket API.
 #[derive(Deserialize)]
 pub(crate) struct RealtimeVars {

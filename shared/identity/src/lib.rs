@@ -92,13 +92,17 @@ pub enum Scope {
     ChatRead,
     /// Converse (spending the caller's token budget), and change conversations and memories.
     ChatWrite,
+    /// Search one's knowledge base and ask it questions (spending the caller's token budget).
+    KnowledgeRead,
+    /// Add and delete documents of one's knowledge base.
+    KnowledgeWrite,
     /// Administration: users, the audit trail, detailed health.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Self::ArchiveRead,
         Self::ArchiveWrite,
         Self::CrdtRead,
@@ -106,6 +110,8 @@ impl Scope {
         Self::Ai,
         Self::ChatRead,
         Self::ChatWrite,
+        Self::KnowledgeRead,
+        Self::KnowledgeWrite,
         Self::Admin,
     ];
 
@@ -119,6 +125,8 @@ impl Scope {
             Self::Ai => "ai",
             Self::ChatRead => "chat:read",
             Self::ChatWrite => "chat:write",
+            Self::KnowledgeRead => "knowledge:read",
+            Self::KnowledgeWrite => "knowledge:write",
             Self::Admin => "admin",
         }
     }
@@ -321,6 +329,8 @@ pub mod scope {
         Ai => Ai,
         ChatRead => ChatRead,
         ChatWrite => ChatWrite,
+        KnowledgeRead => KnowledgeRead,
+        KnowledgeWrite => KnowledgeWrite,
         Admin => Admin,
     }
 }

@@ -108,6 +108,11 @@ fn is_delimited(text: &str) -> bool {
     })
 }
 
+/// Whether `media_type` is one of the image types [`detect`] names.
+pub fn is_image(media_type: &str) -> bool {
+    media_type.starts_with("image/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

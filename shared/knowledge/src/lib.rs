@@ -1,6 +1,8 @@
-//! The knowledge base's file processing: what a file is ([`detect`]), the text and structure
-//! a processor finds in it ([`Extracted`]: a title, sections under their headings, pages),
-//! and the chunks it is cut into for retrieval ([`chunk`]).
+//! The knowledge base: what a file is ([`detect`]), the text and structure a processor
+//! finds in it ([`Extracted`]: a title, sections under their headings, pages), the chunks it
+//! is cut into ([`chunk`]), the documents and their ingestion ([`documents`],
+//! [`service`]), the index of chunks by vector and keyword ([`index`]), and hybrid search
+//! with answers that cite their sources ([`service::Knowledge`]).
 //!
 //! Processors are plugins behind one trait, [`Processor`]. The [`Registry`] follows the
 //! lifecycle of the system Jarvis replaces: discovery (the built-in processors, plus any a
@@ -8,14 +10,20 @@
 //! accepts, no two claim one type), execution ([`Registry::process`]). A file no processor
 //! reads ends as [`Processed::Failed`] with the reason, never silently dropped.
 //!
-//! Owns file formats and chunking; changes when a format or the chunking rules do. No I/O,
-//! no store: callers hand bytes in and keep what comes out.
+//! Owns file formats, chunking, the knowledge base's documents and its index; changes when
+//! a format, the chunking rules, the index or retrieval do. The processors and chunking do
+//! no I/O; the documents live in the store, files in the blob store, chunks in the index.
 
 #![deny(missing_docs)]
 
 pub mod chunk;
 pub mod detect;
+pub mod documents;
+pub mod index;
 pub mod processors;
+pub mod service;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

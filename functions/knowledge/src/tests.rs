@@ -1,0 +1,571 @@
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use jarvis_ai::service::Ai;
+use jarvis_fn_auth::testing::TestApp;
+use jarvis_knowledge::service::{Knowledge, LocalQueue, run_local_worker};
+use serde_json::{Value, json};
+
+/// Every alias answers offline and deterministically: replies echo the prompt, embeddings
+/// hash words.
+const OFFLINE: &[(&str, &str)] = &[(
+    "JARVIS_AI_MODELS",
+    "smart=scripted:echo;fast=scripted:echo;embed=scripted:hash",
+)];
+
+/// A test host: the function's routes with the knowledge base built from the app's own
+/// configuration and its local worker running, as `jarvis-local` runs it.
+struct Host {
+    app: TestApp,
+    knowledge: Arc<Knowledge>,
+}
+
+async fn host_with(env: &[(&str, &str)]) -> Host {
+    let slot: Arc<OnceLock<Arc<Knowledge>>> = Arc::new(OnceLock::new());
+    let services = Arc::clone(&slot);
+    // The archive's routes too: archive entries are a source of documents.
+    let router: axum::Router<jarvis_app::AppState> =
+        super::api().merge(jarvis_fn_archive::api()).into();
+    let router = router.layer(tower::util::MapRequestLayer::new(
+        move |mut request: Request<Body>| {
+            if let Some(knowledge) = services.get() {
+                request.extensions_mut().insert(Arc::clone(knowledge));
+            }
+            request
+        },
+    ));
+    let mut vars = OFFLINE.to_vec();
+    vars.extend_from_slice(env);
+    let app = TestApp::signed_in_with_env(router, &vars).await;
+    let ai = Arc::new(Ai::new(
+        &app.state.config,
+        Arc::clone(&app.state.secrets),
+        Vec::new(),
+    ));
+    let knowledge = super::service(&app.state, ai).expect("the processors validate");
+    let queue = Arc::new(LocalQueue::new(knowledge.site().clone()));
+    knowledge.attach_queue(Arc::clone(&queue) as _);
+    tokio::spawn(run_local_worker(Arc::clone(&knowledge), queue));
+    assert!(slot.set(Arc::clone(&knowledge)).is_ok());
+    Host { app, knowledge }
+}
+
+async fn host() -> Host {
+    host_with(&[]).await
+}
+
+const BOUNDARY: &str = "jarvis-test-boundary";
+
+/// A `multipart/form-data` body of `parts`: `(name, file name, bytes)`.
+fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file_name, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let disposition = match file_name {
+            Some(f) => {
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n")
+            }
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+impl Host {
+    async fn upload_as(
+        &self,
+        token: Option<&str>,
+        file_name: &str,
+        bytes: &[u8],
+        tags: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut parts: Vec<(&str, Option<&str>, &[u8])> = vec![("file", Some(file_name), bytes)];
+        if let Some(tags) = tags {
+            parts.push(("tags", None, tags.as_bytes()));
+        }
+        let mut request = Request::post("/knowledge/documents").header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        );
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from(form(&parts))).expect("request");
+        self.app.send(request).await
+    }
+
+    async fn upload(
+        &self,
+        file_name: &str,
+        bytes: &[u8],
+        tags: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.upload_as(None, file_name, bytes, tags).await
+    }
+
+    /// The document once it is ready or failed.
+    async fn settled(&self, id: &str) -> Value {
+        for _ in 0..400 {
+            let (status, doc) = self
+                .app
+                .call(Method::GET, &format!("/knowledge/documents/{id}"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{doc}");
+            if doc["status"] == "ready" || doc["status"] == "failed" {
+                return doc;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("document {id} did not settle");
+    }
+
+    async fn added(&self, file_name: &str, bytes: &[u8], tags: Option<&str>) -> Value {
+        let (status, doc) = self.upload(file_name, bytes, tags).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+        let id = doc["id"].as_str().expect("id").to_owned();
+        self.settled(&id).await
+    }
+
+    async fn search(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self.app.call(Method::GET, query, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().expect("items").clone()
+    }
+}
+
+fn encode(q: &str) -> String {
+    q.replace(' ', "%20")
+}
+
+const FIELD_GUIDE: &str = "# Field guide\n\n## Owls\n\nThe barn owl hunts small rodents at night \
+    over open fields, finding them by sound alone.\n\n## Herons\n\nThe grey heron wades in \
+    shallow water and spears fish with its bill.\n";
+
+#[tokio::test]
+async fn an_uploaded_file_is_read_off_the_request_path_and_becomes_searchable() {
+    let host = host().await;
+    let (status, pending) = host
+        .upload("guide.md", FIELD_GUIDE.as_bytes(), Some("birds, Nature"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(pending["media_type"], "text/markdown");
+    assert_eq!(pending["name"], "guide.md");
+    assert_eq!(pending["tags"], json!(["birds", "nature"]));
+    assert!(
+        ["pending", "processing", "ready"].contains(&pending["status"].as_str().unwrap_or("")),
+        "{pending}"
+    );
+    let id = pending["id"].as_str().expect("id");
+    let ready = host.settled(id).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["chunks"].as_u64().expect("chunks") >= 2, "{ready}");
+    assert_eq!(ready["progress"]["done"], ready["progress"]["total"]);
+    assert_eq!(ready["model"], "scripted:hash");
+
+    let hits = host
+        .search(&format!("/knowledge/search?q={}", encode("heron fish")))
+        .await;
+    assert!(!hits.is_empty());
+    let top = &hits[0];
+    assert_eq!(top["document"], id);
+    assert!(
+        top["text"].as_str().expect("text").contains("grey heron"),
+        "{top}"
+    );
+    assert_eq!(top["section"], "Field guide › Herons");
+    assert!(
+        top["keyword_rank"].is_u64() && top["vector_rank"].is_u64(),
+        "{top}"
+    );
+
+    let listed = host
+        .app
+        .call(Method::GET, "/knowledge/documents", None)
+        .await;
+    assert_eq!(listed.0, StatusCode::OK);
+    assert_eq!(listed.1["items"][0]["id"], id);
+}
+
+#[tokio::test]
+async fn the_same_content_added_again_is_the_same_document_and_changes_nothing() {
+    let host = host().await;
+    let first = host.added("a.md", FIELD_GUIDE.as_bytes(), None).await;
+    let (status, again) = host
+        .upload("copy-of-a.md", FIELD_GUIDE.as_bytes(), Some("other"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["name"], "a.md", "the first upload's record stands");
+    assert_eq!(again["status"], "ready");
+    let (_, listed) = host
+        .app
+        .call(Method::GET, "/knowledge/documents", None)
+        .await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_pdf_is_chunked_by_page_and_its_hits_cite_page_numbers() {
+    let host = host().await;
+    let pages: Vec<String> = (1..=12)
+        .map(|n| format!("Page {n} of the manual.\nTopic number {n} is described here in detail."))
+        .chain(["The warranty lasts for exactly seven years from purchase.".to_owned()])
+        .collect();
+    let pdf = jarvis_knowledge::testing::pdf("Owner's Manual", &pages);
+    let ready = host.added("manual.pdf", &pdf, None).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["media_type"], "application/pdf");
+    assert_eq!(ready["pages"], 13);
+    assert_eq!(ready["title"], "Owner's Manual");
+    let hits = host
+        .search(&format!(
+            "/knowledge/search?q={}&k=3",
+            encode("warranty years")
+        ))
+        .await;
+    assert_eq!(hits[0]["page"], 13, "{hits:?}");
+    assert_eq!(hits[0]["title"], "Owner's Manual");
+}
+
+#[tokio::test]
+async fn a_corrupt_or_unreadable_file_ends_as_failed_with_the_reason() {
+    let host = host().await;
+    let mut broken = b"%PDF-1.7\n".to_vec();
+    broken.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef].repeat(64));
+    let failed = host.added("broken.pdf", &broken, None).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["media_type"], "application/pdf");
+    assert!(
+        failed["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{failed}"
+    );
+    assert_eq!(failed["chunks"], 0);
+
+    let zip = b"PK\x03\x04 not really an archive";
+    let failed = host.added("data.bin", zip, None).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("application/zip")),
+        "{failed}"
+    );
+
+    let png = [
+        0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13, b'I', b'H',
+    ];
+    let skipped = host.added("photo.png", &png, None).await;
+    assert_eq!(skipped["status"], "failed");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("skipped: ") && r.contains("vision")),
+        "{skipped}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_document_removes_its_chunks_from_every_search() {
+    let host = host().await;
+    let ready = host.added("guide.md", FIELD_GUIDE.as_bytes(), None).await;
+    let id = ready["id"].as_str().expect("id");
+    let (status, _) = host
+        .app
+        .call(Method::DELETE, &format!("/knowledge/documents/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = host
+        .app
+        .call(Method::GET, &format!("/knowledge/documents/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for mode in ["hybrid", "vector", "keyword"] {
+        let hits = host
+            .search(&format!("/knowledge/search?q=heron&mode={mode}"))
+            .await;
+        assert!(hits.is_empty(), "{mode}: {hits:?}");
+    }
+    let (status, _) = host
+        .app
+        .call(Method::DELETE, &format!("/knowledge/documents/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn search_filters_by_document_tag_and_type_and_never_shows_another_users_documents() {
+    let host = host().await;
+    let guide = host
+        .added("guide.md", FIELD_GUIDE.as_bytes(), Some("birds"))
+        .await;
+    let notes = host
+        .added(
+            "notes.txt",
+            b"Herons nest in colonies called heronries, high in tall trees.",
+            Some("notes"),
+        )
+        .await;
+    let docs = |hits: Vec<Value>| {
+        let mut ids: Vec<String> = hits
+            .iter()
+            .map(|h| h["document"].as_str().unwrap_or("").to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let all = docs(host.search("/knowledge/search?q=heron").await);
+    assert_eq!(all.len(), 2);
+    let by_tag = docs(host.search("/knowledge/search?q=heron&tag=notes").await);
+    assert_eq!(by_tag, vec![notes["id"].as_str().expect("id").to_owned()]);
+    let by_type = docs(
+        host.search("/knowledge/search?q=heron&type=text/markdown")
+            .await,
+    );
+    assert_eq!(by_type, vec![guide["id"].as_str().expect("id").to_owned()]);
+    let by_doc = docs(
+        host.search(&format!(
+            "/knowledge/search?q=heron&document={}",
+            notes["id"].as_str().expect("id")
+        ))
+        .await,
+    );
+    assert_eq!(by_doc, vec![notes["id"].as_str().expect("id").to_owned()]);
+
+    let other = host.app.sign_up("other@example.com").await;
+    let (status, body) = host
+        .app
+        .call_as(
+            Some(&other.access_token),
+            Method::GET,
+            "/knowledge/search?q=heron",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"], json!([]));
+    let id = guide["id"].as_str().expect("id");
+    for method in [Method::GET, Method::DELETE] {
+        let (status, _) = host
+            .app
+            .call_as(
+                Some(&other.access_token),
+                method,
+                &format!("/knowledge/documents/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn an_answer_cites_the_passages_it_uses_and_says_so_when_the_documents_do_not_answer() {
+    let host = host().await;
+    host.added("guide.md", FIELD_GUIDE.as_bytes(), None).await;
+    let (status, answer) = host
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/ask",
+            Some(json!({"question": "How does the barn owl find rodents?"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["answered"], true);
+    let citations = answer["citations"].as_array().expect("citations");
+    assert!(!citations.is_empty(), "{answer}");
+    let owl = citations
+        .iter()
+        .find(|c| {
+            c["excerpt"]
+                .as_str()
+                .is_some_and(|e| e.contains("barn owl"))
+        })
+        .expect("the owl passage is cited");
+    assert_eq!(owl["section"], "Field guide › Owls");
+    let marker = format!("[{}]", owl["marker"]);
+    assert!(
+        answer["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains(&marker))
+    );
+
+    let (status, none) = host
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/ask",
+            Some(json!({"question": "quantum chromodynamics lattice gauge"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{none}");
+    assert_eq!(none["answered"], false, "{none}");
+    assert_eq!(none["citations"], json!([]));
+    assert_eq!(none["model"], Value::Null, "no model is asked");
+    assert!(
+        none["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("do not answer"))
+    );
+}
+
+#[tokio::test]
+async fn an_archive_entry_is_indexed_by_its_path_with_the_archive_read_scope() {
+    let host = host().await;
+    let (status, created) = host
+        .app
+        .call(
+            Method::POST,
+            "/archive",
+            Some(json!({
+                "kind": "note",
+                "title": "Boat maintenance",
+                "content": "Scrape the hull and repaint the antifouling every spring.",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let entry = created["id"].as_str().expect("id").to_owned();
+    let (status, doc) = host
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/documents",
+            Some(json!({"url": format!("/archive/{entry}"), "tags": ["boat"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+    assert_eq!(doc["archive_entry"], entry);
+    let ready = host.settled(doc["id"].as_str().expect("id")).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let hits = host.search("/knowledge/search?q=antifouling").await;
+    assert_eq!(hits[0]["document"], doc["id"]);
+
+    let (status, _) = host
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/documents",
+            Some(json!({"url": format!("/archive/{}", uuid::Uuid::new_v4())})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_the_field_named_and_change_nothing() {
+    let host = host().await;
+    let send = |content_type: &'static str, body: Vec<u8>| {
+        let request = Request::post("/knowledge/documents")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .expect("request");
+        host.app.send(request)
+    };
+    let (status, body) = send("text/plain", b"hello".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, body) = send(
+        "multipart/form-data; boundary=jarvis-test-boundary",
+        form(&[("name", None, b"x")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "file", "{body}");
+    let (status, body) = send(
+        "multipart/form-data; boundary=jarvis-test-boundary",
+        form(&[("file", Some("a.txt"), b""), ("name", None, b"x")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = send(
+        "multipart/form-data; boundary=jarvis-test-boundary",
+        form(&[
+            ("file", Some("a.txt"), b"text"),
+            ("tags", None, b"bad tag!"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = send(
+        "multipart/form-data; boundary=jarvis-test-boundary",
+        b"--jarvis-test-boundary\r\ngarbage".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send("multipart/form-data", b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = send(
+        "application/json",
+        br#"{"url": "https://example.com/x"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "url");
+
+    for query in [
+        "/knowledge/search",
+        "/knowledge/search?q=",
+        "/knowledge/search?q=x&k=0",
+        "/knowledge/search?q=x&k=51",
+        "/knowledge/search?q=x&mode=fuzzy",
+        "/knowledge/search?q=x&document=nope",
+        "/knowledge/search?q=x&type=PDF",
+        "/knowledge/search?q=x&tag=a%20b",
+        "/knowledge/documents?limit=0",
+    ] {
+        let (status, body) = host.app.call(Method::GET, query, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
+    let (status, _) = host
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/ask",
+            Some(json!({"question": ""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, listed) = host
+        .app
+        .call(Method::GET, "/knowledge/documents", None)
+        .await;
+    assert_eq!(listed["items"], json!([]), "nothing was added");
+    assert!(host.knowledge.registry().media_types().count() >= 6);
+}
+
+#[tokio::test]
+async fn an_unknown_credential_is_refused() {
+    let host = host().await;
+    let (status, _) = host
+        .app
+        .call_as(
+            Some("not-a-token"),
+            Method::GET,
+            "/knowledge/documents",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_upload_over_the_configured_size_is_refused_whole() {
+    let host = host_with(&[("JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES", "1000")]).await;
+    let (status, body) = host.upload("big.txt", &[b'a'; 2_000], None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, small) = host.upload("small.txt", b"a small note", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{small}");
+    let (_, listed) = host
+        .app
+        .call(Method::GET, "/knowledge/documents", None)
+        .await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+}
