@@ -109,6 +109,9 @@ pub fn knowledge_error(err: KnowledgeError) -> ApiError {
             )
             .into(),
         ),
+        KnowledgeError::Index(IndexError::Unsupported(what)) => {
+            ApiError::NotConfigured(format!("{what} is not available on this deployment").into())
+        }
         KnowledgeError::Index(err) => ApiError::Unavailable(Box::new(err)),
         KnowledgeError::Blobs(err) => ApiError::Unavailable(Box::new(err)),
         KnowledgeError::Call(err) => jarvis_fn_ai::service::call_error(err),

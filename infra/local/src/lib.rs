@@ -3,8 +3,8 @@
 //!
 //! [`functions`] is the one list of functions the gateway hosts. [`Gateway`] owns what a
 //! running host needs and runs its parts until shutdown: the HTTP server, the WebSocket API
-//! ([`ws`], on the same address or its own), the sync and purge loops, sharing the same
-//! state and the same shutdown signal.
+//! ([`ws`], on the same address or its own), the sync and purge loops and the knowledge
+//! base's ingestion worker, sharing the same state and the same shutdown signal.
 
 pub mod ws;
 
@@ -17,6 +17,7 @@ use jarvis_app::layers::ClientIp;
 use jarvis_app::state::StartupError;
 use jarvis_app::{AppState, app};
 use jarvis_config::{Config, SecretsConfig};
+use jarvis_fn_knowledge::jarvis_knowledge::service::{Knowledge, LocalQueue, run_local_worker};
 use jarvis_fn_realtime::Realtime;
 use jarvis_http::Json;
 use jarvis_secrets::ensure_local_file;
@@ -66,6 +67,10 @@ pub fn functions() -> Vec<Function> {
         Function {
             name: "chat",
             api: jarvis_fn_chat::api(),
+        },
+        Function {
+            name: "knowledge",
+            api: jarvis_fn_knowledge::api(),
         },
     ]
 }
@@ -178,6 +183,7 @@ pub struct Gateway {
     ws: Option<(TcpListener, axum::Router)>,
     config: Config,
     state: AppState,
+    knowledge: (Arc<Knowledge>, Arc<LocalQueue>),
 }
 
 impl Gateway {
@@ -215,6 +221,10 @@ impl Gateway {
             .realtime
             .attach(Arc::clone(&sockets) as Arc<dyn jarvis_realtime::Connections>);
         let chat = jarvis_fn_chat::service(&state, Arc::clone(&ai));
+        let knowledge = jarvis_fn_knowledge::service(&state, Arc::clone(&ai))
+            .map_err(|err| GatewayError::Processors(err.to_string()))?;
+        let queue = Arc::new(LocalQueue::new(knowledge.site().clone()));
+        knowledge.attach_queue(Arc::clone(&queue) as _);
         let realtime = Arc::new(Realtime::new(state.clone(), Arc::clone(&chat)));
         let lifetimes = ws::Lifetimes {
             idle: config.realtime.idle_timeout,
@@ -225,7 +235,8 @@ impl Gateway {
         let mut routes = routes
             .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))
             .layer(axum::Extension(ai))
-            .layer(axum::Extension(chat));
+            .layer(axum::Extension(chat))
+            .layer(axum::Extension(Arc::clone(&knowledge)));
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
                 METRICS_PATH,
@@ -254,6 +265,7 @@ impl Gateway {
             ws,
             config,
             state,
+            knowledge: (knowledge, queue),
         })
     }
 
@@ -276,8 +288,10 @@ impl Gateway {
         &self.config
     }
 
-    /// Serves HTTP and runs the sync pull loop and the purge of expired documents until
-    /// `shutdown` resolves, then lets in-flight requests and the current sync round finish.
+    /// Serves HTTP and runs the sync pull loop, the purge of expired documents and the
+    /// ingestion worker until `shutdown` resolves, then lets in-flight requests and the
+    /// current sync round finish. A document being read when it stops stays queued and is
+    /// read again on the next start.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -292,6 +306,14 @@ impl Gateway {
             self.config.sync.feed_retention,
             wait_until_set(stopped.clone()),
         ));
+        let (knowledge, queue) = self.knowledge;
+        let worker_stopped = stopped.clone();
+        let worker = tokio::spawn(async move {
+            tokio::select! {
+                () = run_local_worker(knowledge, queue) => {}
+                () = wait_until_set(worker_stopped) => {}
+            }
+        });
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -311,7 +333,7 @@ impl Gateway {
             })
             .await;
         // The sender is gone once the server stops, whichever way: the loops end too.
-        let _ = tokio::join!(sync, purge);
+        let _ = tokio::join!(sync, purge, worker);
         if let Some(ws) = ws {
             match ws.await {
                 Ok(Err(err)) => return Err(GatewayError::Serve(err)),
@@ -386,6 +408,9 @@ pub enum GatewayError {
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The knowledge base's file processors did not validate.
+    #[error("file processors: {0}")]
+    Processors(String),
 }
 
 /// Resolves once the flag is set or its sender is gone.

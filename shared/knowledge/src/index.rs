@@ -133,6 +133,9 @@ pub enum IndexError {
     /// A vector of the wrong length or with a non-finite number.
     #[error("{0}")]
     Invalid(String),
+    /// This index does not do that (S3 Vectors has no keyword search).
+    #[error("{0} is not available on this deployment")]
+    Unsupported(&'static str),
     /// The index could not be read or written.
     #[error("the knowledge index is unavailable: {0}")]
     Unavailable(String),

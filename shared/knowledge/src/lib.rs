@@ -16,6 +16,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod chunk;
 pub mod detect;
 pub mod documents;

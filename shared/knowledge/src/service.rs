@@ -648,9 +648,16 @@ impl Knowledge {
         let keyword = match mode {
             SearchMode::Vector => Vec::new(),
             SearchMode::Hybrid | SearchMode::Keyword => {
-                self.index
+                match self
+                    .index
                     .matching(caller.user, query, candidates, filter)
-                    .await?
+                    .await
+                {
+                    Ok(found) => found,
+                    // Where the index has no keyword search, hybrid ranks by vectors alone.
+                    Err(IndexError::Unsupported(_)) if mode == SearchMode::Hybrid => Vec::new(),
+                    Err(err) => return Err(err.into()),
+                }
             }
         };
         Ok(fuse(vector, keyword, k))
