@@ -6,7 +6,7 @@
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::config::Credentials;
 use jarvis_config::AwsTarget;
-use jarvis_knowledge::aws::{S3Vectors, Sqs, vector_key};
+use jarvis_knowledge::aws::{Location, S3Vectors, Sqs, vector_key};
 use jarvis_knowledge::documents::Job;
 use jarvis_knowledge::index::{Entry, Source, VectorIndex};
 use jarvis_knowledge::service::Queue;
@@ -54,7 +54,10 @@ async fn an_ingestion_job_travels_over_sqs_as_the_worker_reads_it() {
         role: "user".into(),
         document: Uuid::new_v4(),
     };
-    Sqs::new(url.clone(), target()).send(&job).await.expect("sent");
+    Sqs::new(url.clone(), target())
+        .send(&job)
+        .await
+        .expect("sent");
     let received = sqs
         .receive_message()
         .queue_url(&url)
@@ -89,7 +92,11 @@ async fn chunk_vectors_are_written_replaced_and_removed_by_key() {
         .send()
         .await
         .expect("index");
-    let index = S3Vectors::new(bucket.clone(), "chunks".into(), target());
+    let location = Location::Named {
+        bucket: bucket.clone(),
+        index: "chunks".into(),
+    };
+    let index = S3Vectors::new(location, target());
     let document = Uuid::new_v4();
     let source = Source {
         document,
@@ -123,11 +130,20 @@ async fn chunk_vectors_are_written_replaced_and_removed_by_key() {
             keys
         }
     };
-    let keys = |n: u32| (0..n).map(|i| vector_key("u1", document, i)).collect::<Vec<_>>();
+    let keys = |n: u32| {
+        (0..n)
+            .map(|i| vector_key("u1", document, i))
+            .collect::<Vec<_>>()
+    };
 
     index.begin("u1", &source).await.expect("begin");
     index
-        .add("u1", "local:minilm", document, &[entry(0), entry(1), entry(2)])
+        .add(
+            "u1",
+            "local:minilm",
+            document,
+            &[entry(0), entry(1), entry(2)],
+        )
         .await
         .expect("add");
     assert_eq!(present(keys(5)).await, keys(3));

@@ -19,7 +19,7 @@ use jarvis_http::{Json, Paged, Path, Query, validate};
 use jarvis_identity::{Authorized, Scope, scope};
 use jarvis_knowledge::Registry;
 use jarvis_knowledge::documents::{Document, Origin, Status};
-use jarvis_knowledge::index::{Filter, IndexError, LibsqlIndex};
+use jarvis_knowledge::index::{Filter, IndexError, LibsqlIndex, VectorIndex};
 use jarvis_knowledge::service::{Answer, Caller, Hit, Knowledge, KnowledgeError, SearchMode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -64,19 +64,56 @@ pub fn service(
     ai: Arc<jarvis_ai::service::Ai>,
 ) -> Result<Arc<Knowledge>, jarvis_knowledge::RegistryError> {
     let config = state.config.knowledge.clone();
-    let index = Arc::new(LibsqlIndex::new(
-        config.index_dir.clone(),
-        config.exact_up_to,
-    ));
-    Ok(Arc::new(Knowledge::new(
+    let index = index_of(&config);
+    let knowledge = Arc::new(Knowledge::new(
         ai,
         jarvis_fn_ai::service::site(state),
         jarvis_blobs::open(&state.config.blobs),
         index,
         Registry::builtin()?,
-        config,
-    )))
+        config.clone(),
+    ));
+    #[cfg(feature = "aws")]
+    if let Some(url) = &config.queue_url {
+        knowledge.attach_queue(Arc::new(jarvis_knowledge::aws::Sqs::new(
+            url.clone(),
+            config.sqs.clone(),
+        )));
+    }
+    Ok(knowledge)
 }
+
+/// The index the settings name: S3 Vectors when an index ARN is set (and the build has the
+/// `aws` feature), else the per-user libSQL files.
+fn index_of(config: &jarvis_config::KnowledgeConfig) -> Arc<dyn VectorIndex> {
+    #[cfg(feature = "aws")]
+    if let Some(arn) = &config.vector_index_arn {
+        return Arc::new(jarvis_knowledge::aws::S3Vectors::new(
+            jarvis_knowledge::aws::Location::Arn(arn.clone()),
+            config.s3vectors.clone(),
+        ));
+    }
+    Arc::new(LibsqlIndex::new(
+        config.index_dir.clone(),
+        config.exact_up_to,
+    ))
+}
+
+/// The Lambda function's routes, with the AI service built as the AI function builds it.
+pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
+    let ai = jarvis_fn_ai::lambda_service(state).await;
+    match service(state, ai) {
+        Ok(knowledge) => routes(knowledge),
+        Err(err) => {
+            // Every route then answers 503 `not_configured`, and the log says why.
+            tracing::error!(error = %err, "the file processors did not validate");
+            api().into()
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+pub mod worker;
 
 /// The knowledge service of the host, from the request's extensions; 503 `not_configured`
 /// in a host that did not set one up.

@@ -23,6 +23,12 @@ struct Host {
 }
 
 async fn host_with(env: &[(&str, &str)]) -> Host {
+    host_of(env, true).await
+}
+
+/// A host whose uploads are queued in the store and read by its own worker when `worker`
+/// is set, and only queued otherwise.
+async fn host_of(env: &[(&str, &str)], worker: bool) -> Host {
     let slot: Arc<OnceLock<Arc<Knowledge>>> = Arc::new(OnceLock::new());
     let services = Arc::clone(&slot);
     // The archive's routes too: archive entries are a source of documents.
@@ -47,7 +53,9 @@ async fn host_with(env: &[(&str, &str)]) -> Host {
     let knowledge = super::service(&app.state, ai).expect("the processors validate");
     let queue = Arc::new(LocalQueue::new(knowledge.site().clone()));
     knowledge.attach_queue(Arc::clone(&queue) as _);
-    tokio::spawn(run_local_worker(Arc::clone(&knowledge), queue));
+    if worker {
+        tokio::spawn(run_local_worker(Arc::clone(&knowledge), queue));
+    }
     assert!(slot.set(Arc::clone(&knowledge)).is_ok());
     Host { app, knowledge }
 }
@@ -568,4 +576,102 @@ async fn an_upload_over_the_configured_size_is_refused_whole() {
         .call(Method::GET, "/knowledge/documents", None)
         .await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[cfg(feature = "aws")]
+mod worker {
+    use super::*;
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+
+    fn message(id: &str, body: &str) -> SqsMessage {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.to_owned());
+        message.body = Some(body.to_owned());
+        message
+    }
+
+    fn event(messages: Vec<SqsMessage>) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = messages;
+        event
+    }
+
+    #[tokio::test]
+    async fn the_worker_reads_each_messages_document_and_reports_only_what_to_retry() {
+        let host = host_of(&[], false).await;
+        let (status, pending) = host.upload("guide.md", FIELD_GUIDE.as_bytes(), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let queued = jarvis_knowledge::documents::queued(host.knowledge.site(), 10)
+            .await
+            .expect("queued");
+        assert_eq!(queued.len(), 1, "the upload queued one job");
+        let body = serde_json::to_string(&queued[0]).expect("job");
+        let response = super::super::worker::handle(
+            &host.knowledge,
+            event(vec![
+                message("m1", &body),
+                message("m2", "not a job"),
+                message(
+                    "m3",
+                    &json!({"user": queued[0].user, "role": "user", "document": uuid::Uuid::new_v4()})
+                        .to_string(),
+                ),
+            ]),
+        )
+        .await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{:?}",
+            response.batch_item_failures
+        );
+        let ready = host.settled(pending["id"].as_str().expect("id")).await;
+        assert_eq!(ready["status"], "ready");
+
+        // A second delivery of the same message changes nothing.
+        let again =
+            super::super::worker::handle(&host.knowledge, event(vec![message("m1", &body)])).await;
+        assert!(again.batch_item_failures.is_empty());
+        let same = host.settled(pending["id"].as_str().expect("id")).await;
+        assert_eq!(same["chunks"], ready["chunks"]);
+    }
+
+    #[tokio::test]
+    async fn a_document_whose_embeddings_fail_is_delivered_again() {
+        // The embedding alias points at a server nobody listens on.
+        let host = host_of(
+            &[
+                ("JARVIS_AI_MODELS", "smart=scripted:echo;embed=nowhere:e5"),
+                ("JARVIS_AI_SERVERS", "nowhere=http://127.0.0.1:9"),
+            ],
+            false,
+        )
+        .await;
+        let (status, pending) = host.upload("guide.md", FIELD_GUIDE.as_bytes(), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+        let queued = jarvis_knowledge::documents::queued(host.knowledge.site(), 10)
+            .await
+            .expect("queued");
+        let body = serde_json::to_string(&queued[0]).expect("job");
+        let response =
+            super::super::worker::handle(&host.knowledge, event(vec![message("m1", &body)])).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m1"]);
+        let (_, doc) = host
+            .app
+            .call(
+                Method::GET,
+                &format!(
+                    "/knowledge/documents/{}",
+                    pending["id"].as_str().expect("id")
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(doc["status"], "processing", "{doc}");
+        assert_eq!(doc["chunks"], 0);
+    }
 }

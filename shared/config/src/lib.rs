@@ -219,6 +219,16 @@ pub struct KnowledgeConfig {
     pub max_upload_bytes: usize,
     /// Where each user's index file is kept: `knowledge/` in the data directory.
     pub index_dir: PathBuf,
+    /// The SQS queue ingestion jobs go to (`JARVIS_KNOWLEDGE_QUEUE_URL`); without it a
+    /// host reads documents itself (`jarvis-local`) or cannot take uploads.
+    pub queue_url: Option<String>,
+    /// The S3 Vectors index of the chunks' vectors (`JARVIS_KNOWLEDGE_VECTOR_INDEX_ARN`);
+    /// without it, the per-user libSQL files in `index_dir`.
+    pub vector_index_arn: Option<String>,
+    /// Where SQS is (`JARVIS_SQS_ENDPOINT` for a local stand-in).
+    pub sqs: AwsTarget,
+    /// Where S3 Vectors is (`JARVIS_S3VECTORS_ENDPOINT` for a local stand-in).
+    pub s3vectors: AwsTarget,
 }
 
 /// The WebSocket API's settings.
@@ -491,7 +501,12 @@ impl Config {
                 .map_or(defaults.max_lifetime, |n| Duration::from_secs(n.0)),
         };
 
-        let knowledge = Self::knowledge(vars.read()?, &data_dir);
+        let mut knowledge_vars: KnowledgeVars = vars.read()?;
+        let (sqs, s3vectors) = (
+            aws_target(knowledge_vars.sqs_endpoint.take()),
+            aws_target(knowledge_vars.s3vectors_endpoint.take()),
+        );
+        let knowledge = Self::knowledge(knowledge_vars, &data_dir, sqs, s3vectors);
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -544,7 +559,12 @@ impl Config {
         })
     }
 
-    fn knowledge(vars: KnowledgeVars, data_dir: &Path) -> KnowledgeConfig {
+    fn knowledge(
+        vars: KnowledgeVars,
+        data_dir: &Path,
+        sqs: AwsTarget,
+        s3vectors: AwsTarget,
+    ) -> KnowledgeConfig {
         KnowledgeConfig {
             embed_model: vars
                 .knowledge_embed_model
@@ -572,6 +592,10 @@ impl Config {
                     usize::try_from(n.0).unwrap_or(usize::MAX)
                 }),
             index_dir: data_dir.join("knowledge"),
+            queue_url: vars.knowledge_queue_url.map(|u| u.0),
+            vector_index_arn: vars.knowledge_vector_index_arn.map(|a| a.0),
+            sqs,
+            s3vectors,
         }
     }
 

@@ -523,7 +523,28 @@ pub(crate) struct KnowledgeVars {
     pub knowledge_exact_up_to: Option<Whole<0, 100_000_000>>,
     /// `JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES`: the largest upload.
     pub knowledge_max_upload_bytes: Option<Whole<1, { usize::MAX as u64 }>>,
+    /// `JARVIS_KNOWLEDGE_QUEUE_URL`: the SQS queue of ingestion jobs.
+    pub knowledge_queue_url: Option<Endpoint>,
+    /// `JARVIS_KNOWLEDGE_VECTOR_INDEX_ARN`: the S3 Vectors index of the chunks.
+    pub knowledge_vector_index_arn: Option<VectorIndexArn>,
+    /// `JARVIS_SQS_ENDPOINT`: a local SQS stand-in.
+    pub sqs_endpoint: Option<Endpoint>,
+    /// `JARVIS_S3VECTORS_ENDPOINT`: a local S3 Vectors stand-in.
+    pub s3vectors_endpoint: Option<Endpoint>,
 }
+
+checked_string!(
+    /// An S3 Vectors index ARN: `arn:<partition>:s3vectors:<region>:<account>:bucket/<b>/index/<i>`.
+    VectorIndexArn,
+    |arn| {
+        let ok = arn.starts_with("arn:")
+            && arn.contains(":s3vectors:")
+            && arn.contains(":bucket/")
+            && arn.contains("/index/")
+            && !arn.contains(char::is_whitespace);
+        if ok { Ok(arn) } else { Err("expected an S3 Vectors index ARN (arn:…:s3vectors:…:bucket/…/index/…)") }
+    }
+);
 
 /// The WebSocket API.
 #[derive(Deserialize)]

@@ -130,10 +130,35 @@ pub fn found_of(metadata: &Document, distance: f32) -> Option<Found> {
     })
 }
 
+/// Which S3 Vectors index: by its ARN (as `template.yaml` passes it), or by bucket and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `arn:aws:s3vectors:<region>:<account>:bucket/<bucket>/index/<index>`.
+    Arn(String),
+    /// A bucket and an index in it.
+    Named {
+        /// The vector bucket.
+        bucket: String,
+        /// The index.
+        index: String,
+    },
+}
+
+/// Sets the index of a request from a [`Location`].
+macro_rules! at {
+    ($request:expr, $location:expr) => {
+        match $location {
+            Location::Arn(arn) => $request.index_arn(arn),
+            Location::Named { bucket, index } => {
+                $request.vector_bucket_name(bucket).index_name(index)
+            }
+        }
+    };
+}
+
 /// One S3 Vectors index holding every user's chunks.
 pub struct S3Vectors {
-    bucket: String,
-    index: String,
+    location: Location,
     aws: AwsTarget,
     client: tokio::sync::OnceCell<aws_sdk_s3vectors::Client>,
     // Sources as `begin` gave them, for the metadata of the chunks `add` writes next.
@@ -143,18 +168,16 @@ pub struct S3Vectors {
 impl std::fmt::Debug for S3Vectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Vectors")
-            .field("bucket", &self.bucket)
-            .field("index", &self.index)
+            .field("location", &self.location)
             .finish_non_exhaustive()
     }
 }
 
 impl S3Vectors {
-    /// The index `index` of the vector bucket `bucket`, where `aws` says S3 Vectors is.
-    pub fn new(bucket: String, index: String, aws: AwsTarget) -> Self {
+    /// The index at `location`, where `aws` says S3 Vectors is.
+    pub fn new(location: Location, aws: AwsTarget) -> Self {
         Self {
-            bucket,
-            index,
+            location,
             aws,
             client: tokio::sync::OnceCell::new(),
             sources: tokio::sync::Mutex::new(HashMap::new()),
@@ -187,10 +210,7 @@ impl S3Vectors {
             let keys: Vec<String> = (first..first + BATCH as u32)
                 .map(|ordinal| vector_key(user, document, ordinal))
                 .collect();
-            let present = client
-                .get_vectors()
-                .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
+            let present = at!(client.get_vectors(), &self.location)
                 .set_keys(Some(keys))
                 .send()
                 .await
@@ -203,10 +223,7 @@ impl S3Vectors {
             if present.is_empty() {
                 return Ok(());
             }
-            client
-                .delete_vectors()
-                .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
+            at!(client.delete_vectors(), &self.location)
                 .set_keys(Some(present))
                 .send()
                 .await
@@ -259,10 +276,7 @@ impl VectorIndex for S3Vectors {
                         .map_err(|e| IndexError::Invalid(e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            client
-                .put_vectors()
-                .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
+            at!(client.put_vectors(), &self.location)
                 .set_vectors(Some(vectors))
                 .send()
                 .await
@@ -290,12 +304,8 @@ impl VectorIndex for S3Vectors {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let answer = self
-            .client()
-            .await
-            .query_vectors()
-            .vector_bucket_name(&self.bucket)
-            .index_name(&self.index)
+        let client = self.client().await;
+        let answer = at!(client.query_vectors(), &self.location)
             .top_k(i32::try_from(k).unwrap_or(i32::MAX))
             .query_vector(VectorData::Float32(vector.to_vec()))
             .filter(query_filter(user, model, filter))
@@ -405,7 +415,10 @@ mod tests {
         assert_eq!(found.text, "Oil the hinges.");
         assert_eq!(found.title.as_deref(), Some("Manual"));
         assert!((found.score - 0.75).abs() < 1e-9);
-        assert_eq!(vector_key("u1", Uuid::nil(), 7), format!("u1:{}:7", Uuid::nil()));
+        assert_eq!(
+            vector_key("u1", Uuid::nil(), 7),
+            format!("u1:{}:7", Uuid::nil())
+        );
     }
 
     #[test]
