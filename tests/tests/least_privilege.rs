@@ -597,3 +597,136 @@ async fn the_realtime_function_and_publishing_on_write_touch_only_what_their_pol
         delivered.gone.lock().expect("lock").clear();
     }
 }
+
+/// Jobs kept in memory, as SQS keeps them on AWS.
+#[derive(Default)]
+struct Held(Mutex<Vec<jarvis_knowledge::documents::Job>>);
+
+#[async_trait::async_trait]
+impl jarvis_knowledge::service::Queue for Held {
+    async fn send(
+        &self,
+        job: &jarvis_knowledge::documents::Job,
+    ) -> Result<(), jarvis_knowledge::service::KnowledgeError> {
+        self.0.lock().expect("jobs").push(job.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_knowledge_function_and_its_worker_touch_only_what_their_policies_grant() {
+    let log: Log = Arc::default();
+    let slot: Arc<OnceLock<Arc<jarvis_knowledge::service::Knowledge>>> = Arc::default();
+    let service = Arc::clone(&slot);
+    let routes = jarvis_tests::all_routes().layer(axum::middleware::map_request(
+        move |mut request: Request<Body>| {
+            let knowledge = service.get().cloned();
+            async move {
+                if let Some(knowledge) = knowledge {
+                    request.extensions_mut().insert(knowledge);
+                }
+                request
+            }
+        },
+    ));
+    let hook_log = Arc::clone(&log);
+    let env = [(
+        "JARVIS_AI_MODELS",
+        "smart=scripted:echo;embed=scripted:hash",
+    )];
+    let app = TestApp::with_store_layer(routes, &env, move |inner| {
+        let hook = move |operation: Operation, partition: &str| {
+            if let Ok(mut log) = hook_log.lock() {
+                log.insert((operation.action(), partition.to_owned()));
+            }
+            Ok(())
+        };
+        Arc::new(Hooked { inner, hook })
+    })
+    .await;
+    let ai = Arc::new(Ai::new(
+        &app.state.config,
+        Arc::clone(&app.state.secrets),
+        Vec::new(),
+    ));
+    let knowledge = jarvis_fn_knowledge::service(&app.state, ai).expect("processors");
+    let jobs = Arc::new(Held::default());
+    knowledge.attach_queue(Arc::clone(&jobs) as _);
+    assert!(slot.set(Arc::clone(&knowledge)).is_ok());
+    let user = app.sign_up("reader@example.com").await;
+    let token = user.access_token.as_str();
+    let entry = send(
+        &app,
+        token,
+        Method::POST,
+        "/archive",
+        Some(json!({"kind": "note", "title": "Boats", "content": "Paint the hull in spring."})),
+    )
+    .await;
+    log.lock().expect("log").clear();
+
+    let boundary = "least-privilege";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.md\"\r\n\r\n# Owls\n\nOwls hunt at night.\r\n--{boundary}--\r\n"
+    );
+    let request = Request::post("/knowledge/documents")
+        .header("authorization", format!("Bearer {token}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(form))
+        .expect("request");
+    let (status, uploaded) = app.send(request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{uploaded}");
+    let from_archive = send(
+        &app,
+        token,
+        Method::POST,
+        "/knowledge/documents",
+        Some(json!({"url": format!("/archive/{}", entry["id"].as_str().expect("id"))})),
+    )
+    .await;
+    let api = log.lock().expect("log").clone();
+    log.lock().expect("log").clear();
+
+    // The worker reads both documents.
+    let queued = jobs.0.lock().expect("jobs").clone();
+    assert_eq!(queued.len(), 2);
+    for job in &queued {
+        knowledge.ingest(job).await.expect("read");
+    }
+    assert_granted("KnowledgeWorkerFunction", &log);
+    log.lock().expect("log").clear();
+
+    let id = uploaded["id"].as_str().expect("id");
+    for (method, uri, body) in [
+        (Method::GET, "/knowledge/documents".to_owned(), None),
+        (Method::GET, format!("/knowledge/documents/{id}"), None),
+        (Method::GET, "/knowledge/search?q=owls".to_owned(), None),
+        (
+            Method::POST,
+            "/knowledge/ask".to_owned(),
+            Some(json!({"question": "When do owls hunt?"})),
+        ),
+        (
+            Method::DELETE,
+            format!(
+                "/knowledge/documents/{}",
+                from_archive["id"].as_str().expect("id")
+            ),
+            None,
+        ),
+    ] {
+        send(&app, token, method, &uri, body).await;
+    }
+    log.lock().expect("log").extend(api);
+    let touched = log.lock().expect("log").clone();
+    for partition in ["knowledge#", "~knowledge#", "archive#"] {
+        assert!(
+            touched.iter().any(|(_, p)| p.starts_with(partition)),
+            "{partition} was not exercised"
+        );
+    }
+    assert_granted("KnowledgeFunction", &log);
+}

@@ -244,6 +244,8 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 "ChatFunction",
                 "ChatStreamFunction",
                 "RealtimeFunction",
+                "KnowledgeFunction",
+                "KnowledgeWorkerFunction",
             ];
             if calls_models.contains(&name)
                 && actions
@@ -263,6 +265,28 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 assert!(
                     target.contains("AttachmentsBucket") && target.contains("/attachments/*"),
                     "{name}: objects beyond the attachments: {target}"
+                );
+                continue;
+            }
+            let knows = name.starts_with("Knowledge");
+            if knows && actions.iter().all(|a| a.starts_with("s3:")) {
+                assert!(
+                    target.contains("AttachmentsBucket") && target.contains("/knowledge/*"),
+                    "{name}: objects beyond the knowledge base's files: {target}"
+                );
+                continue;
+            }
+            if knows && actions.iter().all(|a| a.starts_with("s3vectors:")) {
+                assert!(
+                    target.contains("KnowledgeVectorIndex.IndexArn"),
+                    "{name}: vectors beyond the knowledge index: {target}"
+                );
+                continue;
+            }
+            if name == "KnowledgeFunction" && actions == ["sqs:SendMessage"] {
+                assert!(
+                    target.contains("KnowledgeQueue.Arn"),
+                    "{name}: messages to another queue: {target}"
                 );
                 continue;
             }
