@@ -3,6 +3,7 @@
 //! watch or disturb.
 
 pub mod backends;
+pub mod corpus;
 pub mod hooked;
 
 use std::io::{BufRead, BufReader, Read};

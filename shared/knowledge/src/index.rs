@@ -523,6 +523,18 @@ impl LibsqlIndex {
         })
     }
 
+    /// Builds `user`'s approximate (DiskANN) index now, if it is not there yet.
+    pub async fn build_approximate(&self, user: &str) -> Result<(), IndexError> {
+        let file = self.file(user).await?;
+        let conn = file.conn.lock().await;
+        if has_table(&conn, "chunks").await? && !has_table(&conn, "chunks_ann").await? {
+            conn.execute_batch(&approximate_schema())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// The `k` chunks nearest `vector`, searched as `mode` says.
     pub async fn nearest_with(
         &self,

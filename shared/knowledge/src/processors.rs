@@ -1,5 +1,6 @@
 //! The built-in processors: plain text, Markdown, HTML, CSV, JSON and PDF.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use html5gum::{DefaultEmitter, Token, Tokenizer};
@@ -183,6 +184,25 @@ const HIDDEN: [&[u8]; 7] = [
     b"iframe",
 ];
 
+/// Whether an element is not text for a reader: one of [`HIDDEN`], navigation (`nav`,
+/// `role="navigation"`), or marked hidden (`hidden`, `aria-hidden="true"`).
+fn is_hidden(
+    name: &[u8],
+    attributes: &BTreeMap<html5gum::HtmlString, html5gum::Spanned<html5gum::HtmlString, ()>>,
+) -> bool {
+    let attribute = |key: &str| {
+        attributes
+            .iter()
+            .find(|(k, _)| k.as_slice().eq_ignore_ascii_case(key.as_bytes()))
+            .map(|(_, v)| v.value.as_slice().to_ascii_lowercase())
+    };
+    HIDDEN.contains(&name)
+        || name == b"nav"
+        || attribute("role").is_some_and(|r| r == b"navigation")
+        || attribute("hidden").is_some()
+        || attribute("aria-hidden").is_some_and(|v| v == b"true")
+}
+
 /// Elements that end a paragraph.
 const BLOCKS: [&[u8]; 22] = [
     b"p",
@@ -225,7 +245,8 @@ impl Processor for Html {
         emitter.naively_switch_states(true);
         let mut outline = Outline::default();
         let (mut title, mut in_title) = (None::<String>, false);
-        let mut hidden: Vec<Vec<u8>> = Vec::new();
+        // The element being skipped, and how many of its name are open inside it.
+        let mut hidden: Option<(Vec<u8>, usize)> = None;
         let mut heading: Option<(usize, String)> = None;
         for token in Tokenizer::new_with_emitter(html, emitter) {
             let Ok(token) = token;
@@ -235,8 +256,12 @@ impl Processor for Html {
                     if name == b"title" {
                         in_title = true;
                         title.get_or_insert_with(String::new);
-                    } else if HIDDEN.contains(&name.as_slice()) && !tag.self_closing {
-                        hidden.push(name);
+                    } else if let Some((skipped, depth)) = &mut hidden {
+                        if *skipped == name && !tag.self_closing {
+                            *depth += 1;
+                        }
+                    } else if !tag.self_closing && is_hidden(&name, &tag.attributes) {
+                        hidden = Some((name, 1));
                     } else if let Some(level) = heading_level(&name) {
                         heading = Some((level, String::new()));
                     } else if BLOCKS.contains(&name.as_slice()) {
@@ -247,11 +272,18 @@ impl Processor for Html {
                     let name = tag.name.to_ascii_lowercase();
                     if name == b"title" {
                         in_title = false;
-                    } else if hidden.last() == Some(&name) {
-                        hidden.pop();
+                    } else if let Some((skipped, depth)) = &mut hidden {
+                        if *skipped == name {
+                            *depth -= 1;
+                            if *depth == 0 {
+                                hidden = None;
+                            }
+                        }
                     } else if heading_level(&name).is_some() {
                         if let Some((level, text)) = heading.take() {
+                            // Less the permalink sign documentation generators append.
                             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                            let text = text.trim_end_matches(['¶', ' ']).to_owned();
                             if !text.is_empty() {
                                 outline.heading(level, text);
                             }
@@ -266,7 +298,7 @@ impl Processor for Html {
                         if let Some(title) = &mut title {
                             title.push_str(&text);
                         }
-                    } else if hidden.is_empty() {
+                    } else if hidden.is_none() {
                         match &mut heading {
                             Some((_, h)) => h.push_str(&text),
                             None => push_inline(&mut outline.text, &text),
@@ -561,6 +593,33 @@ mod tests {
                 ),
                 (vec!["Guide", "Use"], "Call it.", SectionKind::Prose),
             ]
+        );
+    }
+
+    #[test]
+    fn html_navigation_and_hidden_elements_are_dropped_and_permalink_signs_trimmed() {
+        let page = r##"<html><body>
+<div class="related" role="navigation"><div><a href="/">index</a></div><p>modules</p></div>
+<div class="body"><h1>zipfile<a class="headerlink" href="#zipfile">¶</a></h1>
+<p>Work with ZIP archives.</p><div hidden><p>secret</p></div>
+<span aria-hidden="true">decor</span><p>After.</p></div>
+<nav><ul><li>next</li></ul></nav><p>Tail.</p></body></html>"##;
+        let (_, extracted) = ready(page.as_bytes());
+        let all: String = extracted
+            .sections
+            .iter()
+            .map(|s| format!("{:?}:{}", s.headings, s.text))
+            .collect::<Vec<_>>()
+            .join("|");
+        for gone in ["index", "modules", "secret", "decor", "next"] {
+            assert!(!all.contains(gone), "{gone} in {all}");
+        }
+        assert_eq!(extracted.sections[0].headings, ["zipfile"], "{all}");
+        assert!(
+            all.contains("Work with ZIP archives.")
+                && all.contains("After.")
+                && all.contains("Tail."),
+            "{all}"
         );
     }
 

@@ -166,7 +166,7 @@ impl std::fmt::Debug for Knowledge {
 
 /// The text of a document's sections for the token counter of chunking: the estimate the
 /// provider layer budgets with.
-fn count_tokens(text: &str) -> usize {
+pub fn count_tokens(text: &str) -> usize {
     usize::try_from(jarvis_ai::scripted::estimate_tokens(text)).unwrap_or(usize::MAX)
 }
 
@@ -236,6 +236,44 @@ pub fn fuse(vector: Vec<Found>, keyword: Vec<Found>, k: usize) -> Vec<Hit> {
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     hits.truncate(k);
     hits
+}
+
+/// The `k` best chunks of `user`'s for `query` (whose embedding, with its model, is
+/// `vector`), ranked as `mode` says: the vector and the keyword search each give at least
+/// [`MIN_CANDIDATES`], fused by reciprocal rank. Where the index has no keyword search,
+/// hybrid ranks by vectors alone.
+pub async fn hybrid(
+    index: &dyn VectorIndex,
+    user: &str,
+    query: &str,
+    vector: Option<(&str, &[f32])>,
+    k: usize,
+    filter: &Filter,
+    mode: SearchMode,
+) -> Result<Vec<Hit>, IndexError> {
+    let candidates = k.max(MIN_CANDIDATES);
+    let by_vector = match (mode, vector) {
+        (SearchMode::Keyword, _) | (_, None) => Vec::new(),
+        (SearchMode::Hybrid | SearchMode::Vector, Some((model, vector))) => {
+            match index.nearest(user, model, vector, candidates, filter).await {
+                Ok(found) => found,
+                // Nothing was indexed yet: nothing is near.
+                Err(IndexError::ModelChanged { built, .. }) if built.is_empty() => Vec::new(),
+                Err(err) => return Err(err),
+            }
+        }
+    };
+    let by_keyword = match mode {
+        SearchMode::Vector => Vec::new(),
+        SearchMode::Hybrid | SearchMode::Keyword => {
+            match index.matching(user, query, candidates, filter).await {
+                Ok(found) => found,
+                Err(IndexError::Unsupported(_)) if mode == SearchMode::Hybrid => Vec::new(),
+                Err(err) => return Err(err),
+            }
+        }
+    };
+    Ok(fuse(by_vector, by_keyword, k))
 }
 
 impl Knowledge {
@@ -617,9 +655,8 @@ impl Knowledge {
         filter: &Filter,
         mode: SearchMode,
     ) -> Result<Vec<Hit>, KnowledgeError> {
-        let candidates = k.max(MIN_CANDIDATES);
-        let vector = match mode {
-            SearchMode::Keyword => Vec::new(),
+        let embedded = match mode {
+            SearchMode::Keyword => None,
             SearchMode::Hybrid | SearchMode::Vector => {
                 let embedded = self
                     .ai
@@ -630,37 +667,21 @@ impl Knowledge {
                         vec![query.to_owned()],
                     )
                     .await?;
-                let Some(vector) = embedded.vectors.into_iter().next() else {
-                    return Ok(Vec::new());
-                };
-                match self
-                    .index
-                    .nearest(caller.user, &embedded.model, &vector, candidates, filter)
-                    .await
-                {
-                    Ok(found) => found,
-                    // Nothing was indexed with this model yet: nothing is near.
-                    Err(IndexError::ModelChanged { built, .. }) if built.is_empty() => Vec::new(),
-                    Err(err) => return Err(err.into()),
-                }
+                let model = embedded.model;
+                embedded.vectors.into_iter().next().map(|v| (model, v))
             }
         };
-        let keyword = match mode {
-            SearchMode::Vector => Vec::new(),
-            SearchMode::Hybrid | SearchMode::Keyword => {
-                match self
-                    .index
-                    .matching(caller.user, query, candidates, filter)
-                    .await
-                {
-                    Ok(found) => found,
-                    // Where the index has no keyword search, hybrid ranks by vectors alone.
-                    Err(IndexError::Unsupported(_)) if mode == SearchMode::Hybrid => Vec::new(),
-                    Err(err) => return Err(err.into()),
-                }
-            }
-        };
-        Ok(fuse(vector, keyword, k))
+        let query_vector = embedded.as_ref().map(|(m, v)| (m.as_str(), v.as_slice()));
+        Ok(hybrid(
+            self.index.as_ref(),
+            caller.user,
+            query,
+            query_vector,
+            k,
+            filter,
+            mode,
+        )
+        .await?)
     }
 
     /// Answers `question` from the user's documents, citing them.
@@ -766,7 +787,7 @@ impl Knowledge {
 
 /// What a chunk is embedded as: its document's title and its headings before its text, so
 /// a chunk deep in a section still carries what the section is about.
-fn embedding_text(extracted: &Extracted, chunk: &crate::Chunk) -> String {
+pub fn embedding_text(extracted: &Extracted, chunk: &crate::Chunk) -> String {
     let mut context: Vec<&str> = Vec::new();
     if let Some(title) = extracted.title.as_deref() {
         context.push(title);

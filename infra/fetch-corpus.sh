@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Fetches the knowledge base's test corpus once into .tools/corpus (or $JARVIS_CORPUS_DIR):
+# the Python 3.11 documentation as HTML (about 530 pages, 67 MB), from Debian's
+# `python3.11-doc` package (PSF license), with apt-get. Exits non-zero, with the reason,
+# when it cannot be fetched.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CORPUS="${JARVIS_CORPUS_DIR:-$ROOT/.tools/corpus}"
+HTML="$CORPUS/python3.11-doc/html"
+
+if [ -f "$HTML/library/functions.html" ]; then
+  exit 0
+fi
+
+mkdir -p "$CORPUS/.downloads"
+echo "Fetching the Python 3.11 documentation (python3.11-doc, 13 MB) into $CORPUS"
+(cd "$CORPUS/.downloads" && apt-get download python3.11-doc 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+DEB="$(ls "$CORPUS"/.downloads/python3.11-doc_*_all.deb 2>/dev/null | head -1)"
+if [ -z "$DEB" ]; then
+  echo "fetch-corpus: apt-get could not download python3.11-doc" >&2
+  exit 1
+fi
+rm -rf "$CORPUS/.extract"
+dpkg-deb -x "$DEB" "$CORPUS/.extract"
+mkdir -p "$CORPUS/python3.11-doc"
+rm -rf "$HTML"
+mv "$CORPUS/.extract/usr/share/doc/python3.11/html" "$HTML"
+rm -rf "$CORPUS/.extract"
+echo "The Python 3.11 documentation is in $HTML"
