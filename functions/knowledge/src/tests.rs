@@ -29,6 +29,15 @@ async fn host_with(env: &[(&str, &str)]) -> Host {
 /// A host whose uploads are queued in the store and read by its own worker when `worker`
 /// is set, and only queued otherwise.
 async fn host_of(env: &[(&str, &str)], worker: bool) -> Host {
+    host_full(env, Vec::new(), worker).await
+}
+
+/// [`host_of`] with providers of the test's own.
+async fn host_full(
+    env: &[(&str, &str)],
+    hosted: Vec<(String, Arc<dyn jarvis_ai::Provider>)>,
+    worker: bool,
+) -> Host {
     let slot: Arc<OnceLock<Arc<Knowledge>>> = Arc::new(OnceLock::new());
     let services = Arc::clone(&slot);
     // The archive's routes too: archive entries are a source of documents.
@@ -48,7 +57,7 @@ async fn host_of(env: &[(&str, &str)], worker: bool) -> Host {
     let ai = Arc::new(Ai::new(
         &app.state.config,
         Arc::clone(&app.state.secrets),
-        Vec::new(),
+        hosted,
     ));
     let knowledge = super::service(&app.state, ai).expect("the processors validate");
     let queue = Arc::new(LocalQueue::new(knowledge.site().clone()));
@@ -674,4 +683,151 @@ mod worker {
         assert_eq!(doc["status"], "processing", "{doc}");
         assert_eq!(doc["chunks"], 0);
     }
+}
+
+/// A provider that embeds as the scripted one does but takes 15 ms a batch (so progress
+/// can be watched), transcribes every sound to [`TRANSCRIPT`] and describes every image as
+/// [`CAPTION`].
+struct Perceptive;
+
+const TRANSCRIPT: &str = "The meeting moved to Thursday at noon in room four.";
+const CAPTION: &str = "A red bicycle leaning against a brick wall.";
+
+#[async_trait::async_trait]
+impl jarvis_ai::Provider for Perceptive {
+    fn name(&self) -> &str {
+        "perceptive"
+    }
+
+    async fn stream(
+        &self,
+        request: jarvis_ai::ChatRequest,
+    ) -> Result<jarvis_ai::EventStream, jarvis_ai::ProviderError> {
+        let sees = request.messages.iter().any(|m| {
+            m.parts
+                .iter()
+                .any(|p| matches!(p, jarvis_ai::Part::Image { .. }))
+        });
+        let text = if sees {
+            CAPTION
+        } else {
+            "I cannot see anything."
+        };
+        let events = vec![
+            jarvis_ai::Event::TextDelta { text: text.into() },
+            jarvis_ai::Event::Usage(jarvis_ai::Usage {
+                input_tokens: 100,
+                output_tokens: 10,
+            }),
+            jarvis_ai::Event::Done {
+                stop_reason: jarvis_ai::StopReason::EndTurn,
+            },
+        ];
+        Ok(Box::pin(futures_util::stream::iter(events)))
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, jarvis_ai::ProviderError> {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        jarvis_ai::scripted::Scripted::new(Vec::new())
+            .embed(texts)
+            .await
+    }
+
+    async fn transcribe(
+        &self,
+        _audio: &jarvis_ai::Audio,
+        _language: Option<&str>,
+    ) -> Result<String, jarvis_ai::ProviderError> {
+        Ok(TRANSCRIPT.into())
+    }
+}
+
+async fn perceptive_host() -> Host {
+    host_full(
+        &[
+            (
+                "JARVIS_AI_MODELS",
+                "smart=scripted:echo;embed=perceptive:e;transcribe=perceptive:w;vision=perceptive:v",
+            ),
+            ("JARVIS_KNOWLEDGE_VISION_MODEL", "vision"),
+        ],
+        vec![("perceptive".into(), Arc::new(Perceptive) as _)],
+        true,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_two_hundred_page_pdf_is_read_with_visible_progress_and_its_chunks_cite_pages() {
+    let host = perceptive_host().await;
+    let pages: Vec<String> = (1..=200)
+        .map(|n| {
+            format!(
+                "Chapter {n} of the handbook.\nThis page explains procedure code{n}x in plain words.\n\
+                 Keep the page for reference; the next one continues the story."
+            )
+        })
+        .collect();
+    let pdf = jarvis_knowledge::testing::pdf("Handbook", &pages);
+    let (status, doc) = host.upload("handbook.pdf", &pdf, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+    let id = doc["id"].as_str().expect("id").to_owned();
+    let mut seen_partway = false;
+    let ready = loop {
+        let (_, now) = host
+            .app
+            .call(Method::GET, &format!("/knowledge/documents/{id}"), None)
+            .await;
+        let (done, total) = (
+            now["progress"]["done"].as_u64().unwrap_or(0),
+            now["progress"]["total"].as_u64().unwrap_or(0),
+        );
+        if now["status"] == "processing" && total > 0 && done > 0 && done < total {
+            seen_partway = true;
+            assert_eq!(now["pages"], 200, "pages are known once the file is read");
+        }
+        if now["status"] == "ready" || now["status"] == "failed" {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(
+        seen_partway,
+        "progress was visible while the document was read"
+    );
+    assert_eq!(ready["pages"], 200);
+    assert!(ready["chunks"].as_u64().expect("chunks") >= 200, "{ready}");
+    for page in [1, 137, 200] {
+        let hits = host
+            .search(&format!("/knowledge/search?q=code{page}x&k=1&mode=keyword"))
+            .await;
+        assert_eq!(hits[0]["page"], page, "{hits:?}");
+    }
+}
+
+#[tokio::test]
+async fn sound_is_transcribed_and_an_image_captioned_through_the_provider_layer() {
+    let host = perceptive_host().await;
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    wav.extend_from_slice(&[0u8; 64]);
+    let heard = host.added("meeting.wav", &wav, None).await;
+    assert_eq!(heard["status"], "ready", "{heard}");
+    assert_eq!(heard["media_type"], "audio/wav");
+    let hits = host.search("/knowledge/search?q=Thursday%20meeting").await;
+    assert!(
+        hits[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("room four")),
+        "{hits:?}"
+    );
+
+    let png = [
+        0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13, b'I', b'H',
+    ];
+    let seen = host.added("photo.png", &png, None).await;
+    assert_eq!(seen["status"], "ready", "{seen}");
+    let hits = host.search("/knowledge/search?q=bicycle").await;
+    assert_eq!(hits[0]["document"], seen["id"]);
+    assert_eq!(hits[0]["section"], "Image");
 }
