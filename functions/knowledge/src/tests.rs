@@ -831,3 +831,22 @@ async fn sound_is_transcribed_and_an_image_captioned_through_the_provider_layer(
     assert_eq!(hits[0]["document"], seen["id"]);
     assert_eq!(hits[0]["section"], "Image");
 }
+
+#[tokio::test]
+async fn source_code_is_read_by_language_and_its_chunks_name_their_symbols() {
+    let host = host().await;
+    let rust = "use std::fs;\n\n/// Reads the settings file.\npub fn parse_config(path: &str) -> Vec<String> {\n    let text = fs::read_to_string(path).unwrap_or_default();\n    text.lines().map(str::to_owned).collect()\n}\n\npub struct Settings {\n    names: Vec<String>,\n}\n";
+    let ready = host.added("settings.txt", rust.as_bytes(), None).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(
+        ready["media_type"], "text/x-rust",
+        "the content, not the name"
+    );
+    let hits = host
+        .search("/knowledge/search?q=parse_config&mode=keyword")
+        .await;
+    assert_eq!(
+        hits[0]["section"],
+        "pub fn parse_config(path: &str) -> Vec<String>"
+    );
+}

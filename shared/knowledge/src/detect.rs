@@ -1,6 +1,7 @@
 //! What a file is, from its bytes: never from its name, which a user or a browser may have
 //! got wrong. Binary formats by their signatures; text by its shape (JSON that parses, an
-//! HTML document, Markdown's headings and fences, delimited rows of one width).
+//! HTML document, source code's declarations, Markdown's headings and fences, delimited
+//! rows of one width).
 
 /// The media type of `bytes`.
 pub fn detect(bytes: &[u8]) -> &'static str {
@@ -22,6 +23,10 @@ pub fn detect(bytes: &[u8]) -> &'static str {
     }
     if is_html(start) {
         return "text/html";
+    }
+    // Before Markdown: a Python or shell comment looks like a heading.
+    if let Some(language) = crate::code::language(text) {
+        return language.media_type();
     }
     if is_markdown(text) {
         return "text/markdown";

@@ -19,6 +19,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod chunk;
+pub mod code;
 pub mod detect;
 pub mod documents;
 pub mod index;

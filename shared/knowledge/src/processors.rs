@@ -17,6 +17,7 @@ pub fn builtin() -> Vec<Arc<dyn Processor>> {
         Arc::new(Csv),
         Arc::new(Json),
         Arc::new(Pdf),
+        Arc::new(crate::code::Code),
     ]
 }
 
