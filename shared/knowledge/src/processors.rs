@@ -687,50 +687,8 @@ mod tests {
 
     /// A PDF of `pages`, one text line each, titled `title`, written by lopdf.
     fn pdf(title: &str, pages: &[&str]) -> Vec<u8> {
-        use lopdf::content::{Content, Operation};
-        use lopdf::{Document, Object, Stream, dictionary};
-        let mut doc = Document::with_version("1.5");
-        let pages_id = doc.new_object_id();
-        let font_id = doc.add_object(dictionary! {
-            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
-        });
-        let resources_id =
-            doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
-        let mut kids = Vec::new();
-        for text in pages {
-            let content = Content {
-                operations: vec![
-                    Operation::new("BT", vec![]),
-                    Operation::new("Tf", vec!["F1".into(), 12.into()]),
-                    Operation::new("Td", vec![72.into(), 720.into()]),
-                    Operation::new("Tj", vec![Object::string_literal(*text)]),
-                    Operation::new("ET", vec![]),
-                ],
-            };
-            let stream = Stream::new(dictionary! {}, content.encode().expect("content"));
-            let content_id = doc.add_object(stream);
-            let page_id = doc.add_object(dictionary! {
-                "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-            });
-            kids.push(page_id.into());
-        }
-        let count = i64::try_from(kids.len()).expect("count");
-        doc.objects.insert(
-            pages_id,
-            Object::Dictionary(dictionary! {
-                "Type" => "Pages", "Kids" => kids, "Count" => count,
-                "Resources" => resources_id,
-                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-            }),
-        );
-        let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-        let info_id = doc.add_object(dictionary! { "Title" => Object::string_literal(title) });
-        doc.trailer.set("Root", catalog_id);
-        doc.trailer.set("Info", info_id);
-        doc.compress();
-        let mut bytes = Vec::new();
-        doc.save_to(&mut bytes).expect("saved");
-        bytes
+        let pages: Vec<String> = pages.iter().map(|p| (*p).to_owned()).collect();
+        crate::testing::pdf(title, &pages)
     }
 
     #[test]
