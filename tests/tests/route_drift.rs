@@ -276,7 +276,8 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 );
                 continue;
             }
-            if knows && actions.iter().all(|a| a.starts_with("s3vectors:")) {
+            let searches = knows || converses;
+            if searches && actions.iter().all(|a| a.starts_with("s3vectors:")) {
                 assert!(
                     target.contains("KnowledgeVectorIndex.IndexArn"),
                     "{name}: vectors beyond the knowledge index: {target}"

@@ -13,7 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use jarvis_app::AppState;
-use jarvis_chat::conversation::{self, ChatMessage, Conversation, Speaker, Status};
+use jarvis_chat::conversation::{self, ChatMessage, Conversation, GivenSource, Speaker, Status};
 use jarvis_chat::generation::StreamEvent;
 use jarvis_chat::memory::{self, Memory};
 use jarvis_chat::{Caller, Chat, ChatError, Remembered};
@@ -28,6 +28,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub use jarvis_chat;
+use jarvis_fn_knowledge::jarvis_knowledge::{self, service::Knowledge};
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -77,7 +78,15 @@ pub fn service(state: &AppState, ai: Arc<jarvis_ai::service::Ai>) -> Arc<Chat> {
 /// The Lambda function's routes, with the AI service built as the AI function builds it.
 pub async fn lambda_routes(state: &mut AppState) -> axum::Router<AppState> {
     let ai = jarvis_fn_ai::lambda_service(state).await;
-    routes(service(state, ai))
+    let router = routes(service(state, Arc::clone(&ai)));
+    // The knowledge base a message with `"knowledge": true` searches.
+    match jarvis_fn_knowledge::service(state, ai) {
+        Ok(knowledge) => router.layer(Extension(knowledge)),
+        Err(err) => {
+            tracing::error!(error = %err, "the file processors did not validate");
+            router
+        }
+    }
 }
 
 /// The chat service of the host, from the request's extensions; 503 `not_configured` in a
@@ -247,6 +256,46 @@ pub struct MessageView {
     pub error: Option<String>,
     /// The images a user's message carries (`GET …/attachments/{id}` reads one).
     pub attachments: Vec<AttachmentView>,
+    /// For a reply given passages of the user's knowledge base: those its text cites by
+    /// marker (`[1]`).
+    pub citations: Vec<ReplyCitation>,
+}
+
+/// A passage of the user's documents a reply cites.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplyCitation {
+    /// The marker the reply refers to it by: `1` is `[1]`.
+    pub marker: u32,
+    /// Its document.
+    pub document: String,
+    /// The document's name.
+    pub name: String,
+    /// The document's title.
+    pub title: Option<String>,
+    /// Its page, for paged formats.
+    pub page: Option<u32>,
+    /// The headings of its section.
+    pub section: Option<String>,
+    /// The quoted passage.
+    pub excerpt: String,
+}
+
+/// The sources a reply's text cites by marker.
+fn citations(m: &ChatMessage) -> Vec<ReplyCitation> {
+    let cited = jarvis_knowledge::service::markers(&m.content, m.meta.sources.len());
+    cited
+        .into_iter()
+        .filter_map(|n| m.meta.sources.iter().find(|s| s.marker as usize == n))
+        .map(|s| ReplyCitation {
+            marker: s.marker,
+            document: s.document.to_string(),
+            name: s.name.clone(),
+            title: s.title.clone(),
+            page: s.page,
+            section: s.section.clone(),
+            excerpt: jarvis_knowledge::service::excerpt(&s.text),
+        })
+        .collect()
 }
 
 /// An image a message carries.
@@ -320,7 +369,37 @@ fn message_view(m: &ChatMessage) -> MessageView {
                 bytes: a.bytes,
             })
             .collect(),
+        citations: citations(m),
     }
+}
+
+/// The passages of the caller's knowledge base a reply to `content` is given, numbered.
+async fn grounding(
+    knowledge: &Knowledge,
+    who: &Caller,
+    content: &str,
+) -> Result<Vec<GivenSource>, ApiError> {
+    let caller = jarvis_knowledge::service::Caller {
+        user: &who.user,
+        role: &who.role,
+    };
+    let found = knowledge
+        .context_for(caller, content)
+        .await
+        .map_err(jarvis_fn_knowledge::knowledge_error)?;
+    Ok(found
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| GivenSource {
+            marker: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            document: f.document,
+            name: f.name,
+            title: f.title,
+            page: f.page,
+            section: f.section,
+            text: f.text,
+        })
+        .collect())
 }
 
 fn check_title(value: &str) -> Result<String, ApiError> {
@@ -625,6 +704,12 @@ pub struct NewMessage {
     #[serde(default)]
     #[schema(max_items = 4)]
     pub attachments: Vec<NewAttachment>,
+    /// `true`: the reply is also given the passages of the caller's knowledge base most
+    /// relevant to the message, and cites them (`citations` of the reply); searching spends
+    /// the caller's budget too. Default `false`.
+    #[serde(default, deserialize_with = "validate::not_null")]
+    #[schema(value_type = bool, nullable = false)]
+    pub knowledge: Option<bool>,
 }
 
 jarvis_http::string_schema!(
@@ -719,6 +804,7 @@ pub struct Exchange {
 async fn send_message(
     caller: Authorized<scope::ChatWrite>,
     Service(chat): Service,
+    knowledge: Option<Extension<Arc<Knowledge>>>,
     Path(id): Path<String>,
     Json(body): Json<NewMessage>,
 ) -> Result<Response, ApiError> {
@@ -729,8 +815,19 @@ async fn send_message(
         role: caller.identity.role.as_str().to_owned(),
     };
     let images = images(&body.attachments)?;
+    let sources = match (body.knowledge, knowledge) {
+        (Some(true), Some(Extension(knowledge))) => {
+            grounding(&knowledge, &who, &body.content).await?
+        }
+        (Some(true), None) => {
+            return Err(ApiError::NotConfigured(
+                "this host has no knowledge base".into(),
+            ));
+        }
+        _ => Vec::new(),
+    };
     let started = chat
-        .send(&who, &id, body.content, images)
+        .send_with_sources(&who, &id, body.content, images, sources)
         .await
         .map_err(chat_error)?;
     let events = chat

@@ -17,17 +17,20 @@ use jarvis_ai::service::Ai;
 struct Host {
     app: TestApp,
     chat: Arc<Chat>,
+    knowledge: Arc<jarvis_fn_knowledge::jarvis_knowledge::service::Knowledge>,
 }
 
 async fn host(env: &[(&str, &str)], hosted: Vec<(String, Arc<dyn Provider>)>) -> Host {
-    let slot: Arc<OnceLock<(Arc<Ai>, Arc<Chat>)>> = Arc::new(OnceLock::new());
+    type Knowledge = jarvis_fn_knowledge::jarvis_knowledge::service::Knowledge;
+    let slot: Arc<OnceLock<(Arc<Ai>, Arc<Chat>, Arc<Knowledge>)>> = Arc::new(OnceLock::new());
     let services = Arc::clone(&slot);
     let router: axum::Router<jarvis_app::AppState> = super::api().into();
     let router = router.layer(tower::util::MapRequestLayer::new(
         move |mut request: Request<Body>| {
-            if let Some((ai, chat)) = services.get() {
+            if let Some((ai, chat, knowledge)) = services.get() {
                 request.extensions_mut().insert(Arc::clone(ai));
                 request.extensions_mut().insert(Arc::clone(chat));
+                request.extensions_mut().insert(Arc::clone(knowledge));
             }
             request
         },
@@ -39,8 +42,17 @@ async fn host(env: &[(&str, &str)], hosted: Vec<(String, Arc<dyn Provider>)>) ->
         hosted,
     ));
     let chat = super::service(&app.state, Arc::clone(&ai));
-    assert!(slot.set((ai, Arc::clone(&chat))).is_ok());
-    Host { app, chat }
+    let knowledge =
+        jarvis_fn_knowledge::service(&app.state, Arc::clone(&ai)).expect("the processors validate");
+    assert!(
+        slot.set((ai, Arc::clone(&chat), Arc::clone(&knowledge)))
+            .is_ok()
+    );
+    Host {
+        app,
+        chat,
+        knowledge,
+    }
 }
 
 /// Replies of `words` words, one delta each, `pause` apart.
@@ -269,7 +281,7 @@ async fn another_user_can_neither_read_nor_change_nor_follow_a_conversation() {
 
 #[tokio::test]
 async fn a_reply_is_saved_with_its_model_and_usage_and_the_first_exchange_names_the_conversation() {
-    let Host { app, chat } = host(&[], Vec::new()).await;
+    let Host { app, chat, .. } = host(&[], Vec::new()).await;
     let id = new_conversation(&app, json!({})).await;
     let exchange = say(&app, &id, "hello there").await;
     assert_eq!(exchange["message"]["role"], "user");
@@ -303,7 +315,7 @@ async fn a_stream_read_in_two_connections_with_last_event_id_reassembles_the_who
         words: 500,
         pause: Duration::from_micros(500),
     });
-    let Host { app, chat } = host(
+    let Host { app, chat, .. } = host(
         &[(
             "JARVIS_AI_MODELS",
             "smart=paced:m;fast=scripted:echo;embed=scripted:hash",
@@ -393,7 +405,7 @@ async fn a_cancelled_reply_keeps_what_was_generated_marked_cancelled() {
         words: 2_000,
         pause: Duration::from_millis(2),
     });
-    let Host { app, chat } = host(
+    let Host { app, chat, .. } = host(
         &[(
             "JARVIS_AI_MODELS",
             "smart=paced:m;fast=scripted:echo;embed=scripted:hash",
@@ -455,7 +467,7 @@ async fn a_cancelled_reply_keeps_what_was_generated_marked_cancelled() {
 async fn thirty_turns_stay_within_a_small_window_through_a_running_summary() {
     let recorder = Arc::new(Recorder::default());
     let window = 700;
-    let Host { app, chat } = host(
+    let Host { app, chat, .. } = host(
         &[
             (
                 "JARVIS_AI_MODELS",
@@ -516,7 +528,7 @@ async fn a_fact_learned_in_one_conversation_is_used_in_the_next_until_memory_is_
     let helper = Arc::new(Scripted::default());
     helper.push(reply("Favourite colour"));
     helper.push(reply("[\"The user's favourite colour is teal.\"]"));
-    let Host { app, chat } = host(
+    let Host { app, chat, .. } = host(
         &[(
             "JARVIS_AI_MODELS",
             "smart=scripted:echo;fast=helper:m;embed=scripted:hash",
@@ -554,7 +566,7 @@ async fn with_learning_off_nothing_is_remembered_but_written_memories_are_kept_o
     let helper = Arc::new(Scripted::default());
     helper.push(reply("Title"));
     helper.push(reply("[\"The user lives in Oslo.\"]"));
-    let Host { app, chat } = host(
+    let Host { app, chat, .. } = host(
         &[(
             "JARVIS_AI_MODELS",
             "smart=scripted:echo;fast=helper:m;embed=scripted:hash",
@@ -720,7 +732,7 @@ async fn an_unknown_model_alias_is_a_404_and_stores_no_message() {
 
 #[tokio::test]
 async fn a_retried_streamed_message_is_sent_to_its_stream_not_answered_twice() {
-    let Host { app, chat } = host(&[], Vec::new()).await;
+    let Host { app, chat, .. } = host(&[], Vec::new()).await;
     let id = new_conversation(&app, json!({})).await;
     let send = || {
         Request::post(format!("/chat/conversations/{id}/messages"))
@@ -819,7 +831,7 @@ async fn an_image_goes_to_a_vision_model_by_reference_and_leaves_with_its_conver
     use base64::Engine;
     let (url, seen) = vision_server().await;
     let servers = format!("vision={url}");
-    let Host { app, chat } = host(
+    let Host { app, chat, .. } = host(
         &[
             ("JARVIS_AI_SERVERS", servers.as_str()),
             (
@@ -963,4 +975,137 @@ async fn an_attachment_that_is_not_an_image_is_refused_by_its_content() {
         .call(Method::GET, &format!("/chat/conversations/{id}"), None)
         .await;
     assert_eq!(detail["messages"], json!([]), "nothing was stored");
+}
+
+/// Answers citing the first source it was given, and keeps the system prompts it saw.
+#[derive(Default)]
+struct Citer {
+    systems: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Provider for Citer {
+    fn name(&self) -> &str {
+        "citer"
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        if let Ok(mut systems) = self.systems.lock() {
+            systems.push(request.system.clone().unwrap_or_default());
+        }
+        Ok(Box::pin(futures_util::stream::iter(reply(
+            "Barn owls find their prey by sound [1].",
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn a_message_with_knowledge_is_answered_from_the_users_documents_and_cites_them() {
+    use jarvis_fn_knowledge::jarvis_knowledge::documents::{self, Origin};
+    use jarvis_fn_knowledge::jarvis_knowledge::service::{Caller, LocalQueue};
+    let citer = Arc::new(Citer::default());
+    let host = host(
+        &[(
+            "JARVIS_AI_MODELS",
+            "smart=citer:m;fast=scripted:echo;embed=scripted:hash",
+        )],
+        vec![("citer".to_owned(), Arc::clone(&citer) as Arc<dyn Provider>)],
+    )
+    .await;
+    let reader = host.app.sign_up("reader@example.com").await;
+    let token = Some(reader.access_token.as_str());
+    let (status, created) = host
+        .app
+        .call_as(token, Method::POST, "/chat/conversations", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let conversation = created["id"].as_str().expect("id").to_owned();
+    // The reader's document, read into the index as the worker reads it.
+    let queue = Arc::new(LocalQueue::new(host.knowledge.site().clone()));
+    host.knowledge.attach_queue(Arc::clone(&queue) as _);
+    let me = reader.user_id.clone();
+    host.knowledge
+        .add(
+            Caller {
+                user: &me,
+                role: "user",
+            },
+            "guide.md".into(),
+            b"# Owls\n\nThe barn owl hunts small rodents at night, finding them by sound alone.\n\n# Herons\n\nThe grey heron wades in shallow water.\n".to_vec(),
+            Origin::Upload,
+            Vec::new(),
+        )
+        .await
+        .expect("added");
+    for job in documents::queued(host.knowledge.site(), 10)
+        .await
+        .expect("queued")
+    {
+        host.knowledge.ingest(&job).await.expect("read");
+    }
+
+    let (status, exchange) = host
+        .app
+        .call_as(
+            token,
+            Method::POST,
+            &format!("/chat/conversations/{conversation}/messages"),
+            Some(json!({"content": "How does the barn owl find its prey?", "knowledge": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{exchange}");
+    let citations = exchange["reply"]["citations"]
+        .as_array()
+        .expect("citations");
+    assert_eq!(citations.len(), 1, "{exchange}");
+    assert_eq!(citations[0]["marker"], 1);
+    assert_eq!(citations[0]["name"], "guide.md");
+    assert!(
+        citations[0]["excerpt"]
+            .as_str()
+            .is_some_and(|e| e.contains("barn owl"))
+    );
+    let systems = citer.systems.lock().expect("systems").clone();
+    assert!(
+        systems
+            .last()
+            .is_some_and(|s| s.contains("[1] (Owls): The barn owl")),
+        "{systems:?}"
+    );
+
+    // Saved with the reply: reading the conversation shows the same citation.
+    let (_, detail) = host
+        .app
+        .call_as(
+            token,
+            Method::GET,
+            &format!("/chat/conversations/{conversation}"),
+            None,
+        )
+        .await;
+    let saved = detail["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "assistant"))
+        .expect("the reply");
+    assert_eq!(saved["citations"][0]["name"], "guide.md");
+
+    // Without the option, nothing is searched and nothing cited.
+    let (_, plain) = host
+        .app
+        .call_as(
+            token,
+            Method::POST,
+            &format!("/chat/conversations/{conversation}/messages"),
+            Some(json!({"content": "How does the barn owl find its prey?"})),
+        )
+        .await;
+    assert_eq!(plain["reply"]["citations"], json!([]));
+    assert!(
+        citer
+            .systems
+            .lock()
+            .expect("systems")
+            .last()
+            .is_some_and(|s| !s.contains("Passages from the user's documents"))
+    );
 }

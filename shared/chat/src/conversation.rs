@@ -432,6 +432,29 @@ pub struct UsedMemory {
     pub score: f32,
 }
 
+/// A passage of the user's documents a reply was given to answer from, numbered as the
+/// reply cites it (`[1]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GivenSource {
+    /// Its number in the reply's sources.
+    pub marker: u32,
+    /// Its document.
+    pub document: Uuid,
+    /// The document's name.
+    pub name: String,
+    /// The document's title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Its page, for paged formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// The headings of its section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// The passage.
+    pub text: String,
+}
+
 /// What is known of how a message came about: kept as one JSON field (its golden form is
 /// in this crate's tests).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -463,6 +486,9 @@ pub struct MessageMeta {
     /// The images a user's message carries (kept in the blob store).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<crate::attachment::Attachment>,
+    /// The passages of the user's documents the reply was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<GivenSource>,
 }
 
 fn is_zero(n: &u64) -> bool {

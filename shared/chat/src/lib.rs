@@ -159,6 +159,20 @@ impl Chat {
         content: String,
         images: Vec<Vec<u8>>,
     ) -> Result<Started, ChatError> {
+        self.send_with_sources(caller, conversation_id, content, images, Vec::new())
+            .await
+    }
+
+    /// [`send`](Self::send), the reply also given `sources`: passages of the user's
+    /// documents to answer from and cite by number; they are kept with the reply.
+    pub async fn send_with_sources(
+        self: &Arc<Self>,
+        caller: &Caller,
+        conversation_id: &Uuid,
+        content: String,
+        images: Vec<Vec<u8>>,
+        sources: Vec<conversation::GivenSource>,
+    ) -> Result<Started, ChatError> {
         let conversation = conversation::get(&self.site, &caller.user, conversation_id).await?;
         let mut attachments = Vec::with_capacity(images.len());
         let mut loaded = Vec::with_capacity(images.len());
@@ -201,13 +215,13 @@ impl Chat {
             .fit(
                 caller,
                 conversation,
-                &memories,
+                (&memories, &sources),
                 &user_message,
                 window,
                 counter,
             )
             .await?;
-        let system = system_prompt(&conversation, &memories);
+        let system = system_prompt(&conversation, &memories, &sources);
         let prompt_tokens =
             counter.tokens(&system) + history.iter().map(|m| counter.message(m)).sum::<u64>();
         let mut messages = Vec::with_capacity(history.len());
@@ -288,6 +302,7 @@ impl Chat {
             message_id,
             stream_id,
             used,
+            sources,
             question: user_message.content.clone(),
         };
         let chat = Arc::clone(self);
@@ -396,7 +411,7 @@ impl Chat {
         &self,
         caller: &Caller,
         mut conversation: Conversation,
-        memories: &[UsedMemory],
+        (memories, sources): (&[UsedMemory], &[conversation::GivenSource]),
         new: &ChatMessage,
         window: u64,
         counter: context::Counter<'_>,
@@ -407,7 +422,7 @@ impl Chat {
                 .await?;
         history.push(new.clone());
         let budget = |conversation: &Conversation| {
-            let system = counter.tokens(&system_prompt(conversation, memories));
+            let system = counter.tokens(&system_prompt(conversation, memories, sources));
             window.saturating_sub(self.settings.reply_tokens + system)
         };
         let plan =
@@ -581,6 +596,7 @@ impl Chat {
                 memories: reply.used.clone(),
                 error: error.clone(),
                 attachments: Vec::new(),
+                sources: reply.sources.clone(),
             },
         };
         let saved = self.save(&reply, &message).await;
@@ -733,6 +749,7 @@ struct Reply {
     message_id: Uuid,
     stream_id: Uuid,
     used: Vec<UsedMemory>,
+    sources: Vec<conversation::GivenSource>,
     question: String,
 }
 
@@ -742,11 +759,34 @@ enum Ending {
     Failed(String),
 }
 
-/// The system prompt of a reply: the conversation's own, the memories, the summary.
-fn system_prompt(conversation: &Conversation, memories: &[UsedMemory]) -> String {
+/// The system prompt of a reply: the conversation's own, the memories, the sources from
+/// the user's documents, the summary.
+fn system_prompt(
+    conversation: &Conversation,
+    memories: &[UsedMemory],
+    sources: &[conversation::GivenSource],
+) -> String {
     let mut parts = Vec::new();
     if let Some(system) = &conversation.system {
         parts.push(system.clone());
+    }
+    if !sources.is_empty() {
+        let listed: Vec<String> = sources
+            .iter()
+            .map(|s| {
+                let label = s.title.clone().unwrap_or_else(|| s.name.clone());
+                let section = s.section.clone().filter(|section| *section != label);
+                let mut place = vec![label];
+                place.extend(s.page.map(|p| format!("page {p}")));
+                place.extend(section);
+                format!("[{}] ({}): {}", s.marker, place.join(", "), s.text)
+            })
+            .collect();
+        parts.push(format!(
+            "Passages from the user's documents. Answer from them where they apply and cite \
+             each one you use by its number in brackets, like [1]:\n\n{}",
+            listed.join("\n\n")
+        ));
     }
     if !memories.is_empty() {
         let facts: Vec<String> = memories.iter().map(|m| format!("- {}", m.text)).collect();

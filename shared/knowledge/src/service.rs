@@ -174,7 +174,8 @@ fn section_label(headings: &[String]) -> Option<String> {
     (!headings.is_empty()).then(|| headings.join(" › "))
 }
 
-fn excerpt(text: &str) -> String {
+/// `text` cut to [`EXCERPT_CHARS`] characters, marked when cut.
+pub fn excerpt(text: &str) -> String {
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -818,13 +819,13 @@ fn prose(heading: Option<String>, text: &str) -> Extracted {
 pub fn answer_request(question: &str, sources: &[Found]) -> ChatRequest {
     let mut listed = String::new();
     for (i, source) in sources.iter().enumerate() {
-        let mut place = vec![source.title.clone().unwrap_or_else(|| source.name.clone())];
+        let label = source.title.clone().unwrap_or_else(|| source.name.clone());
+        let section = source.section.clone().filter(|section| *section != label);
+        let mut place = vec![label];
         if let Some(page) = source.page {
             place.push(format!("page {page}"));
         }
-        if let Some(section) = &source.section {
-            place.push(section.clone());
-        }
+        place.extend(section);
         listed.push_str(&format!(
             "[{}] ({}): {}\n\n",
             i + 1,
