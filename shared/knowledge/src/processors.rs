@@ -204,6 +204,9 @@ fn is_hidden(
         || attribute("aria-hidden").is_some_and(|v| v == b"true")
 }
 
+/// Heading levels below which definition terms sit, one level per enclosing list.
+const TERM_LEVEL: usize = 6;
+
 /// Elements that end a paragraph.
 const BLOCKS: [&[u8]; 22] = [
     b"p",
@@ -249,6 +252,9 @@ impl Processor for Html {
         // The element being skipped, and how many of its name are open inside it.
         let mut hidden: Option<(Vec<u8>, usize)> = None;
         let mut heading: Option<(usize, String)> = None;
+        // Definition lists open: a term (`dt`) heads what defines it, below every `h1`–`h6`,
+        // so an API reference's entries (`abs(x)`, `str.strip([chars])`) become sections.
+        let mut lists = 0usize;
         for token in Tokenizer::new_with_emitter(html, emitter) {
             let Ok(token) = token;
             match token {
@@ -265,6 +271,11 @@ impl Processor for Html {
                         hidden = Some((name, 1));
                     } else if let Some(level) = heading_level(&name) {
                         heading = Some((level, String::new()));
+                    } else if name == b"dl" {
+                        lists += 1;
+                        outline.text.push_str("\n\n");
+                    } else if name == b"dt" && lists > 0 {
+                        heading = Some((TERM_LEVEL + lists, String::new()));
                     } else if BLOCKS.contains(&name.as_slice()) {
                         outline.text.push_str("\n\n");
                     }
@@ -280,7 +291,11 @@ impl Processor for Html {
                                 hidden = None;
                             }
                         }
-                    } else if heading_level(&name).is_some() {
+                    } else if name == b"dl" && lists > 0 {
+                        outline.flush(SectionKind::Prose);
+                        outline.headings.retain(|(l, _)| *l < TERM_LEVEL + lists);
+                        lists -= 1;
+                    } else if heading_level(&name).is_some() || (name == b"dt" && lists > 0) {
                         if let Some((level, text)) = heading.take() {
                             // Less the permalink sign documentation generators append.
                             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -621,6 +636,33 @@ mod tests {
                 && all.contains("After.")
                 && all.contains("Tail."),
             "{all}"
+        );
+    }
+
+    #[test]
+    fn html_definition_terms_head_the_text_that_defines_them() {
+        let page = r##"<html><body><h1>Built-in Functions</h1><p>Intro.</p>
+<dl class="py function"><dt id="abs">abs(x)<a class="headerlink" href="#abs">¶</a></dt>
+<dd><p>Return the absolute value of a number.</p></dd>
+<dt id="all">all(iterable)</dt><dd><p>Return True if all are true.</p>
+<dl><dt>strict</dt><dd><p>A nested term.</p></dd></dl><p>Back in all.</p></dd></dl>
+<p>After the list.</p></body></html>"##;
+        let (_, extracted) = ready(page.as_bytes());
+        let sections: Vec<(Vec<&str>, &str)> = extracted
+            .sections
+            .iter()
+            .map(|s| (s.headings.iter().map(String::as_str).collect(), s.text.as_str()))
+            .collect();
+        assert_eq!(
+            sections,
+            vec![
+                (vec!["Built-in Functions"], "Intro."),
+                (vec!["Built-in Functions", "abs(x)"], "Return the absolute value of a number."),
+                (vec!["Built-in Functions", "all(iterable)"], "Return True if all are true."),
+                (vec!["Built-in Functions", "all(iterable)", "strict"], "A nested term."),
+                (vec!["Built-in Functions", "all(iterable)"], "Back in all."),
+                (vec!["Built-in Functions"], "After the list."),
+            ]
         );
     }
 
