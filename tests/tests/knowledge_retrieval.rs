@@ -9,6 +9,10 @@
 //! - On the first 1,000 of those chunks, the approximate (DiskANN) index returns at least
 //!   95 % of the exact search's ten nearest: the path the on-demand benchmark
 //!   (`cargo bench -p jarvis-tests --bench knowledge`) measures on the whole documentation.
+//!
+//! Both embed the corpus first, which takes minutes on two cores, so they run on demand:
+//! `cargo test -p jarvis-tests --test knowledge_retrieval -- --ignored --nocapture` (after
+//! `./infra/fetch-corpus.sh` and `./infra/fetch-models.sh`).
 
 use std::sync::OnceLock;
 
@@ -226,6 +230,7 @@ fn normal(text: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "on demand: embeds about 3,000 chunks (several minutes on 2 cores); run with --ignored"]
 async fn hybrid_search_puts_the_answering_passage_in_the_top_five_for_nine_questions_in_ten() {
     let Some(corpus) = corpus() else { return };
     for (page, _, phrase) in QUESTIONS {
@@ -283,6 +288,7 @@ async fn hybrid_search_puts_the_answering_passage_in_the_top_five_for_nine_quest
 }
 
 #[tokio::test]
+#[ignore = "on demand: embeds about 3,000 chunks (several minutes on 2 cores); run with --ignored"]
 async fn the_approximate_index_returns_what_exact_search_finds_on_a_thousand_chunks() {
     let Some(corpus) = corpus() else { return };
     let n = corpus.pieces.len().min(1_000);

@@ -20,9 +20,15 @@ struct Host {
     knowledge: Arc<jarvis_fn_knowledge::jarvis_knowledge::service::Knowledge>,
 }
 
+/// The services a test host's requests are given.
+type Services = (
+    Arc<Ai>,
+    Arc<Chat>,
+    Arc<jarvis_fn_knowledge::jarvis_knowledge::service::Knowledge>,
+);
+
 async fn host(env: &[(&str, &str)], hosted: Vec<(String, Arc<dyn Provider>)>) -> Host {
-    type Knowledge = jarvis_fn_knowledge::jarvis_knowledge::service::Knowledge;
-    let slot: Arc<OnceLock<(Arc<Ai>, Arc<Chat>, Arc<Knowledge>)>> = Arc::new(OnceLock::new());
+    let slot: Arc<OnceLock<Services>> = Arc::new(OnceLock::new());
     let services = Arc::clone(&slot);
     let router: axum::Router<jarvis_app::AppState> = super::api().into();
     let router = router.layer(tower::util::MapRequestLayer::new(

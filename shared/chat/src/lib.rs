@@ -159,8 +159,8 @@ impl Chat {
         content: String,
         images: Vec<Vec<u8>>,
     ) -> Result<Started, ChatError> {
-        self.send_with_sources(caller, conversation_id, content, images, Vec::new())
-            .await
+        // Boxed: the reply's future is large, and callers nest it in their own.
+        Box::pin(self.send_with_sources(caller, conversation_id, content, images, Vec::new())).await
     }
 
     /// [`send`](Self::send), the reply also given `sources`: passages of the user's

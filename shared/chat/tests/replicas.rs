@@ -140,6 +140,15 @@ fn a_message_is_stored_in_its_golden_form() {
                 media_type: "image/png".into(),
                 bytes: 2_048,
             }],
+            sources: vec![jarvis_chat::conversation::GivenSource {
+                marker: 1,
+                document: Uuid::parse_str("5b1c1d3e-0000-8000-8000-000000000005").expect("id"),
+                name: "oslo-guide.pdf".into(),
+                title: Some("Oslo".into()),
+                page: Some(12),
+                section: Some("Seasons".into()),
+                text: "May brings long, light evenings.".into(),
+            }],
         },
     };
     let fields = serde_json::to_string_pretty(&message.fields().expect("fields")).expect("json");

@@ -651,15 +651,29 @@ mod tests {
         let sections: Vec<(Vec<&str>, &str)> = extracted
             .sections
             .iter()
-            .map(|s| (s.headings.iter().map(String::as_str).collect(), s.text.as_str()))
+            .map(|s| {
+                (
+                    s.headings.iter().map(String::as_str).collect(),
+                    s.text.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             sections,
             vec![
                 (vec!["Built-in Functions"], "Intro."),
-                (vec!["Built-in Functions", "abs(x)"], "Return the absolute value of a number."),
-                (vec!["Built-in Functions", "all(iterable)"], "Return True if all are true."),
-                (vec!["Built-in Functions", "all(iterable)", "strict"], "A nested term."),
+                (
+                    vec!["Built-in Functions", "abs(x)"],
+                    "Return the absolute value of a number."
+                ),
+                (
+                    vec!["Built-in Functions", "all(iterable)"],
+                    "Return True if all are true."
+                ),
+                (
+                    vec!["Built-in Functions", "all(iterable)", "strict"],
+                    "A nested term."
+                ),
                 (vec!["Built-in Functions", "all(iterable)"], "Back in all."),
                 (vec!["Built-in Functions"], "After the list."),
             ]
