@@ -256,19 +256,47 @@ jarvis_http::string_schema!(
         ))
 );
 
-/// `POST /knowledge/documents` as a form: the file, and optionally its name and tags.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct UploadForm {
-    /// The file; its type is detected from its content.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-    /// Its name (default: the file part's file name, else `upload`).
-    #[schema(value_type = Option<FileName>)]
-    name: Option<String>,
-    /// Its tags, comma-separated.
-    tags: Option<String>,
+/// `POST /knowledge/documents` as a form: the file, and optionally its name and tags; no
+/// other part.
+pub struct UploadForm;
+
+impl utoipa::PartialSchema for UploadForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        let file = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("The file; its type is detected from its content."));
+        let name = validate::text_schema(
+            "Its name (default: the file part's file name, else `upload`): 1 to 255 characters, \
+             no control characters other than tab and line breaks",
+            MAX_NAME_CHARS,
+        );
+        let tags = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(TAG_LIST_RULE))
+            .pattern(Some(TAG_LIST_PATTERN));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("file", file)
+            .property("name", name)
+            .property("tags", tags)
+            .required("file")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
 }
+
+impl ToSchema for UploadForm {}
+
+/// What a form's `tags` part holds.
+const TAG_LIST_RULE: &str =
+    "up to 32 comma-separated tags of 1 to 64 letters, digits, '_', '-', ':' or '.'";
+/// [`TAG_LIST_RULE`] as a pattern (spaces around tags allowed).
+const TAG_LIST_PATTERN: &str =
+    r"^\s*(?:[A-Za-z0-9_.:-]{1,64}\s*(?:,\s*[A-Za-z0-9_.:-]{1,64}\s*){0,31})?$";
 
 /// `POST /knowledge/documents` as JSON: an archive entry to index.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -295,14 +323,13 @@ fn check_name(value: &str) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
+/// A [`TagList`]: nothing, or tags separated by commas, none of them empty.
 fn split_tags(value: &str) -> Result<Vec<String>, ApiError> {
-    let tags: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
-    jarvis_fn_archive::check_tags(&tags)
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let tags: Vec<String> = value.split(',').map(|t| t.trim().to_owned()).collect();
+    jarvis_fn_archive::check_tags(&tags).map_err(|_| ApiError::invalid_field("tags", TAG_LIST_RULE))
 }
 
 /// The parts of a `multipart/form-data` body.
@@ -345,10 +372,8 @@ async fn read_form(content_type: &str, body: Bytes) -> Result<Upload, ApiError> 
             }
         }
     }
+    // An empty file is taken, and ends as `failed`: it holds no text.
     let bytes = file.ok_or_else(|| ApiError::invalid_field("file", "the form has no file part"))?;
-    if bytes.is_empty() {
-        return Err(ApiError::invalid_field("file", "the file is empty"));
-    }
     let name = match name {
         Some(name) => name,
         None => match file_name.filter(|n| validate::text("name", n, MAX_NAME_CHARS).is_ok()) {

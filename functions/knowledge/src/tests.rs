@@ -265,6 +265,15 @@ async fn a_corrupt_or_unreadable_file_ends_as_failed_with_the_reason() {
     );
     assert_eq!(failed["chunks"], 0);
 
+    let empty = host.added("empty.txt", b"", None).await;
+    assert_eq!(empty["status"], "failed");
+    assert!(
+        empty["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no text")),
+        "{empty}"
+    );
+
     let zip = b"PK\x03\x04 not really an archive";
     let failed = host.added("data.bin", zip, None).await;
     assert_eq!(failed["status"], "failed");
@@ -498,10 +507,11 @@ async fn bad_requests_are_refused_with_the_field_named_and_change_nothing() {
     assert_eq!(body["error"]["field"], "file", "{body}");
     let (status, body) = send(
         "multipart/form-data; boundary=jarvis-test-boundary",
-        form(&[("file", Some("a.txt"), b""), ("name", None, b"x")]),
+        form(&[("file", Some("a.txt"), b"text"), ("other", None, b"x")]),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "other", "{body}");
     let (status, body) = send(
         "multipart/form-data; boundary=jarvis-test-boundary",
         form(&[
