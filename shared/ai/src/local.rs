@@ -106,10 +106,19 @@ impl Embedder {
     }
 
     /// Unit-length vectors of `texts`, in order (blocking: call it off the async threads).
+    ///
+    /// Texts are batched by length, so a batch pads its short texts to little more than
+    /// their own length; the vectors come back in the order of `texts`.
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(EMBEDDING_BATCH) {
-            vectors.extend(self.embed_batch(batch).map_err(inference_error)?);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(EMBEDDING_BATCH) {
+            let inputs: Vec<String> = batch.iter().map(|&i| texts[i].clone()).collect();
+            let embedded = self.embed_batch(&inputs).map_err(inference_error)?;
+            for (&i, vector) in batch.iter().zip(embedded) {
+                vectors[i] = vector;
+            }
         }
         Ok(vectors)
     }

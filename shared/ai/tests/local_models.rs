@@ -117,6 +117,34 @@ async fn an_embedding_does_not_depend_on_its_batch() {
 }
 
 #[tokio::test]
+async fn vectors_come_back_in_the_order_of_the_texts_though_batched_by_length() {
+    let Some(local) = models() else { return };
+    // More texts than one batch holds, their lengths out of order.
+    let topics = [
+        "the garden",
+        "income taxes",
+        "a violin",
+        "rockets",
+        "sourdough bread",
+        "the tides",
+        "chess openings",
+        "bicycle repair",
+    ];
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("Note {i} about {}. ", topics[i % topics.len()]).repeat((i * 7) % 5 + 1))
+        .collect();
+    let together = local.embed(&texts).await.expect("together");
+    assert_eq!(together.len(), texts.len());
+    for i in [0, 3, 17, 39] {
+        let alone = local.embed(&texts[i..=i]).await.expect("alone");
+        assert!(
+            dot(&alone[0], &together[i]) > 0.9999,
+            "text {i} got another text's vector"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_chat_model_answers_a_prompt_with_coherent_text() {
     let Some(local) = models() else { return };
     let request = ChatRequest {

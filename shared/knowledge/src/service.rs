@@ -30,11 +30,18 @@ use crate::{ChunkRules, Extracted, Processed, Registry, Section, SectionKind, ch
 
 /// Chunks embedded in one call.
 pub const EMBED_BATCH: usize = 32;
-/// The constant of reciprocal rank fusion (the usual 60: ranks past the first few weigh
-/// little, and neither list dominates).
-pub const RRF_K: f64 = 60.0;
-/// Candidates each search contributes to a fusion, at least.
-pub const MIN_CANDIDATES: usize = 20;
+/// The constant of reciprocal rank fusion. The usual 60 flattens the ranks so far that a
+/// chunk both lists place in their middle outranks either list's first; 10 keeps the first
+/// few ranks of each list ahead (measured on the Python documentation: README, "Knowledge
+/// retrieval").
+pub const RRF_K: f64 = 10.0;
+/// What a keyword rank weighs in a fusion against a vector rank's 1: a question's words are
+/// often not its answer's, so BM25 ranks a passage that shares them with no answer in it
+/// more often than vector similarity does, and it tips close cases rather than leads.
+pub const KEYWORD_WEIGHT: f64 = 0.5;
+/// Candidates each search contributes to a fusion, at least: enough that a section's
+/// earlier chunk, ranked lower than the one after it, is still there to be shown.
+pub const MIN_CANDIDATES: usize = 50;
 /// Chunks an answer is given as sources.
 pub const ANSWER_SOURCES: usize = 6;
 /// Longest excerpt a citation quotes, in characters.
@@ -203,15 +210,22 @@ pub fn markers(text: &str, sources: usize) -> Vec<usize> {
     found
 }
 
-/// Fuses rankings by reciprocal rank: each chunk scores the sum of `1 / (RRF_K + rank)`
-/// over the rankings it is in.
+/// Fuses rankings by weighted reciprocal rank, one hit per section.
+///
+/// Each chunk scores `1 / (RRF_K + rank)` for its vector rank and [`KEYWORD_WEIGHT`] times
+/// that for its keyword rank. Chunks of one section (same document, same headings) are one
+/// passage cut to the embedder's window, so they make one hit: scored as its best chunk,
+/// with the best ranks and similarity of any of them, and shown as the earliest of them,
+/// where the passage begins (an API entry's first chunk says what the entry does; the ones
+/// after it continue). A chunk with no headings is a hit of its own.
 pub fn fuse(vector: Vec<Found>, keyword: Vec<Found>, k: usize) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
     let mut at: HashMap<(Uuid, u32), usize> = HashMap::new();
     for (list, is_vector) in [(vector, true), (keyword, false)] {
         for (i, found) in list.into_iter().enumerate() {
             let rank = i + 1;
-            let share = 1.0 / (RRF_K + rank as f64);
+            let weight = if is_vector { 1.0 } else { KEYWORD_WEIGHT };
+            let share = weight / (RRF_K + rank as f64);
             let slot = *at
                 .entry((found.document, found.ordinal))
                 .or_insert_with(|| {
@@ -234,9 +248,38 @@ pub fn fuse(vector: Vec<Found>, keyword: Vec<Found>, k: usize) -> Vec<Hit> {
             }
         }
     }
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-    hits.truncate(k);
-    hits
+    let mut passages: Vec<Hit> = Vec::new();
+    let mut of_section: HashMap<(Uuid, String), usize> = HashMap::new();
+    for hit in hits {
+        let Some(section) = hit.chunk.section.clone() else {
+            passages.push(hit);
+            continue;
+        };
+        let Some(&slot) = of_section.get(&(hit.chunk.document, section.clone())) else {
+            of_section.insert((hit.chunk.document, section), passages.len());
+            passages.push(hit);
+            continue;
+        };
+        let passage = &mut passages[slot];
+        passage.score = passage.score.max(hit.score);
+        passage.similarity = better_of(passage.similarity, hit.similarity, f64::max);
+        passage.vector_rank = better_of(passage.vector_rank, hit.vector_rank, usize::min);
+        passage.keyword_rank = better_of(passage.keyword_rank, hit.keyword_rank, usize::min);
+        if hit.chunk.ordinal < passage.chunk.ordinal {
+            passage.chunk = hit.chunk;
+        }
+    }
+    passages.sort_by(|a, b| b.score.total_cmp(&a.score));
+    passages.truncate(k);
+    passages
+}
+
+/// The better of two optional values by `better`, either when only one is there.
+fn better_of<T: Copy>(a: Option<T>, b: Option<T>, better: fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(better(a, b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The `k` best chunks of `user`'s for `query` (whose embedding, with its model, is

@@ -1,6 +1,11 @@
 use super::*;
 
 fn found(document: Uuid, ordinal: u32, score: f64) -> Found {
+    in_section(document, ordinal, score, "Budget")
+}
+
+/// A chunk of `document` under the heading `section`.
+fn in_section(document: Uuid, ordinal: u32, score: f64, section: &str) -> Found {
     Found {
         document,
         name: "notes.md".into(),
@@ -8,7 +13,7 @@ fn found(document: Uuid, ordinal: u32, score: f64) -> Found {
         media_type: "text/markdown".into(),
         ordinal,
         page: Some(ordinal + 1),
-        section: Some("Budget".into()),
+        section: Some(section.into()),
         text: format!("chunk {ordinal}"),
         score,
     }
@@ -17,8 +22,9 @@ fn found(document: Uuid, ordinal: u32, score: f64) -> Found {
 #[test]
 fn fusion_ranks_a_chunk_both_searches_found_above_either_alone() {
     let doc = Uuid::new_v4();
-    let vector = vec![found(doc, 1, 0.9), found(doc, 2, 0.8), found(doc, 3, 0.7)];
-    let keyword = vec![found(doc, 4, 9.0), found(doc, 3, 8.0)];
+    let chunk = |ordinal, score| in_section(doc, ordinal, score, &format!("Part {ordinal}"));
+    let vector = vec![chunk(1, 0.9), chunk(2, 0.8), chunk(3, 0.7)];
+    let keyword = vec![chunk(4, 9.0), chunk(3, 8.0)];
     let hits = fuse(vector, keyword, 10);
     let order: Vec<u32> = hits.iter().map(|h| h.chunk.ordinal).collect();
     assert_eq!(order[0], 3, "in both lists: {order:?}");
@@ -27,7 +33,7 @@ fn fusion_ranks_a_chunk_both_searches_found_above_either_alone() {
     assert_eq!(top.vector_rank, Some(3));
     assert_eq!(top.keyword_rank, Some(2));
     assert_eq!(top.similarity, Some(0.7));
-    let expected = 1.0 / (RRF_K + 3.0) + 1.0 / (RRF_K + 2.0);
+    let expected = 1.0 / (RRF_K + 3.0) + KEYWORD_WEIGHT / (RRF_K + 2.0);
     assert!((top.score - expected).abs() < 1e-12);
     // Ties between the lists' firsts: both present, each with one rank.
     let firsts: Vec<&Hit> = hits.iter().filter(|h| h.chunk.ordinal != 3).collect();
@@ -38,9 +44,58 @@ fn fusion_ranks_a_chunk_both_searches_found_above_either_alone() {
     );
     assert_eq!(fuse(Vec::new(), Vec::new(), 5), Vec::new());
     assert_eq!(
-        fuse(vec![found(doc, 1, 0.5), found(doc, 2, 0.4)], Vec::new(), 1).len(),
+        fuse(vec![chunk(1, 0.5), chunk(2, 0.4)], Vec::new(), 1).len(),
         1
     );
+}
+
+#[test]
+fn fusion_puts_the_vector_list_first_above_the_keyword_list_first() {
+    let doc = Uuid::new_v4();
+    let hits = fuse(
+        vec![in_section(doc, 1, 0.9, "Income")],
+        vec![in_section(doc, 2, 9.0, "Spending")],
+        10,
+    );
+    let order: Vec<u32> = hits.iter().map(|h| h.chunk.ordinal).collect();
+    assert_eq!(order, vec![1, 2]);
+    assert!((hits[1].score - KEYWORD_WEIGHT / (RRF_K + 1.0)).abs() < 1e-12);
+}
+
+#[test]
+fn chunks_of_one_section_are_one_hit_shown_from_where_the_section_begins() {
+    let doc = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    // The section's second chunk leads the vector list; its first is keyword-ranked only.
+    let vector = vec![
+        in_section(doc, 8, 0.9, "re.sub"),
+        in_section(doc, 3, 0.8, "re.split"),
+        in_section(other, 8, 0.7, "re.sub"),
+    ];
+    let keyword = vec![
+        in_section(doc, 3, 9.0, "re.split"),
+        in_section(doc, 7, 8.0, "re.sub"),
+    ];
+    let hits = fuse(vector, keyword, 10);
+    let shown: Vec<(Uuid, u32)> = hits
+        .iter()
+        .map(|h| (h.chunk.document, h.chunk.ordinal))
+        .collect();
+    assert_eq!(shown, vec![(doc, 3), (doc, 7), (other, 8)], "{hits:#?}");
+    let sub = &hits[1];
+    assert_eq!(sub.vector_rank, Some(1), "the section's best vector rank");
+    assert_eq!(sub.keyword_rank, Some(2));
+    assert_eq!(sub.similarity, Some(0.9));
+    assert!(
+        (sub.score - 1.0 / (RRF_K + 1.0)).abs() < 1e-12,
+        "its best chunk's score"
+    );
+    // Chunks without headings stay apart.
+    let loose = |ordinal| Found {
+        section: None,
+        ..found(doc, ordinal, 0.5)
+    };
+    assert_eq!(fuse(vec![loose(1), loose(2)], Vec::new(), 10).len(), 2);
 }
 
 #[test]
