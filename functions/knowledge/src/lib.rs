@@ -20,7 +20,9 @@ use jarvis_identity::{Authorized, Scope, scope};
 use jarvis_knowledge::Registry;
 use jarvis_knowledge::documents::{Document, Origin, Status};
 use jarvis_knowledge::index::{Filter, IndexError, LibsqlIndex, VectorIndex};
-use jarvis_knowledge::service::{Answer, Caller, Hit, Knowledge, KnowledgeError, SearchMode};
+use jarvis_knowledge::service::{
+    Answer, Caller, Hit, Knowledge, KnowledgeError, SearchMode, Sources,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -80,7 +82,32 @@ pub fn service(
             config.sqs.clone(),
         )));
     }
+    knowledge.attach_sources(Arc::new(ArchiveSources {
+        state: state.clone(),
+    }));
     Ok(knowledge)
+}
+
+/// What an archive entry is indexed as: its title as a heading, then its content.
+fn archive_text(entry: &jarvis_fn_archive::Entry) -> Vec<u8> {
+    format!("# {}\n\n{}", entry.title, entry.content).into_bytes()
+}
+
+/// Archive entries read from this deployment's store, where they arrive by sync.
+struct ArchiveSources {
+    state: AppState,
+}
+
+#[async_trait::async_trait]
+impl Sources for ArchiveSources {
+    async fn archive_entry(&self, user: &str, id: &str) -> Result<Option<Vec<u8>>, KnowledgeError> {
+        let principal = jarvis_store::principal::Principal::user(user);
+        match jarvis_fn_archive::entry(&self.state, &principal, id).await {
+            Ok(entry) => Ok(Some(archive_text(&entry))),
+            Err(ApiError::NotFound(_)) => Ok(None),
+            Err(err) => Err(KnowledgeError::Source(format!("archive entry {id}: {err}"))),
+        }
+    }
 }
 
 /// The index the settings name: S3 Vectors when an index ARN is set (and the build has the
@@ -153,7 +180,9 @@ pub fn knowledge_error(err: KnowledgeError) -> ApiError {
         KnowledgeError::Blobs(err) => ApiError::Unavailable(Box::new(err)),
         KnowledgeError::Call(err) => jarvis_fn_ai::service::call_error(err),
         KnowledgeError::Store(err) => err.into(),
-        KnowledgeError::Queue(message) => ApiError::Unavailable(message.into()),
+        KnowledgeError::Queue(message) | KnowledgeError::Source(message) => {
+            ApiError::Unavailable(message.into())
+        }
     }
 }
 
@@ -454,13 +483,12 @@ async fn add_document(
                 ));
             }
             let entry = jarvis_fn_archive::entry(&state, &caller.principal(), id).await?;
-            let text = format!("# {}\n\n{}", entry.title, entry.content);
             let name = if entry.title.is_empty() {
                 format!("archive entry {}", entry.id)
             } else {
                 entry.title.clone()
             };
-            (name, text.into_bytes(), Origin::Archive(entry.id), tags)
+            (name, archive_text(&entry), Origin::Archive(entry.id), tags)
         }
         _ => {
             return Err(ApiError::UnsupportedMediaType(
@@ -528,7 +556,7 @@ async fn list_documents(
         return Err(ApiError::invalid_field("limit", "must be 1 to 100"));
     }
     let page = knowledge
-        .list(&caller.identity.user_id, params.cursor.as_deref(), limit)
+        .list(caller_of(&caller), params.cursor.as_deref(), limit)
         .await
         .map_err(|err| match err {
             KnowledgeError::Store(jarvis_store::StoreError::InvalidKey("cursor")) => {
@@ -563,7 +591,7 @@ async fn get_document(
 ) -> Result<Json<DocumentView>, ApiError> {
     let id = validate::uuid("id", &id)?;
     let document = knowledge
-        .get(&caller.identity.user_id, &id)
+        .get(caller_of(&caller), &id)
         .await
         .map_err(knowledge_error)?;
     Ok(Json(document_view(&document)))

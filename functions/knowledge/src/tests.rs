@@ -860,3 +860,124 @@ async fn source_code_is_read_by_language_and_its_chunks_name_their_symbols() {
         "pub fn parse_config(path: &str) -> Vec<String>"
     );
 }
+
+/// The user `host`'s archive writes belong to (its signed-in caller).
+async fn user_of(host: &Host) -> String {
+    let changes = host.app.state.store.changes(0, 1_000).await.expect("feed");
+    changes
+        .iter()
+        .find_map(|c| {
+            c.key
+                .partition()
+                .strip_prefix("archive#")
+                .map(str::to_owned)
+        })
+        .expect("an archive write")
+}
+
+/// Copies `from`'s record at `(partition, sort)` into `to`'s store under `to`'s user, as
+/// sync would bring it (with nothing of `from`'s replica-local progress, files or index).
+async fn sync_record(from: &Host, to: &Host, partition: &str, sort: &str) {
+    let (a, b) = (user_of(from).await, user_of(to).await);
+    let key = jarvis_store::Key::new(format!("{partition}#{a}"), sort).expect("key");
+    let record = from
+        .app
+        .state
+        .store
+        .read::<jarvis_crdt::Record>(&key)
+        .await
+        .expect("read")
+        .expect("there")
+        .state;
+    let key = jarvis_store::Key::new(format!("{partition}#{b}"), sort).expect("key");
+    to.app.state.store.merge(&key, record).await.expect("merge");
+}
+
+#[tokio::test]
+async fn a_document_that_came_by_sync_is_read_on_this_deployment_when_first_listed() {
+    let (here, peer) = (host().await, host().await);
+    for host in [&here, &peer] {
+        let (status, _) = host
+            .app
+            .call(
+                Method::POST,
+                "/archive",
+                Some(json!({"kind": "note", "title": "Start", "content": "A first note."})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (_, created) = peer
+        .app
+        .call(
+            Method::POST,
+            "/archive",
+            Some(json!({
+                "kind": "note",
+                "title": "Boat maintenance",
+                "content": "Scrape the hull and repaint the antifouling every spring.",
+            })),
+        )
+        .await;
+    let entry = created["id"].as_str().expect("id").to_owned();
+    let (_, from_archive) = peer
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/documents",
+            Some(json!({"url": format!("/archive/{entry}")})),
+        )
+        .await;
+    let (status, uploaded) = peer.upload("owls.md", FIELD_GUIDE.as_bytes(), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{uploaded}");
+    let (doc, file) = (
+        from_archive["id"].as_str().expect("id").to_owned(),
+        uploaded["id"].as_str().expect("id").to_owned(),
+    );
+    assert_eq!(peer.settled(&doc).await["status"], "ready");
+
+    // The entry and both documents' records arrive here; their chunks and files do not.
+    sync_record(&peer, &here, "archive", &format!("entry#{entry}")).await;
+    sync_record(&peer, &here, "knowledge", &format!("doc#{doc}")).await;
+    sync_record(&peer, &here, "knowledge", &format!("doc#{file}")).await;
+    assert!(
+        here.search("/knowledge/search?q=antifouling")
+            .await
+            .is_empty()
+    );
+
+    let (status, listed) = here
+        .app
+        .call(Method::GET, "/knowledge/documents", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["items"].as_array().expect("items").len(), 2);
+    let ready = here.settled(&doc).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["chunks"].as_u64().expect("chunks") >= 1);
+    let hits = here.search("/knowledge/search?q=antifouling").await;
+    assert_eq!(hits[0]["document"], doc.as_str());
+    // An upload's file stays where it was uploaded: the record says why it is not here.
+    let failed = here.settled(&file).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("another deployment")),
+        "{failed}"
+    );
+    // Listing again reads nothing again: what this deployment has read stays as it is.
+    let (_, again) = here
+        .app
+        .call(Method::GET, "/knowledge/documents", None)
+        .await;
+    assert_eq!(listed_status(&again, &doc), "ready");
+    assert_eq!(listed_status(&again, &file), "failed");
+}
+
+fn listed_status(listing: &Value, id: &str) -> Value {
+    listing["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|d| d["id"] == id))
+        .map_or(Value::Null, |d| d["status"].clone())
+}

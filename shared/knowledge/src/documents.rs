@@ -153,6 +153,9 @@ pub struct Document {
     pub model: Option<String>,
     /// How many times reading it was started.
     pub attempts: u32,
+    /// Whether this replica has progress of its own on it: a document that came from a peer
+    /// by sync has none until this replica queues it.
+    pub here: bool,
 }
 
 /// What a new document starts with.
@@ -236,6 +239,7 @@ impl Document {
             return None;
         }
         let empty = Record::new();
+        let present = status.is_some();
         let status = status.unwrap_or(&empty);
         Some(Self {
             id,
@@ -260,6 +264,7 @@ impl Document {
             total: number(status, field::TOTAL),
             model: text(status, field::MODEL),
             attempts: number(status, field::ATTEMPTS),
+            here: present,
         })
     }
 }

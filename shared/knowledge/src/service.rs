@@ -74,6 +74,9 @@ pub enum KnowledgeError {
     /// The queue refused the job.
     #[error("the ingestion queue is unavailable: {0}")]
     Queue(String),
+    /// A document's source could not be read again.
+    #[error("reading the document's source failed: {0}")]
+    Source(String),
 }
 
 /// Where ingestion jobs go: SQS on AWS, the host's own worker locally.
@@ -81,6 +84,15 @@ pub enum KnowledgeError {
 pub trait Queue: Send + Sync {
     /// Hands `job` to a worker.
     async fn send(&self, job: &Job) -> Result<(), KnowledgeError>;
+}
+
+/// Where a document's content is read again when this deployment holds no file of it (it
+/// came from a peer by sync): an archive entry syncs, so its text is there to index.
+#[async_trait]
+pub trait Sources: Send + Sync {
+    /// The text of `user`'s archive entry `id` as it is indexed, or `None` when the entry
+    /// is gone.
+    async fn archive_entry(&self, user: &str, id: &str) -> Result<Option<Vec<u8>>, KnowledgeError>;
 }
 
 /// Which rankings a search uses.
@@ -161,6 +173,7 @@ pub struct Knowledge {
     registry: Registry,
     config: KnowledgeConfig,
     queue: std::sync::OnceLock<Arc<dyn Queue>>,
+    sources: std::sync::OnceLock<Arc<dyn Sources>>,
 }
 
 impl std::fmt::Debug for Knowledge {
@@ -338,7 +351,14 @@ impl Knowledge {
             registry,
             config,
             queue: std::sync::OnceLock::new(),
+            sources: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets where documents are read again from when this deployment has no file of them
+    /// (once; later calls change nothing).
+    pub fn attach_sources(&self, sources: Arc<dyn Sources>) {
+        let _ = self.sources.set(sources);
     }
 
     /// Attaches the queue jobs go to; the first attached stays.
@@ -418,20 +438,49 @@ impl Knowledge {
     }
 
     /// A user's document.
-    pub async fn get(&self, user: &str, id: &Uuid) -> Result<Document, KnowledgeError> {
-        documents::get(&self.site, user, id)
+    pub async fn get(&self, caller: Caller<'_>, id: &Uuid) -> Result<Document, KnowledgeError> {
+        let mut document = documents::get(&self.site, caller.user, id)
             .await?
-            .ok_or(KnowledgeError::NotFound)
+            .ok_or(KnowledgeError::NotFound)?;
+        self.adopt(caller, &mut document).await?;
+        Ok(document)
     }
 
     /// A page of a user's documents.
     pub async fn list(
         &self,
-        user: &str,
+        caller: Caller<'_>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Document>, KnowledgeError> {
-        Ok(documents::list(&self.site, user, cursor, limit).await?)
+        let mut page = documents::list(&self.site, caller.user, cursor, limit).await?;
+        for document in &mut page.items {
+            self.adopt(caller, document).await?;
+        }
+        Ok(page)
+    }
+
+    /// Queues a document that came from a peer by sync, the first time it is read here:
+    /// chunks and vectors are not replicated, so each deployment reads its documents itself.
+    async fn adopt(
+        &self,
+        caller: Caller<'_>,
+        document: &mut Document,
+    ) -> Result<(), KnowledgeError> {
+        if document.here {
+            return Ok(());
+        }
+        documents::set_status(&self.site, caller.user, &document.id, Progress::pending()).await?;
+        self.queue_job(Job {
+            user: caller.user.to_owned(),
+            role: caller.role.to_owned(),
+            document: document.id,
+        })
+        .await?;
+        if let Some(read) = documents::get(&self.site, caller.user, &document.id).await? {
+            *document = read;
+        }
+        Ok(())
     }
 
     /// Deletes a document, its file, and its chunks and vectors.
@@ -501,6 +550,18 @@ impl Knowledge {
         }
     }
 
+    /// The content of a document this deployment has no file of, where it can be read again.
+    async fn content_elsewhere(
+        &self,
+        user: &str,
+        document: &Document,
+    ) -> Result<Option<Vec<u8>>, KnowledgeError> {
+        match (&document.origin, self.sources.get()) {
+            (Origin::Archive(entry), Some(sources)) => sources.archive_entry(user, entry).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Reads `document` into the index: `Ok(Err(reason))` when its file cannot be read.
     async fn read_into_index(
         &self,
@@ -508,12 +569,23 @@ impl Knowledge {
         document: &Document,
     ) -> Result<Result<usize, String>, KnowledgeError> {
         let user = caller.user;
-        let Some(blob) = self
-            .blobs
-            .get(&documents::blob_key(user, &document.id)?)
-            .await?
-        else {
-            return Ok(Err("the file is not stored on this deployment".into()));
+        let blob_key = documents::blob_key(user, &document.id)?;
+        let blob = match self.blobs.get(&blob_key).await? {
+            Some(blob) => blob,
+            None => {
+                let Some(bytes) = self.content_elsewhere(user, document).await? else {
+                    return Ok(Err(match document.origin {
+                        Origin::Upload => "the file was uploaded to another deployment and is not stored on this one".into(),
+                        Origin::Archive(_) => "its archive entry was deleted".into(),
+                    }));
+                };
+                let blob = Blob {
+                    media_type: crate::detect(&bytes).to_owned(),
+                    bytes,
+                };
+                self.blobs.put(&blob_key, &blob).await?;
+                blob
+            }
         };
         let extracted = match self.extract(caller, &blob.bytes).await? {
             Ok(extracted) => extracted,
