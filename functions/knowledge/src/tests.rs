@@ -127,6 +127,20 @@ impl Host {
         self.upload_as(None, file_name, bytes, tags).await
     }
 
+    /// A new archive note's id.
+    async fn note(&self, title: &str, content: &str) -> String {
+        let (status, created) = self
+            .app
+            .call(
+                Method::POST,
+                "/archive",
+                Some(json!({"kind": "note", "title": title, "content": content})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["id"].as_str().expect("id").to_owned()
+    }
+
     /// The document once it is ready or failed.
     async fn settled(&self, id: &str) -> Value {
         for _ in 0..400 {
@@ -156,6 +170,8 @@ impl Host {
         body["items"].as_array().expect("items").clone()
     }
 }
+
+const BOAT: &str = "Scrape the hull and repaint the antifouling every spring.";
 
 fn encode(q: &str) -> String {
     q.replace(' ', "%20")
@@ -446,20 +462,7 @@ async fn an_answer_cites_the_passages_it_uses_and_says_so_when_the_documents_do_
 #[tokio::test]
 async fn an_archive_entry_is_indexed_by_its_path_with_the_archive_read_scope() {
     let host = host().await;
-    let (status, created) = host
-        .app
-        .call(
-            Method::POST,
-            "/archive",
-            Some(json!({
-                "kind": "note",
-                "title": "Boat maintenance",
-                "content": "Scrape the hull and repaint the antifouling every spring.",
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let entry = created["id"].as_str().expect("id").to_owned();
+    let entry = host.note("Boat maintenance", BOAT).await;
     let (status, doc) = host
         .app
         .call(
@@ -897,29 +900,9 @@ async fn sync_record(from: &Host, to: &Host, partition: &str, sort: &str) {
 async fn a_document_that_came_by_sync_is_read_on_this_deployment_when_first_listed() {
     let (here, peer) = (host().await, host().await);
     for host in [&here, &peer] {
-        let (status, _) = host
-            .app
-            .call(
-                Method::POST,
-                "/archive",
-                Some(json!({"kind": "note", "title": "Start", "content": "A first note."})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED);
+        host.note("Start", "A first note.").await;
     }
-    let (_, created) = peer
-        .app
-        .call(
-            Method::POST,
-            "/archive",
-            Some(json!({
-                "kind": "note",
-                "title": "Boat maintenance",
-                "content": "Scrape the hull and repaint the antifouling every spring.",
-            })),
-        )
-        .await;
-    let entry = created["id"].as_str().expect("id").to_owned();
+    let entry = peer.note("Boat maintenance", BOAT).await;
     let (_, from_archive) = peer
         .app
         .call(
