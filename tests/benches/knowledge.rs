@@ -6,7 +6,7 @@
 //! chunking rules, embedded with the local all-MiniLM-L6-v2 (`./infra/fetch-models.sh`).
 //! Queries are `QUERIES` (200) chunks drawn with a fixed seed, their first 24 words. For
 //! each: the 10 nearest by exact search (`vector_distance_cos` over every chunk) and by the
-//! DiskANN index (`compress_neighbors=float8`, `max_neighbors=32`); recall@10 is the share
+//! DiskANN index (`compress_neighbors=float8`, `max_neighbors=16`); recall@10 is the share
 //! of the exact ten the approximate search also returns. Latencies are per query, p50 and
 //! p99; sizes are the index file's with and without the DiskANN index.
 //!

@@ -1,4 +1,4 @@
-CREATE INDEX chunks_ann ON chunks ( libsql_vector_idx(embedding, 'metric=cosine', 'compress_neighbors=float8', 'max_neighbors=32') );
+CREATE INDEX chunks_ann ON chunks ( libsql_vector_idx(embedding, 'metric=cosine', 'compress_neighbors=float8', 'max_neighbors=16') );
 CREATE TABLE chunks ( id INTEGER PRIMARY KEY, document TEXT NOT NULL, ordinal INTEGER NOT NULL, page INTEGER, section TEXT, text TEXT NOT NULL, embedding F32_BLOB(4) NOT NULL, UNIQUE (document, ordinal) );
 CREATE VIRTUAL TABLE chunks_fts USING fts5( text, section, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61' );
 CREATE TABLE document_tags ( tag TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (tag, document) ) WITHOUT ROWID;
