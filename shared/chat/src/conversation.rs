@@ -162,7 +162,7 @@ pub async fn create(
     new: NewConversation,
 ) -> Result<Conversation, ChatError> {
     let now = site.clock.now();
-    let id = ids::conversation_id(now.wall_ms);
+    let id = ids::conversation_id(&now);
     let key = key(user, &id)?;
     let mut fields = vec![(field::CREATED.to_owned(), now.wall_ms.to_string())];
     for (name, value) in [
