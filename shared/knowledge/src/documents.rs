@@ -239,7 +239,7 @@ impl Document {
             return None;
         }
         let empty = Record::new();
-        let present = status.is_some();
+        let present = status.is_some_and(Record::is_live);
         let status = status.unwrap_or(&empty);
         Some(Self {
             id,
@@ -446,17 +446,28 @@ pub async fn delete(site: &Site, user: &str, id: &Uuid) -> Result<bool, StoreErr
     if get(site, user, id).await?.is_none() {
         return Ok(false);
     }
-    let clock = &site.clock;
-    let erase = |record: &mut Record| {
+    site.store.update(&key(user, id)?, erase(site)).await?;
+    forget_status(site, user, id).await?;
+    Ok(true)
+}
+
+/// Removes this replica's progress on a document: it reads as never begun here.
+pub async fn forget_status(site: &Site, user: &str, id: &Uuid) -> Result<(), StoreError> {
+    site.store
+        .update(&status_key(user, id)?, erase(site))
+        .await?;
+    Ok(())
+}
+
+/// A write that deletes a live record and leaves any other as it is.
+fn erase(site: &Site) -> impl Fn(&mut Record) -> Record + Send + Sync + '_ {
+    move |record: &mut Record| {
         if !record.is_live() {
             return Record::new();
         }
-        let stamp = clock.stamp_after(record.latest_stamp());
+        let stamp = site.clock.stamp_after(record.latest_stamp());
         record.delete(stamp)
-    };
-    site.store.update(&key(user, id)?, erase).await?;
-    site.store.update(&status_key(user, id)?, erase).await?;
-    Ok(true)
+    }
 }
 
 /// A page of a user's documents, oldest id first.

@@ -470,16 +470,23 @@ impl Knowledge {
         if document.here {
             return Ok(());
         }
+        // Pending before it is queued, so a fast worker's progress is never overwritten;
+        // forgotten again when the queue refuses it, so the next read queues it anew.
         documents::set_status(&self.site, caller.user, &document.id, Progress::pending()).await?;
-        self.queue_job(Job {
-            user: caller.user.to_owned(),
-            role: caller.role.to_owned(),
-            document: document.id,
-        })
-        .await?;
-        if let Some(read) = documents::get(&self.site, caller.user, &document.id).await? {
-            *document = read;
+        let queued = self
+            .queue_job(Job {
+                user: caller.user.to_owned(),
+                role: caller.role.to_owned(),
+                document: document.id,
+            })
+            .await;
+        if let Err(err) = queued {
+            documents::forget_status(&self.site, caller.user, &document.id).await?;
+            return Err(err);
         }
+        // It had no progress here: pending is all there is to show.
+        document.status = Status::Pending;
+        document.here = true;
         Ok(())
     }
 
