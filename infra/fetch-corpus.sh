@@ -16,7 +16,8 @@ fi
 mkdir -p "$CORPUS/.downloads"
 echo "Fetching the Python 3.11 documentation (python3.11-doc, 13 MB) into $CORPUS"
 download() {
-  (cd "$CORPUS/.downloads" && apt-get download python3.11-doc 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+  # apt-get's progress goes to stderr: stdout carries only the path of the package.
+  (cd "$CORPUS/.downloads" && apt-get download python3.11-doc 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
   ls "$CORPUS"/.downloads/python3.11-doc_*_all.deb 2>/dev/null | head -1
 }
 DEB="$(download)"
