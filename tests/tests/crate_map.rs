@@ -6,10 +6,11 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 14] = [
+const ORDER: [&str; 15] = [
     "crdt",
     "health",
     "config",
+    "queue",
     "secrets",
     "store",
     "blobs",

@@ -1,5 +1,5 @@
 //! The knowledge base's AWS side against a moto server (started by the test command): the
-//! ingestion queue on SQS, and chunk vectors written to and removed from S3 Vectors.
+//! ingestion queue on SQS (jobs, and the archive function's changes), and chunk vectors written to and removed from S3 Vectors.
 //! (moto does not answer `QueryVectors`; the query's filter and the metadata it reads back
 //! are tested in `jarvis-knowledge` itself.)
 
@@ -49,11 +49,7 @@ async fn an_ingestion_job_travels_over_sqs_as_the_worker_reads_it() {
         .expect("queue")
         .queue_url
         .expect("url");
-    let job = Job {
-        user: "u1".into(),
-        role: "user".into(),
-        document: Uuid::new_v4(),
-    };
+    let job = Job::read("u1", "user", Uuid::new_v4());
     Sqs::new(url.clone(), target())
         .send(&job)
         .await
@@ -70,6 +66,84 @@ async fn an_ingestion_job_travels_over_sqs_as_the_worker_reads_it() {
     let body = messages[0].body().expect("body");
     let read: Job = serde_json::from_str(body).expect("a job");
     assert_eq!(read, job);
+}
+
+/// A new queue's URL.
+async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
+    let name = format!("jarvis-knowledge-{}", Uuid::new_v4().simple());
+    sqs.create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url")
+}
+
+#[tokio::test]
+async fn the_archive_function_sends_each_change_to_the_ingestion_queue_as_the_worker_reads_it() {
+    use axum::http::{Method, StatusCode};
+    use jarvis_fn_archive::Changed;
+    use jarvis_knowledge::documents::ArchiveWork;
+    use serde_json::json;
+
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let url = queue(&sqs).await;
+    let moto = endpoint();
+    let env = [
+        ("JARVIS_KNOWLEDGE_QUEUE_URL", url.as_str()),
+        ("JARVIS_SQS_ENDPOINT", moto.as_str()),
+    ];
+    // The routes as the archive Lambda builds them from its configuration.
+    let configured = jarvis_fn_auth::testing::TestApp::with_env(axum::Router::new(), &env).await;
+    let app = jarvis_fn_auth::testing::TestApp::signed_in_with_env(
+        jarvis_fn_archive::lambda_routes(&configured.state),
+        &env,
+    )
+    .await;
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/archive",
+            Some(json!({"kind": "note", "title": "Boats", "content": "Paint the hull."})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = app
+        .call(Method::DELETE, &format!("/archive/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let mut changes = Vec::new();
+    for _ in 0..5 {
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("received");
+        for message in received.messages() {
+            let body = message.body().expect("body");
+            changes.push(serde_json::from_str::<Changed>(body).expect("a change"));
+        }
+        if changes.len() == 2 {
+            break;
+        }
+    }
+    // A standard queue keeps no order.
+    let mut seen: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c.archive_entry.as_str(), c.change.as_str()))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [(id, "created"), (id, "deleted")]);
+    let job = jarvis_fn_knowledge::job_of(&changes[0]);
+    assert_eq!(job.user, changes[0].user);
+    assert_eq!(job.role, changes[0].role);
+    assert_eq!(job.archive, Some(ArchiveWork::Entry(id.to_owned())));
 }
 
 #[tokio::test]

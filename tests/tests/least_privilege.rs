@@ -663,6 +663,15 @@ async fn the_knowledge_function_and_its_worker_touch_only_what_their_policies_gr
         Some(json!({"kind": "note", "title": "Boats", "content": "Paint the hull in spring."})),
     )
     .await;
+    // Indexed when the whole archive is.
+    send(
+        &app,
+        token,
+        Method::POST,
+        "/archive",
+        Some(json!({"kind": "note", "title": "Bees", "content": "Feed the colony in winter."})),
+    )
+    .await;
     log.lock().expect("log").clear();
 
     let boundary = "least-privilege";
@@ -717,6 +726,12 @@ async fn the_knowledge_function_and_its_worker_touch_only_what_their_policies_gr
             ),
             None,
         ),
+        (
+            Method::PUT,
+            "/knowledge/settings".to_owned(),
+            Some(json!({"index_archive": true})),
+        ),
+        (Method::GET, "/knowledge/settings".to_owned(), None),
     ] {
         send(&app, token, method, &uri, body).await;
     }
@@ -729,4 +744,27 @@ async fn the_knowledge_function_and_its_worker_touch_only_what_their_policies_gr
         );
     }
     assert_granted("KnowledgeFunction", &log);
+
+    // The worker indexes the whole archive (a page job, then a job per entry), and follows
+    // an entry's deletion, as the archive function's messages ask.
+    let id = entry["id"].as_str().expect("id");
+    send(&app, token, Method::DELETE, &format!("/archive/{id}"), None).await;
+    log.lock().expect("log").clear();
+    let role = queued[0].role.clone();
+    let mut pending: Vec<_> = jobs.0.lock().expect("jobs").drain(..).collect();
+    pending.push(jarvis_knowledge::documents::Job::archive_entry(
+        &user.user_id,
+        &role,
+        id,
+    ));
+    while let Some(job) = pending.pop() {
+        knowledge.ingest(&job).await.expect("archive work");
+        pending.extend(jobs.0.lock().expect("jobs").drain(..));
+    }
+    let touched = log.lock().expect("log").clone();
+    assert!(
+        touched.iter().any(|(_, p)| p.starts_with("archive#")),
+        "the archive was not read"
+    );
+    assert_granted("KnowledgeWorkerFunction", &log);
 }

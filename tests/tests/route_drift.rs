@@ -284,7 +284,12 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 );
                 continue;
             }
-            if name == "KnowledgeFunction" && actions == ["sqs:SendMessage"] {
+            let queues = [
+                "KnowledgeFunction",
+                "KnowledgeWorkerFunction",
+                "ArchiveFunction",
+            ];
+            if queues.contains(&name) && actions == ["sqs:SendMessage"] {
                 assert!(
                     target.contains("KnowledgeQueue.Arn"),
                     "{name}: messages to another queue: {target}"

@@ -7,6 +7,9 @@
 //! concurrently elsewhere does not bring a deleted entry back, and its content neither stays
 //! in the document nor syncs on.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use jarvis_app::AppState;
@@ -14,7 +17,7 @@ use jarvis_crdt::{Crdt, Record, ReplicaId};
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
 use jarvis_http::{Json, Paged, Path, Query, validate};
-use jarvis_identity::{Authorized, scope};
+use jarvis_identity::{Authorized, Identity, scope};
 use jarvis_store::clock::Clock;
 use jarvis_store::principal::Principal;
 use jarvis_store::{Document, Key, encode_cursor};
@@ -39,6 +42,39 @@ pub const MAX_PAGE: usize = 100;
 /// empty) with a `next_cursor` to go on from.
 pub const SCAN_BUDGET: usize = 1_000;
 
+/// A change to an entry, as a [`Watcher`] hears of it. On AWS it is the body of a message
+/// on the knowledge base's ingestion queue, which indexes entries from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Changed {
+    /// The entry's id.
+    pub archive_entry: String,
+    /// Its owner.
+    pub user: String,
+    /// The owner's role when they changed it.
+    pub role: String,
+    /// What happened: `created`, `updated` or `deleted`.
+    pub change: String,
+}
+
+/// What hears of every change to an entry made here, after it is stored: the knowledge
+/// base, which keeps the entries it indexes up to date.
+#[async_trait::async_trait]
+pub trait Watcher: Send + Sync {
+    /// Hears of `change`; an error is logged, and the change stands.
+    async fn changed(&self, change: &Changed) -> Result<(), String>;
+}
+
+/// The [`Watcher`] of a host, as a request extension; a host without one tells nobody.
+#[derive(Clone)]
+pub struct Watching(pub Arc<dyn Watcher>);
+
+impl std::fmt::Debug for Watching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watching").finish_non_exhaustive()
+    }
+}
+
 /// The function's routes with their OpenAPI description.
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -49,6 +85,31 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// The function's routes.
 pub fn routes() -> axum::Router<AppState> {
     api().into()
+}
+
+/// The Lambda function's routes: changes are sent to the knowledge base's ingestion queue
+/// when the configuration names one.
+pub fn lambda_routes(state: &AppState) -> axum::Router<AppState> {
+    #[cfg(feature = "aws")]
+    if let Some(url) = &state.config.knowledge.queue_url {
+        let queue = jarvis_queue::Sender::new(url.clone(), state.config.knowledge.sqs.clone());
+        return routes().layer(Extension(Watching(Arc::new(QueueWatcher(queue)))));
+    }
+    let _ = state;
+    routes()
+}
+
+/// Changes as messages on a queue.
+#[cfg(feature = "aws")]
+struct QueueWatcher(jarvis_queue::Sender);
+
+#[cfg(feature = "aws")]
+#[async_trait::async_trait]
+impl Watcher for QueueWatcher {
+    async fn changed(&self, change: &Changed) -> Result<(), String> {
+        let body = serde_json::to_string(change).map_err(|e| e.to_string())?;
+        self.0.send(body).await.map_err(|e| e.to_string())
+    }
 }
 
 fn partition(principal: &Principal) -> String {
@@ -75,6 +136,27 @@ pub async fn entry(state: &AppState, principal: &Principal, id: &str) -> Result<
     let key = entry_key(principal, id)?;
     let doc = live_entry(state, &key).await?;
     view(id, &doc.state)
+}
+
+/// A page of up to `limit` ids of `principal`'s live entries, oldest first, after
+/// `cursor`; the cursor of the next page, when there is one.
+pub async fn entry_ids(
+    state: &AppState,
+    principal: &Principal,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<String>, Option<String>), ApiError> {
+    let page = state
+        .store
+        .list_documents::<Record>(&partition(principal), Some(SORT_PREFIX), cursor, limit)
+        .await?;
+    let ids = page
+        .items
+        .iter()
+        .filter(|doc| doc.state.is_live())
+        .map(|doc| doc.key.sort().trim_start_matches(SORT_PREFIX).to_owned())
+        .collect();
+    Ok((ids, page.next_cursor))
 }
 
 /// The entry at `key`, unless it is absent or deleted.
@@ -274,6 +356,7 @@ pub struct NewEntry {
 async fn create_entry(
     state: AppState,
     caller: Authorized<scope::ArchiveWrite>,
+    watching: Option<Extension<Watching>>,
     Json(body): Json<NewEntry>,
 ) -> Result<impl IntoResponse, ApiError> {
     let fields = [
@@ -300,7 +383,7 @@ async fn create_entry(
         })
         .await?;
     let entry = view(&id, &doc.state)?;
-    announce(&state, &caller.principal(), "created", &id).await;
+    announce(&state, watching, &caller.identity, "created", &id).await;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/archive/{id}"))],
@@ -467,10 +550,11 @@ pub struct EntryPatch {
         AuthRejections,
     )
 )]
-#[tracing::instrument(skip(state, caller, body))]
+#[tracing::instrument(skip(state, caller, watching, body))]
 async fn patch_entry(
     state: AppState,
     caller: Authorized<scope::ArchiveWrite>,
+    watching: Option<Extension<Watching>>,
     Path(id): Path<String>,
     Json(body): Json<EntryPatch>,
 ) -> Result<Json<Entry>, ApiError> {
@@ -512,7 +596,7 @@ async fn patch_entry(
         return Err(not_found());
     }
     let entry = view(&id, &doc.state)?;
-    announce(&state, &caller.principal(), "updated", &id).await;
+    announce(&state, watching, &caller.identity, "updated", &id).await;
     Ok(Json(entry))
 }
 
@@ -529,10 +613,11 @@ async fn patch_entry(
         AuthRejections,
     )
 )]
-#[tracing::instrument(skip(state, caller))]
+#[tracing::instrument(skip(state, caller, watching))]
 async fn delete_entry(
     state: AppState,
     caller: Authorized<scope::ArchiveWrite>,
+    watching: Option<Extension<Watching>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = entry_key(&caller.principal(), &id)?;
@@ -545,17 +630,35 @@ async fn delete_entry(
             record.delete(stamp)
         })
         .await?;
-    announce(&state, &caller.principal(), "deleted", &id).await;
+    announce(&state, watching, &caller.identity, "deleted", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Tells the owner's WebSocket connections listening to `archive` of a change.
-async fn announce(state: &AppState, principal: &Principal, change: &str, id: &str) {
+/// Tells the owner's WebSocket connections listening to `archive`, and the host's
+/// [`Watcher`], of a change.
+async fn announce(
+    state: &AppState,
+    watching: Option<Extension<Watching>>,
+    owner: &Identity,
+    change: &str,
+    id: &str,
+) {
     let (topic, message) = jarvis_realtime::topic::archive_changed(change, id);
     state
         .realtime
-        .publish(principal.id(), &topic, &message)
+        .publish(owner.principal().id(), &topic, &message)
         .await;
+    if let Some(Extension(Watching(watcher))) = watching {
+        let changed = Changed {
+            archive_entry: id.to_owned(),
+            user: owner.user_id.clone(),
+            role: owner.role.as_str().to_owned(),
+            change: change.to_owned(),
+        };
+        if let Err(err) = watcher.changed(&changed).await {
+            tracing::warn!(entry = %id, error = %err, "the knowledge base was not told of an archive change");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), jarvis_app::lambda::Error> {
-    jarvis_app::lambda::serve(jarvis_fn_archive::routes()).await
+    jarvis_app::lambda::serve_with(async |state| jarvis_fn_archive::lambda_routes(state)).await
 }

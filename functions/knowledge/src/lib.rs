@@ -21,8 +21,9 @@ use jarvis_knowledge::Registry;
 use jarvis_knowledge::documents::{Document, Origin, Status};
 use jarvis_knowledge::index::{Filter, IndexError, LibsqlIndex, VectorIndex};
 use jarvis_knowledge::service::{
-    Answer, Caller, Hit, Knowledge, KnowledgeError, SearchMode, Sources,
+    Answer, ArchiveSource, Caller, Hit, Knowledge, KnowledgeError, SearchMode, Sources,
 };
+use jarvis_knowledge::settings::Settings;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -42,6 +43,8 @@ pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_K: usize = 50;
 /// Results a search returns unless told.
 pub const DEFAULT_K: usize = 10;
+/// Archive entries one job queues when the whole archive is indexed.
+pub const ARCHIVE_PAGE: usize = 100;
 
 /// The function's routes with their OpenAPI description.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -50,6 +53,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_document, delete_document))
         .routes(routes!(search))
         .routes(routes!(ask))
+        .routes(routes!(get_settings, put_settings))
 }
 
 /// The function's routes, serving `knowledge`.
@@ -93,6 +97,39 @@ fn archive_text(entry: &jarvis_fn_archive::Entry) -> Vec<u8> {
     format!("# {}\n\n{}", entry.title, entry.content).into_bytes()
 }
 
+/// What an archive entry's document is named.
+fn archive_name(entry: &jarvis_fn_archive::Entry) -> String {
+    if entry.title.is_empty() {
+        format!("archive entry {}", entry.id)
+    } else {
+        entry.title.clone()
+    }
+}
+
+/// Tells the knowledge base of every change to an archive entry, as a job on its queue:
+/// what `jarvis-local` sets as the archive's [`Watcher`](jarvis_fn_archive::Watcher). (On
+/// AWS the archive function sends the change itself, and [`worker`] reads it.)
+pub struct ArchiveIndexing(pub Arc<dyn jarvis_knowledge::service::Queue>);
+
+#[async_trait::async_trait]
+impl jarvis_fn_archive::Watcher for ArchiveIndexing {
+    async fn changed(&self, change: &jarvis_fn_archive::Changed) -> Result<(), String> {
+        self.0
+            .send(&job_of(change))
+            .await
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// The job that brings the document of a changed archive entry up to date.
+pub fn job_of(change: &jarvis_fn_archive::Changed) -> jarvis_knowledge::documents::Job {
+    jarvis_knowledge::documents::Job::archive_entry(
+        &change.user,
+        &change.role,
+        &change.archive_entry,
+    )
+}
+
 /// Archive entries read from this deployment's store, where they arrive by sync.
 struct ArchiveSources {
     state: AppState,
@@ -100,13 +137,32 @@ struct ArchiveSources {
 
 #[async_trait::async_trait]
 impl Sources for ArchiveSources {
-    async fn archive_entry(&self, user: &str, id: &str) -> Result<Option<Vec<u8>>, KnowledgeError> {
+    async fn archive_entry(
+        &self,
+        user: &str,
+        id: &str,
+    ) -> Result<Option<ArchiveSource>, KnowledgeError> {
         let principal = jarvis_store::principal::Principal::user(user);
         match jarvis_fn_archive::entry(&self.state, &principal, id).await {
-            Ok(entry) => Ok(Some(archive_text(&entry))),
+            Ok(entry) => Ok(Some(ArchiveSource {
+                name: archive_name(&entry),
+                text: archive_text(&entry),
+                tags: entry.tags,
+            })),
             Err(ApiError::NotFound(_)) => Ok(None),
             Err(err) => Err(KnowledgeError::Source(format!("archive entry {id}: {err}"))),
         }
+    }
+
+    async fn archive_entries(
+        &self,
+        user: &str,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), KnowledgeError> {
+        let principal = jarvis_store::principal::Principal::user(user);
+        jarvis_fn_archive::entry_ids(&self.state, &principal, cursor, ARCHIVE_PAGE)
+            .await
+            .map_err(|err| KnowledgeError::Source(format!("the archive: {err}")))
     }
 }
 
@@ -483,11 +539,7 @@ async fn add_document(
                 ));
             }
             let entry = jarvis_fn_archive::entry(&state, &caller.principal(), id).await?;
-            let name = if entry.title.is_empty() {
-                format!("archive entry {}", entry.id)
-            } else {
-                entry.title.clone()
-            };
+            let name = archive_name(&entry);
             (name, archive_text(&entry), Origin::Archive(entry.id), tags)
         }
         _ => {
@@ -935,6 +987,78 @@ async fn ask(
         .await
         .map_err(knowledge_error)?;
     Ok(Json(answer_view(answer)))
+}
+
+/// A user's settings of the knowledge base.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsView {
+    /// Whether every archive entry is indexed, and kept up to date as it changes: created
+    /// entries are added, changed ones read again, deleted ones removed. Off until set;
+    /// turning it on indexes the entries already there. (An entry indexed by its path is
+    /// kept up to date either way.)
+    pub index_archive: bool,
+}
+
+/// Reads the caller's settings.
+#[utoipa::path(
+    get,
+    path = "/knowledge/settings",
+    tag = "knowledge",
+    security(("access_token" = ["knowledge:read"]), ("api_key" = ["knowledge:read"])),
+    responses(
+        (status = 200, description = "The settings", body = SettingsView),
+        AuthRejections,
+    )
+)]
+async fn get_settings(
+    caller: Authorized<scope::KnowledgeRead>,
+    Service(knowledge): Service,
+) -> Result<Json<SettingsView>, ApiError> {
+    let settings = knowledge
+        .settings(&caller.identity.user_id)
+        .await
+        .map_err(knowledge_error)?;
+    Ok(Json(SettingsView {
+        index_archive: settings.index_archive,
+    }))
+}
+
+/// Sets the caller's settings. Turning archive indexing on needs `archive:read` as well,
+/// and queues every entry already in the archive to be read.
+#[utoipa::path(
+    put,
+    path = "/knowledge/settings",
+    tag = "knowledge",
+    request_body = SettingsView,
+    security(("access_token" = ["knowledge:write"]), ("api_key" = ["knowledge:write"])),
+    responses(
+        (status = 200, description = "The settings as set", body = SettingsView),
+        (status = 400, description = "Invalid field", body = ErrorEnvelope),
+        (status = 503, description = "The ingestion queue is unavailable; nothing changed", body = ErrorEnvelope),
+        AuthRejections,
+    )
+)]
+async fn put_settings(
+    caller: Authorized<scope::KnowledgeWrite>,
+    Service(knowledge): Service,
+    Json(body): Json<SettingsView>,
+) -> Result<Json<SettingsView>, ApiError> {
+    if body.index_archive && !caller.identity.allows(Scope::ArchiveRead) {
+        return Err(ApiError::Forbidden(
+            "indexing the archive needs the archive:read scope too".into(),
+        ));
+    }
+    let settings = Settings {
+        index_archive: body.index_archive,
+    };
+    let set = knowledge
+        .set_settings(caller_of(&caller), settings)
+        .await
+        .map_err(knowledge_error)?;
+    Ok(Json(SettingsView {
+        index_archive: set.index_archive,
+    }))
 }
 
 #[cfg(test)]

@@ -38,15 +38,17 @@ async fn host_full(
     hosted: Vec<(String, Arc<dyn jarvis_ai::Provider>)>,
     worker: bool,
 ) -> Host {
-    let slot: Arc<OnceLock<Arc<Knowledge>>> = Arc::new(OnceLock::new());
+    let slot: Arc<OnceLock<(Arc<Knowledge>, jarvis_fn_archive::Watching)>> =
+        Arc::new(OnceLock::new());
     let services = Arc::clone(&slot);
     // The archive's routes too: archive entries are a source of documents.
     let router: axum::Router<jarvis_app::AppState> =
         super::api().merge(jarvis_fn_archive::api()).into();
     let router = router.layer(tower::util::MapRequestLayer::new(
         move |mut request: Request<Body>| {
-            if let Some(knowledge) = services.get() {
+            if let Some((knowledge, watching)) = services.get() {
                 request.extensions_mut().insert(Arc::clone(knowledge));
+                request.extensions_mut().insert(watching.clone());
             }
             request
         },
@@ -62,10 +64,13 @@ async fn host_full(
     let knowledge = super::service(&app.state, ai).expect("the processors validate");
     let queue = Arc::new(LocalQueue::new(knowledge.site().clone()));
     knowledge.attach_queue(Arc::clone(&queue) as _);
+    // Archive changes reach the knowledge base as `jarvis-local` sends them.
+    let watching =
+        jarvis_fn_archive::Watching(Arc::new(super::ArchiveIndexing(Arc::clone(&queue) as _)));
     if worker {
         tokio::spawn(run_local_worker(Arc::clone(&knowledge), queue));
     }
-    assert!(slot.set(Arc::clone(&knowledge)).is_ok());
+    assert!(slot.set((Arc::clone(&knowledge), watching)).is_ok());
     Host { app, knowledge }
 }
 
@@ -162,6 +167,57 @@ impl Host {
         assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
         let id = doc["id"].as_str().expect("id").to_owned();
         self.settled(&id).await
+    }
+
+    /// Waits until the worker has nothing left queued.
+    async fn idle(&self) {
+        for _ in 0..400 {
+            let queued = jarvis_knowledge::documents::queued(self.knowledge.site(), 1)
+                .await
+                .expect("queued");
+            if queued.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the ingestion queue did not empty");
+    }
+
+    /// The names of the caller's documents.
+    async fn document_names(&self) -> Vec<String> {
+        let (status, listing) = self
+            .app
+            .call(Method::GET, "/knowledge/documents?limit=100", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{listing}");
+        let mut names: Vec<String> = listing["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|d| d["name"].as_str().expect("name").to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The names of the documents a keyword search finds.
+    async fn found_in(&self, word: &str) -> Vec<String> {
+        let hits = self
+            .search(&format!("/knowledge/search?mode=keyword&q={word}"))
+            .await;
+        hits.iter()
+            .map(|h| h["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    async fn set_index_archive(&self, on: bool) -> (StatusCode, Value) {
+        self.app
+            .call(
+                Method::PUT,
+                "/knowledge/settings",
+                Some(json!({"index_archive": on})),
+            )
+            .await
     }
 
     async fn search(&self, query: &str) -> Vec<Value> {
@@ -490,6 +546,156 @@ async fn an_archive_entry_is_indexed_by_its_path_with_the_archive_read_scope() {
 }
 
 #[tokio::test]
+async fn with_archive_indexing_on_every_entry_is_indexed_and_follows_its_changes() {
+    let host = host().await;
+    let (status, settings) = host
+        .app
+        .call(Method::GET, "/knowledge/settings", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(settings, json!({"index_archive": false}));
+    let earlier = host.note("Boat maintenance", BOAT).await;
+
+    // Turning it on indexes what the archive already holds.
+    let (status, set) = host.set_index_archive(true).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set, json!({"index_archive": true}));
+    host.idle().await;
+    assert_eq!(host.document_names().await, ["Boat maintenance"]);
+    assert_eq!(host.found_in("antifouling").await, ["Boat maintenance"]);
+    let (_, settings) = host
+        .app
+        .call(Method::GET, "/knowledge/settings", None)
+        .await;
+    assert_eq!(settings["index_archive"], true);
+
+    // A new entry is indexed as it is created…
+    let garden = host
+        .note("Garden", "Prune the quince after flowering.")
+        .await;
+    host.idle().await;
+    assert_eq!(host.found_in("quince").await, ["Garden"]);
+
+    // …read again when it changes (and no longer found by what it said)…
+    let (status, _) = host
+        .app
+        .call(
+            Method::PATCH,
+            &format!("/archive/{garden}"),
+            Some(json!({"content": "Mulch the medlar in autumn.", "tags": ["yard"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    host.idle().await;
+    assert_eq!(host.found_in("medlar").await, ["Garden"]);
+    assert!(host.found_in("quince").await.is_empty());
+    let by_tag = host
+        .search("/knowledge/search?mode=keyword&q=medlar&tag=yard")
+        .await;
+    assert!(
+        by_tag.is_empty(),
+        "a document keeps the tags it was created with"
+    );
+
+    // …and gone when it is deleted.
+    let (status, _) = host
+        .app
+        .call(Method::DELETE, &format!("/archive/{earlier}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    host.idle().await;
+    assert_eq!(host.document_names().await, ["Garden"]);
+    assert!(host.found_in("antifouling").await.is_empty());
+
+    // Off again, a new entry is left alone.
+    let (status, _) = host.set_index_archive(false).await;
+    assert_eq!(status, StatusCode::OK);
+    host.note("Bees", "Check the hive for swarm cells.").await;
+    host.idle().await;
+    assert_eq!(host.document_names().await, ["Garden"]);
+}
+
+#[tokio::test]
+async fn with_archive_indexing_off_only_an_entry_indexed_by_its_path_follows_its_changes() {
+    let host = host().await;
+    let left = host.note("Bees", "Check the hive for swarm cells.").await;
+    let indexed = host.note("Boat maintenance", BOAT).await;
+    let (status, doc) = host
+        .app
+        .call(
+            Method::POST,
+            "/knowledge/documents",
+            Some(json!({"url": format!("/archive/{indexed}"), "tags": ["boat"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+    host.settled(doc["id"].as_str().expect("id")).await;
+    for (id, content) in [
+        (&left, "Feed the colony fondant in winter."),
+        (&indexed, "Replace the zinc anodes before launch."),
+    ] {
+        let (status, _) = host
+            .app
+            .call(
+                Method::PATCH,
+                &format!("/archive/{id}"),
+                Some(json!({"content": content})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    host.idle().await;
+    assert_eq!(host.document_names().await, ["Boat maintenance"]);
+    assert_eq!(host.found_in("anodes").await, ["Boat maintenance"]);
+    assert!(host.found_in("antifouling").await.is_empty());
+    let tagged = host
+        .search("/knowledge/search?mode=keyword&q=anodes&tag=boat")
+        .await;
+    assert_eq!(tagged.len(), 1, "the document keeps the tags it was given");
+    let (_, ready) = host
+        .app
+        .call(
+            Method::GET,
+            &format!("/knowledge/documents/{}", doc["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_and_change_nothing() {
+    let host = host().await;
+    for body in [
+        json!({}),
+        json!({"index_archive": "yes"}),
+        json!({"index_archive": null}),
+        json!({"index_archive": true, "extra": 1}),
+    ] {
+        let (status, error) = host
+            .app
+            .call(Method::PUT, "/knowledge/settings", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+    }
+    let (_, settings) = host
+        .app
+        .call(Method::GET, "/knowledge/settings", None)
+        .await;
+    assert_eq!(settings["index_archive"], false);
+    let (status, _) = host
+        .app
+        .call_as(
+            Some("not-a-token"),
+            Method::PUT,
+            "/knowledge/settings",
+            Some(json!({"index_archive": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_with_the_field_named_and_change_nothing() {
     let host = host().await;
     let send = |content_type: &'static str, body: Vec<u8>| {
@@ -655,6 +861,26 @@ mod worker {
         assert!(again.batch_item_failures.is_empty());
         let same = host.settled(pending["id"].as_str().expect("id")).await;
         assert_eq!(same["chunks"], ready["chunks"]);
+    }
+
+    #[tokio::test]
+    async fn the_worker_indexes_an_archive_entry_from_the_change_the_archive_function_sends() {
+        let host = host_of(&[], false).await;
+        let (status, _) = host.set_index_archive(true).await;
+        assert_eq!(status, StatusCode::OK);
+        let entry = host.note("Boat maintenance", BOAT).await;
+        let user = user_of(&host).await;
+        let change = jarvis_fn_archive::Changed {
+            archive_entry: entry.clone(),
+            user,
+            role: "user".into(),
+            change: "created".into(),
+        };
+        let body = serde_json::to_string(&change).expect("change");
+        let response =
+            super::super::worker::handle(&host.knowledge, event(vec![message("m1", &body)])).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(host.found_in("antifouling").await, ["Boat maintenance"]);
     }
 
     #[tokio::test]

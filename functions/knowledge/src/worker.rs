@@ -1,4 +1,5 @@
-//! The ingestion worker's Lambda handler: one SQS message per document to read. A message
+//! The ingestion worker's Lambda handler: one SQS message per document to read, or per
+//! archive change the archive function sent ([`Changed`]). A message
 //! whose document could not be read for a reason worth retrying is reported as a batch item
 //! failure, so SQS delivers it again (and, after the queue's receive limit, moves it to the
 //! dead-letter queue); every other message of the batch is done.
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use jarvis_app::lambda::{Error, run_events, start};
+use jarvis_fn_archive::Changed;
 use jarvis_knowledge::documents::Job;
 use jarvis_knowledge::service::Knowledge;
 use lambda_runtime::LambdaEvent;
@@ -16,10 +18,12 @@ pub async fn handle(knowledge: &Knowledge, event: SqsEvent) -> SqsBatchResponse 
     let mut failures = Vec::new();
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
-        let job = message
-            .body
-            .as_deref()
-            .and_then(|body| serde_json::from_str::<Job>(body).ok());
+        let job = message.body.as_deref().and_then(|body| {
+            serde_json::from_str::<Job>(body).ok().or_else(|| {
+                let change = serde_json::from_str::<Changed>(body).ok()?;
+                Some(crate::job_of(&change))
+            })
+        });
         let Some(job) = job else {
             // Not a job: delivering it again cannot help.
             tracing::warn!(message = %id, "an ingestion message that is not a job was dropped");

@@ -236,7 +236,10 @@ impl Gateway {
             .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))
             .layer(axum::Extension(ai))
             .layer(axum::Extension(chat))
-            .layer(axum::Extension(Arc::clone(&knowledge)));
+            .layer(axum::Extension(Arc::clone(&knowledge)))
+            .layer(axum::Extension(jarvis_fn_archive::Watching(Arc::new(
+                jarvis_fn_knowledge::ArchiveIndexing(Arc::clone(&queue) as _),
+            ))));
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
                 METRICS_PATH,

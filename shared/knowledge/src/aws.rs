@@ -333,37 +333,12 @@ impl VectorIndex for S3Vectors {
 }
 
 /// Ingestion jobs as messages of an SQS queue.
-pub struct Sqs {
-    url: String,
-    aws: AwsTarget,
-    client: tokio::sync::OnceCell<aws_sdk_sqs::Client>,
-}
+pub struct Sqs(jarvis_queue::Sender);
 
 impl Sqs {
     /// The queue at `url`, where `aws` says SQS is.
     pub fn new(url: String, aws: AwsTarget) -> Self {
-        Self {
-            url,
-            aws,
-            client: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    async fn client(&self) -> &aws_sdk_sqs::Client {
-        self.client
-            .get_or_init(|| async {
-                let timeout = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(10))
-                    .build();
-                let sdk = jarvis_config::aws::sdk_config(
-                    &self.aws,
-                    aws_sdk_sqs::config::retry::RetryConfig::standard(),
-                    timeout,
-                )
-                .await;
-                aws_sdk_sqs::Client::new(&sdk)
-            })
-            .await
+        Self(jarvis_queue::Sender::new(url, aws))
     }
 }
 
@@ -371,15 +346,10 @@ impl Sqs {
 impl Queue for Sqs {
     async fn send(&self, job: &Job) -> Result<(), KnowledgeError> {
         let body = serde_json::to_string(job).map_err(|e| KnowledgeError::Queue(e.to_string()))?;
-        self.client()
+        self.0
+            .send(body)
             .await
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| KnowledgeError::Queue(DisplayErrorContext(e).to_string()))?;
-        Ok(())
+            .map_err(|e| KnowledgeError::Queue(e.to_string()))
     }
 }
 

@@ -46,6 +46,7 @@ mod field {
     pub const ATTEMPTS: &str = "attempts";
     // A queued job.
     pub const ROLE: &str = "role";
+    pub const ARCHIVE: &str = "archive";
 }
 
 /// Where a document's content comes from.
@@ -339,6 +340,7 @@ impl Progress {
                 (field::DONE, "0".to_owned()),
                 (field::TOTAL, "0".to_owned()),
                 (field::CHUNKS, "0".to_owned()),
+                (field::ATTEMPTS, "0".to_owned()),
             ],
             cleared: vec![field::REASON, field::PAGES, field::TITLE, field::MODEL],
         }
@@ -521,28 +523,75 @@ pub async fn list(
     }
 }
 
-/// An ingestion job: read `document` of `user`.
+/// An ingestion job: read `document` of `user`, or do what `archive` says with their
+/// archive.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     /// The owner.
     pub user: String,
     /// Their role when they added it (whose token budget the embeddings spend).
     pub role: String,
-    /// The document.
+    /// The document; for archive work, the job's own id.
     pub document: Uuid,
+    /// Work on the owner's archive, instead of reading a document that is already recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveWork>,
+}
+
+/// What a job does with its owner's archive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ArchiveWork {
+    /// An entry was created, changed or deleted: its document (the job's) follows it.
+    Entry(String),
+    /// Index every entry, a page at a time from this cursor (the first page when absent).
+    All(Option<String>),
 }
 
 impl Job {
+    /// Read `user`'s `document`, spending the budget of `role`.
+    pub fn read(user: &str, role: &str, document: Uuid) -> Self {
+        Self {
+            user: user.to_owned(),
+            role: role.to_owned(),
+            document,
+            archive: None,
+        }
+    }
+
+    /// Bring the document of `user`'s archive entry `entry` up to date with it. Archive
+    /// work has an id of its own in place of a document's, so a change queued while an
+    /// earlier one runs is a job of its own, never taken off the queue with the earlier.
+    pub fn archive_entry(user: &str, role: &str, entry: &str) -> Self {
+        Self {
+            archive: Some(ArchiveWork::Entry(entry.to_owned())),
+            ..Self::read(user, role, Uuid::now_v7())
+        }
+    }
+
+    /// Queue every entry of `user`'s archive after `cursor` to be indexed.
+    pub fn whole_archive(user: &str, role: &str, cursor: Option<String>) -> Self {
+        Self {
+            archive: Some(ArchiveWork::All(cursor)),
+            ..Self::read(user, role, Uuid::now_v7())
+        }
+    }
+
     fn sort(&self) -> String {
         format!("{}#{}", self.user, self.document.hyphenated())
     }
 
     fn from_record(sort: &str, record: &Record) -> Option<Self> {
         let (user, document) = sort.rsplit_once('#')?;
+        let archive = match record.get(field::ARCHIVE) {
+            Some(work) if !work.is_empty() => Some(serde_json::from_str(work).ok()?),
+            _ => None,
+        };
         Some(Self {
             user: user.to_owned(),
             role: record.get(field::ROLE).unwrap_or("user").to_owned(),
             document: Uuid::try_parse(document).ok()?,
+            archive,
         })
     }
 }
@@ -554,11 +603,12 @@ pub async fn enqueue(site: &Site, job: &Job) -> Result<(), StoreError> {
         .update(
             &Key::new(QUEUE_PARTITION, job.sort())?,
             |record: &mut Record| {
-                record.create(
-                    replica,
-                    clock.now(),
-                    vec![(field::ROLE.to_owned(), job.role.clone())],
-                )
+                let mut fields = vec![(field::ROLE.to_owned(), job.role.clone())];
+                if let Some(work) = &job.archive {
+                    let work = serde_json::to_string(work).unwrap_or_default();
+                    fields.push((field::ARCHIVE.to_owned(), work));
+                }
+                record.create(replica, clock.now(), fields)
             },
         )
         .await?;

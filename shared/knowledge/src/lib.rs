@@ -25,6 +25,7 @@ pub mod documents;
 pub mod index;
 pub mod processors;
 pub mod service;
+pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

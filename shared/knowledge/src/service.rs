@@ -24,8 +24,9 @@ use jarvis_config::KnowledgeConfig;
 use jarvis_store::{Page, StoreError};
 use uuid::Uuid;
 
-use crate::documents::{self, Document, Job, NewDocument, Origin, Progress, Status};
+use crate::documents::{self, ArchiveWork, Document, Job, NewDocument, Origin, Progress, Status};
 use crate::index::{Entry, Filter, Found, IndexError, Source, VectorIndex};
+use crate::settings::{self, Settings};
 use crate::{ChunkRules, Extracted, Processed, Registry, Section, SectionKind, chunk};
 
 /// Chunks embedded in one call.
@@ -86,13 +87,35 @@ pub trait Queue: Send + Sync {
     async fn send(&self, job: &Job) -> Result<(), KnowledgeError>;
 }
 
-/// Where a document's content is read again when this deployment holds no file of it (it
-/// came from a peer by sync): an archive entry syncs, so its text is there to index.
+/// An archive entry as the knowledge base reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSource {
+    /// What its document is named: the entry's title.
+    pub name: String,
+    /// Its text as it is indexed.
+    pub text: Vec<u8>,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
+/// A user's archive, where the knowledge base reads entries: to index them as they change,
+/// and to read again a document this deployment holds no file of (it came from a peer by
+/// sync, and so did its entry).
 #[async_trait]
 pub trait Sources: Send + Sync {
-    /// The text of `user`'s archive entry `id` as it is indexed, or `None` when the entry
-    /// is gone.
-    async fn archive_entry(&self, user: &str, id: &str) -> Result<Option<Vec<u8>>, KnowledgeError>;
+    /// `user`'s archive entry `id`, or `None` when it is gone.
+    async fn archive_entry(
+        &self,
+        user: &str,
+        id: &str,
+    ) -> Result<Option<ArchiveSource>, KnowledgeError>;
+
+    /// A page of the ids of `user`'s entries after `cursor`, and the next page's cursor.
+    async fn archive_entries(
+        &self,
+        user: &str,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), KnowledgeError>;
 }
 
 /// Which rankings a search uses.
@@ -418,12 +441,8 @@ impl Knowledge {
         };
         let (document, created) = documents::create(&self.site, caller.user, &new).await?;
         if created {
-            self.queue_job(Job {
-                user: caller.user.to_owned(),
-                role: caller.role.to_owned(),
-                document: document.id,
-            })
-            .await?;
+            self.queue_job(Job::read(caller.user, caller.role, document.id))
+                .await?;
         }
         Ok((document, created))
     }
@@ -474,11 +493,7 @@ impl Knowledge {
         // forgotten again when the queue refuses it, so the next read queues it anew.
         documents::set_status(&self.site, caller.user, &document.id, Progress::pending()).await?;
         let queued = self
-            .queue_job(Job {
-                user: caller.user.to_owned(),
-                role: caller.role.to_owned(),
-                document: document.id,
-            })
+            .queue_job(Job::read(caller.user, caller.role, document.id))
             .await;
         if let Err(err) = queued {
             documents::forget_status(&self.site, caller.user, &document.id).await?;
@@ -504,8 +519,113 @@ impl Knowledge {
     /// the blob store, a provider or the index failed); a file that cannot be read ends as
     /// `failed` and answers `Ok`.
     pub async fn ingest(&self, job: &Job) -> Result<(), KnowledgeError> {
+        match &job.archive {
+            None => self.read_document(job, job.document).await,
+            Some(ArchiveWork::Entry(entry)) => self.follow_entry(job, entry).await,
+            Some(ArchiveWork::All(cursor)) => self.index_archive_page(job, cursor.as_deref()).await,
+        }
+    }
+
+    /// A user's settings.
+    pub async fn settings(&self, user: &str) -> Result<Settings, KnowledgeError> {
+        Ok(settings::get(&self.site, user).await?)
+    }
+
+    /// Sets a user's settings. Turning archive indexing on queues every entry already there.
+    pub async fn set_settings(
+        &self,
+        caller: Caller<'_>,
+        new: Settings,
+    ) -> Result<Settings, KnowledgeError> {
+        // Queued before it is set: a queue that refuses leaves the setting as it was, so
+        // asking again queues again (an entry job that finds it off does nothing).
+        let before = settings::get(&self.site, caller.user).await?;
+        if new.index_archive && !before.index_archive {
+            self.queue_job(Job::whole_archive(caller.user, caller.role, None))
+                .await?;
+        }
+        settings::set(&self.site, caller.user, new).await?;
+        Ok(new)
+    }
+
+    fn sources(&self) -> Result<&Arc<dyn Sources>, KnowledgeError> {
+        self.sources
+            .get()
+            .ok_or_else(|| KnowledgeError::Source("this host reads no archive".into()))
+    }
+
+    /// Brings the document of an archive entry up to date with it: indexed when the user
+    /// indexes their archive or indexed it already, read again when its text changed, gone
+    /// when the entry is.
+    async fn follow_entry(&self, job: &Job, entry: &str) -> Result<(), KnowledgeError> {
+        let (site, user) = (&self.site, job.user.as_str());
+        let origin = Origin::Archive(entry.to_owned());
+        let id = documents::id_for(user, &origin, "");
+        let existing = documents::get(site, user, &id).await?;
+        let Some(source) = self.sources()?.archive_entry(user, entry).await? else {
+            if existing.is_some() {
+                match self.delete(user, &id).await {
+                    Ok(()) | Err(KnowledgeError::NotFound) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            return Ok(());
+        };
+        let wanted = existing.is_some() || settings::get(site, user).await?.index_archive;
+        if !wanted {
+            return Ok(());
+        }
+        let hash = documents::sha256(&source.text);
+        if existing
+            .as_ref()
+            .is_some_and(|d| d.sha256 == hash && d.here)
+        {
+            // Read here already, or being read: the entry's text is what it was.
+            return Ok(());
+        }
+        let media_type = crate::detect(&source.text).to_owned();
+        self.blobs
+            .put(
+                &documents::blob_key(user, &id)?,
+                &Blob {
+                    media_type: media_type.clone(),
+                    bytes: source.text.clone(),
+                },
+            )
+            .await?;
+        let new = NewDocument {
+            name: source.name,
+            media_type,
+            bytes: source.text,
+            origin,
+            // A document the user tagged keeps its tags; a new one takes the entry's.
+            tags: existing.map_or(source.tags, |d| d.tags),
+        };
+        documents::create(site, user, &new).await?;
+        self.read_document(job, id).await
+    }
+
+    /// Queues one job per entry of a page of the user's archive, then the next page's job.
+    async fn index_archive_page(
+        &self,
+        job: &Job,
+        cursor: Option<&str>,
+    ) -> Result<(), KnowledgeError> {
+        let (ids, next) = self.sources()?.archive_entries(&job.user, cursor).await?;
+        for entry in ids {
+            self.queue_job(Job::archive_entry(&job.user, &job.role, &entry))
+                .await?;
+        }
+        if let Some(next) = next {
+            self.queue_job(Job::whole_archive(&job.user, &job.role, Some(next)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn read_document(&self, job: &Job, id: Uuid) -> Result<(), KnowledgeError> {
         let site = &self.site;
-        let (user, id) = (job.user.as_str(), job.document);
+        let user = job.user.as_str();
         let Some(document) = documents::get(site, user, &id).await? else {
             // Deleted since it was queued.
             return Ok(());
@@ -564,7 +684,10 @@ impl Knowledge {
         document: &Document,
     ) -> Result<Option<Vec<u8>>, KnowledgeError> {
         match (&document.origin, self.sources.get()) {
-            (Origin::Archive(entry), Some(sources)) => sources.archive_entry(user, entry).await,
+            (Origin::Archive(entry), Some(sources)) => Ok(sources
+                .archive_entry(user, entry)
+                .await?
+                .map(|source| source.text)),
             _ => Ok(None),
         }
     }
