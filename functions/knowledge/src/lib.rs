@@ -167,14 +167,22 @@ impl Sources for ArchiveSources {
 }
 
 /// The index the settings name: S3 Vectors when an index ARN is set (and the build has the
-/// `aws` feature), else the per-user libSQL files.
+/// `aws` feature), with keyword search when a keyword table is set too; else the per-user
+/// libSQL files.
 fn index_of(config: &jarvis_config::KnowledgeConfig) -> Arc<dyn VectorIndex> {
     #[cfg(feature = "aws")]
     if let Some(arn) = &config.vector_index_arn {
-        return Arc::new(jarvis_knowledge::aws::S3Vectors::new(
+        let vectors = jarvis_knowledge::aws::S3Vectors::new(
             jarvis_knowledge::aws::Location::Arn(arn.clone()),
             config.s3vectors.clone(),
-        ));
+        );
+        return Arc::new(match &config.keyword_table {
+            Some(table) => vectors.with_keywords(jarvis_knowledge::aws::Keywords::new(
+                table.clone(),
+                config.dynamodb.clone(),
+            )),
+            None => vectors,
+        });
     }
     Arc::new(LibsqlIndex::new(
         config.index_dir.clone(),

@@ -229,6 +229,19 @@ pub struct KnowledgeConfig {
     pub sqs: AwsTarget,
     /// Where S3 Vectors is (`JARVIS_S3VECTORS_ENDPOINT` for a local stand-in).
     pub s3vectors: AwsTarget,
+    /// The DynamoDB table of the chunks' words, for keyword search beside S3 Vectors
+    /// (`JARVIS_KNOWLEDGE_KEYWORD_TABLE`); without it, keyword search is not available on
+    /// AWS.
+    pub keyword_table: Option<String>,
+    /// Where DynamoDB is (`JARVIS_DYNAMODB_ENDPOINT` for a local stand-in).
+    pub dynamodb: AwsTarget,
+}
+
+/// Where the knowledge base's AWS services are.
+struct KnowledgeTargets {
+    sqs: AwsTarget,
+    s3vectors: AwsTarget,
+    dynamodb: AwsTarget,
 }
 
 /// The WebSocket API's settings.
@@ -502,11 +515,12 @@ impl Config {
         };
 
         let mut knowledge_vars: KnowledgeVars = vars.read()?;
-        let (sqs, s3vectors) = (
-            aws_target(knowledge_vars.sqs_endpoint.take()),
-            aws_target(knowledge_vars.s3vectors_endpoint.take()),
-        );
-        let knowledge = Self::knowledge(knowledge_vars, &data_dir, sqs, s3vectors);
+        let targets = KnowledgeTargets {
+            sqs: aws_target(knowledge_vars.sqs_endpoint.take()),
+            s3vectors: aws_target(knowledge_vars.s3vectors_endpoint.take()),
+            dynamodb: aws_target(knowledge_vars.dynamodb_endpoint.take()),
+        };
+        let knowledge = Self::knowledge(knowledge_vars, &data_dir, targets);
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -562,8 +576,7 @@ impl Config {
     fn knowledge(
         vars: KnowledgeVars,
         data_dir: &Path,
-        sqs: AwsTarget,
-        s3vectors: AwsTarget,
+        targets: KnowledgeTargets,
     ) -> KnowledgeConfig {
         KnowledgeConfig {
             embed_model: vars
@@ -594,8 +607,10 @@ impl Config {
             index_dir: data_dir.join("knowledge"),
             queue_url: vars.knowledge_queue_url.map(|u| u.0),
             vector_index_arn: vars.knowledge_vector_index_arn.map(|a| a.0),
-            sqs,
-            s3vectors,
+            keyword_table: vars.knowledge_keyword_table.map(|t| t.0),
+            sqs: targets.sqs,
+            s3vectors: targets.s3vectors,
+            dynamodb: targets.dynamodb,
         }
     }
 

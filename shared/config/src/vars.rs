@@ -527,6 +527,10 @@ pub(crate) struct KnowledgeVars {
     pub knowledge_queue_url: Option<Endpoint>,
     /// `JARVIS_KNOWLEDGE_VECTOR_INDEX_ARN`: the S3 Vectors index of the chunks.
     pub knowledge_vector_index_arn: Option<VectorIndexArn>,
+    /// `JARVIS_KNOWLEDGE_KEYWORD_TABLE`: the DynamoDB table of the chunks' words.
+    pub knowledge_keyword_table: Option<TableName>,
+    /// `JARVIS_DYNAMODB_ENDPOINT`: a local DynamoDB, for the keyword table.
+    pub dynamodb_endpoint: Option<Endpoint>,
     /// `JARVIS_SQS_ENDPOINT`: a local SQS stand-in.
     pub sqs_endpoint: Option<Endpoint>,
     /// `JARVIS_S3VECTORS_ENDPOINT`: a local S3 Vectors stand-in.

@@ -8,8 +8,11 @@
 //! non-filterable in `template.yaml`). Chunks are numbered from 0 without gaps, so a
 //! document's vectors are found by key, 500 at a time, without a scan.
 //!
-//! S3 Vectors has no keyword search; [`S3Vectors::matching`] answers
-//! [`IndexError::Unsupported`], and hybrid search ranks by the vectors alone.
+//! S3 Vectors has no keyword search: the chunks' words go to a DynamoDB table beside it
+//! ([`Keywords`], posting lists ranked by the same BM25 as FTS5's), and a keyword hit's
+//! text and source are read back from its vector's metadata. Without a keyword table,
+//! [`S3Vectors::matching`] answers [`IndexError::Unsupported`] and hybrid search ranks by
+//! the vectors alone.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,12 +24,18 @@ use aws_smithy_types::{Document, Number};
 use jarvis_config::AwsTarget;
 use uuid::Uuid;
 
+pub mod keywords;
+
+pub use keywords::Keywords;
+
 use crate::documents::Job;
 use crate::index::{Entry, Filter, Found, IndexError, Source, VectorIndex};
 use crate::service::{KnowledgeError, Queue};
 
-/// Vectors one `PutVectors`, `GetVectors` or `DeleteVectors` call carries at most.
+/// Vectors one `PutVectors` or `DeleteVectors` call carries at most.
 const BATCH: usize = 500;
+/// Keys one `GetVectors` call asks for at most.
+const GET_BATCH: usize = 100;
 
 fn unavailable(err: impl std::error::Error) -> IndexError {
     IndexError::Unavailable(DisplayErrorContext(err).to_string())
@@ -161,6 +170,7 @@ pub struct S3Vectors {
     location: Location,
     aws: AwsTarget,
     client: tokio::sync::OnceCell<aws_sdk_s3vectors::Client>,
+    keywords: Option<Keywords>,
     // Sources as `begin` gave them, for the metadata of the chunks `add` writes next.
     sources: tokio::sync::Mutex<HashMap<(String, Uuid), Source>>,
 }
@@ -180,8 +190,15 @@ impl S3Vectors {
             location,
             aws,
             client: tokio::sync::OnceCell::new(),
+            keywords: None,
             sources: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same index with the chunks' words kept in `keywords`, for keyword search.
+    pub fn with_keywords(mut self, keywords: Keywords) -> Self {
+        self.keywords = Some(keywords);
+        self
     }
 
     async fn client(&self) -> &aws_sdk_s3vectors::Client {
@@ -207,7 +224,7 @@ impl S3Vectors {
         let client = self.client().await;
         let mut first = 0u32;
         loop {
-            let keys: Vec<String> = (first..first + BATCH as u32)
+            let keys: Vec<String> = (first..first + GET_BATCH as u32)
                 .map(|ordinal| vector_key(user, document, ordinal))
                 .collect();
             let present = at!(client.get_vectors(), &self.location)
@@ -228,8 +245,44 @@ impl S3Vectors {
                 .send()
                 .await
                 .map_err(unavailable)?;
-            first += BATCH as u32;
+            first += GET_BATCH as u32;
         }
+    }
+
+    /// The chunks of `hits` as their vectors' metadata describe them, in the order given,
+    /// each with its score; a chunk whose vector is gone is left out.
+    async fn read_back(
+        &self,
+        user: &str,
+        hits: Vec<((Uuid, u32), f64)>,
+    ) -> Result<Vec<Found>, IndexError> {
+        let client = self.client().await;
+        let mut described = HashMap::new();
+        for batch in hits.chunks(GET_BATCH) {
+            let keys = batch
+                .iter()
+                .map(|((document, ordinal), _)| vector_key(user, *document, *ordinal))
+                .collect();
+            let answer = at!(client.get_vectors(), &self.location)
+                .set_keys(Some(keys))
+                .return_metadata(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for vector in answer.vectors() {
+                if let Some(found) = vector.metadata().and_then(|m| found_of(m, 0.0)) {
+                    described.insert(vector.key().to_owned(), found);
+                }
+            }
+        }
+        Ok(hits
+            .into_iter()
+            .filter_map(|((document, ordinal), score)| {
+                let mut found = described.remove(&vector_key(user, document, ordinal))?;
+                found.score = score;
+                Some(found)
+            })
+            .collect())
     }
 }
 
@@ -237,6 +290,9 @@ impl S3Vectors {
 impl VectorIndex for S3Vectors {
     async fn begin(&self, user: &str, source: &Source) -> Result<(), IndexError> {
         self.delete_document(user, source.document).await?;
+        if let Some(keywords) = &self.keywords {
+            keywords.remove(user, source.document).await?;
+        }
         self.sources
             .lock()
             .await
@@ -282,6 +338,9 @@ impl VectorIndex for S3Vectors {
                 .await
                 .map_err(unavailable)?;
         }
+        if let Some(keywords) = &self.keywords {
+            keywords.add(user, &source, entries).await?;
+        }
         Ok(())
     }
 
@@ -290,6 +349,9 @@ impl VectorIndex for S3Vectors {
             .lock()
             .await
             .remove(&(user.to_owned(), document));
+        if let Some(keywords) = &self.keywords {
+            keywords.remove(user, document).await?;
+        }
         self.delete_document(user, document).await
     }
 
@@ -323,12 +385,16 @@ impl VectorIndex for S3Vectors {
 
     async fn matching(
         &self,
-        _user: &str,
-        _query: &str,
-        _k: usize,
-        _filter: &Filter,
+        user: &str,
+        query: &str,
+        k: usize,
+        filter: &Filter,
     ) -> Result<Vec<Found>, IndexError> {
-        Err(IndexError::Unsupported("keyword search"))
+        let Some(keywords) = &self.keywords else {
+            return Err(IndexError::Unsupported("keyword search"));
+        };
+        let hits = keywords.search(user, query, k, filter).await?;
+        self.read_back(user, hits).await
     }
 }
 

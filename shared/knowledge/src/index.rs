@@ -199,26 +199,29 @@ const STOP_WORDS: &[&str] = &[
     "which", "who", "whom", "why", "will", "with", "would", "you", "your",
 ];
 
-/// The words of `query` as an FTS5 expression: each quoted (so no word is an operator),
-/// any of them matching, common English words left out unless there is nothing else.
-pub fn keyword_query(query: &str) -> Option<String> {
+/// The words of `query` a keyword search looks for, lowercased: common English words left
+/// out unless there is nothing else, at most [`MAX_QUERY_WORDS`] of them.
+pub fn query_words(query: &str) -> Vec<String> {
     let words: Vec<String> = query
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
-    let telling: Vec<&String> = words
+    let telling: Vec<String> = words
         .iter()
         .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .cloned()
         .collect();
-    let chosen: Vec<&String> = if telling.is_empty() {
-        words.iter().collect()
-    } else {
-        telling
-    };
-    let quoted: Vec<String> = chosen
+    let mut chosen = if telling.is_empty() { words } else { telling };
+    chosen.truncate(MAX_QUERY_WORDS);
+    chosen
+}
+
+/// The words of `query` as an FTS5 expression: each quoted (so no word is an operator),
+/// any of them matching ([`query_words`] chooses them).
+pub fn keyword_query(query: &str) -> Option<String> {
+    let quoted: Vec<String> = query_words(query)
         .into_iter()
-        .take(MAX_QUERY_WORDS)
         .map(|w| format!("\"{w}\""))
         .collect();
     (!quoted.is_empty()).then(|| quoted.join(" OR "))

@@ -23,6 +23,7 @@ pub mod code;
 pub mod detect;
 pub mod documents;
 pub mod index;
+pub mod keywords;
 pub mod processors;
 pub mod service;
 pub mod settings;

@@ -404,3 +404,88 @@ fn a_keyword_query_quotes_each_word_and_drops_punctuation() {
         Some(MAX_QUERY_WORDS - 1)
     );
 }
+
+#[tokio::test]
+async fn bm25_outside_sqlite_scores_a_corpus_as_fts5_does() {
+    use crate::keywords::{Corpus, Occurrence, counts, query_terms, rank};
+    // Words the Porter and Snowball stemmers agree on, so both sides see the same terms.
+    let texts = [
+        "kettle water kettle boil",
+        "water for the garden and the lawn",
+        "a kettle on the stove",
+        "garden tools: spade, rake, hoe and more tools",
+        "boil water for tea in a kettle or a pot",
+        "lawn mower manual",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = LibsqlIndex::new(dir.path(), 1_000);
+    let document = Uuid::new_v4();
+    index
+        .begin("u1", &source(document, "home.txt", "text/plain", &[]))
+        .await
+        .expect("begin");
+    let entries: Vec<Entry> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Entry {
+            ordinal: i as u32,
+            page: None,
+            section: Some("House notes".into()),
+            text: (*text).to_owned(),
+            vector: axis(i % 4),
+        })
+        .collect();
+    index
+        .add("u1", MODEL, document, &entries)
+        .await
+        .expect("add");
+
+    let counted: Vec<_> = entries
+        .iter()
+        .map(|e| counts(&e.text, e.section.as_deref()))
+        .collect();
+    let corpus = Corpus {
+        chunks: counted.len() as u64,
+        terms: counted.iter().map(|c| u64::from(c.length)).sum(),
+    };
+    for query in ["kettle", "boil water", "garden tools", "lawn kettle house"] {
+        let hits: Vec<Vec<Occurrence<u32>>> = query_terms(query)
+            .iter()
+            .map(|term| {
+                counted
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        Some(Occurrence {
+                            chunk: i as u32,
+                            frequency: *c.frequencies.get(term)?,
+                            length: c.length,
+                            wanted: true,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let ours = rank(corpus, &hits, 10);
+        let theirs = index
+            .matching("u1", query, 10, &Filter::default())
+            .await
+            .expect("search");
+        assert_eq!(ours.len(), theirs.len(), "{query}");
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert!(
+                (o.1 - t.score).abs() < 1e-9,
+                "{query}: {} scored {} here and {} by FTS5 (chunk {})",
+                o.0,
+                o.1,
+                t.score,
+                t.ordinal
+            );
+        }
+        let mut a: Vec<u32> = ours.iter().map(|o| o.0).collect();
+        let mut b: Vec<u32> = theirs.iter().map(|t| t.ordinal).collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "{query}");
+    }
+}
