@@ -209,7 +209,8 @@ fn every_template_function_builds_the_binary_it_names() {
 /// profiles) of their own region, nothing else of Bedrock; the chat functions alone may
 /// read, write and delete objects under `attachments/` of the attachments bucket; the
 /// realtime function, and the functions that publish changes, may manage the connections of
-/// this stack's WebSocket API stage and no other.
+/// this stack's WebSocket API stage and no other; the functions that search the knowledge
+/// base may query its keyword table, and the knowledge functions alone write it.
 #[test]
 fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
     const ALLOWED: [&str; 4] = [
@@ -282,6 +283,15 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                     target.contains("KnowledgeVectorIndex.IndexArn"),
                     "{name}: vectors beyond the knowledge index: {target}"
                 );
+                continue;
+            }
+            if searches && target.contains("KnowledgeKeywords") {
+                let may: &[&str] = if knows {
+                    &["dynamodb:Query", "dynamodb:BatchWriteItem"]
+                } else {
+                    &["dynamodb:Query"]
+                };
+                assert_eq!(actions, may, "{name}: the keyword table");
                 continue;
             }
             let queues = [
@@ -522,4 +532,48 @@ fn websocket_routes_agree_between_the_template_and_the_realtime_function() {
         Some("apigateway.amazonaws.com")
     );
     assert!(format!("{:?}", doc["Outputs"]["WebSocketUrl"]["Value"]).contains("wss://"));
+}
+
+/// Keyword search on AWS needs both halves of the index: every function given the vector
+/// index is given the keyword table too, and the table has the string keys `pk` and `sk`
+/// the index writes (and `knowledge_aws` creates in DynamoDB Local).
+#[test]
+fn every_function_that_searches_vectors_also_has_the_keyword_table() {
+    let doc: Yaml = serde_norway::from_str(&read("template.yaml")).expect("parses");
+    let resources = doc["Resources"].as_mapping().expect("Resources");
+    let mut searching = 0;
+    for (name, resource) in resources {
+        let vars = &resource["Properties"]["Environment"]["Variables"];
+        if vars["JARVIS_KNOWLEDGE_VECTOR_INDEX_ARN"].is_null() {
+            continue;
+        }
+        searching += 1;
+        assert!(
+            format!("{:?}", vars["JARVIS_KNOWLEDGE_KEYWORD_TABLE"]).contains("KnowledgeKeywords"),
+            "{name:?} searches vectors without the keyword table"
+        );
+    }
+    assert!(
+        searching >= 4,
+        "knowledge, its worker and both chat functions"
+    );
+    let table = &doc["Resources"]["KnowledgeKeywords"]["Properties"];
+    let keys: Vec<(&str, &str)> = table["KeySchema"]
+        .as_sequence()
+        .expect("KeySchema")
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().expect("name"),
+                k["KeyType"].as_str().expect("type"),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("pk", "HASH"), ("sk", "RANGE")]);
+    for definition in table["AttributeDefinitions"]
+        .as_sequence()
+        .expect("definitions")
+    {
+        assert_eq!(definition["AttributeType"].as_str(), Some("S"));
+    }
 }

@@ -1240,7 +1240,10 @@ mod tests {
         assert_eq!(defaults.exact_up_to, 5_000);
         assert_eq!(defaults.max_upload_bytes, 4 * 1024 * 1024);
         assert_eq!(defaults.index_dir, PathBuf::from("/var/jarvis/knowledge"));
+        assert_eq!(defaults.keyword_table, None);
         let set = config(&[
+            ("JARVIS_KNOWLEDGE_KEYWORD_TABLE", "jarvis-keywords"),
+            ("JARVIS_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
             ("JARVIS_KNOWLEDGE_EMBED_MODEL", "vectors"),
             ("JARVIS_KNOWLEDGE_VISION_MODEL", "eyes"),
             ("JARVIS_KNOWLEDGE_CHUNK_TOKENS", "512"),
@@ -1256,7 +1259,13 @@ mod tests {
         assert!((set.min_similarity - 0.45).abs() < 1e-9);
         assert_eq!(set.exact_up_to, 100);
         assert_eq!(set.max_upload_bytes, 1000);
+        assert_eq!(set.keyword_table.as_deref(), Some("jarvis-keywords"));
+        assert_eq!(
+            set.dynamodb.endpoint.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
         for (name, value) in [
+            ("JARVIS_KNOWLEDGE_KEYWORD_TABLE", "a b"),
             ("JARVIS_KNOWLEDGE_CHUNK_TOKENS", "8"),
             ("JARVIS_KNOWLEDGE_MIN_SIMILARITY_PERCENT", "101"),
             ("JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES", "0"),
