@@ -6,9 +6,10 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 15] = [
+const ORDER: [&str; 16] = [
     "crdt",
     "health",
+    "schedule",
     "config",
     "queue",
     "secrets",
