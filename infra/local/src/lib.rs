@@ -3,8 +3,8 @@
 //!
 //! [`functions`] is the one list of functions the gateway hosts. [`Gateway`] owns what a
 //! running host needs and runs its parts until shutdown: the HTTP server, the WebSocket API
-//! ([`ws`], on the same address or its own), the sync and purge loops and the knowledge
-//! base's ingestion worker, sharing the same state and the same shutdown signal.
+//! ([`ws`], on the same address or its own), the system jobs ([`jarvis_fn_jobs::run_locally`])
+//! and the knowledge base's ingestion worker, sharing the same state and the same shutdown signal.
 
 pub mod ws;
 
@@ -21,7 +21,6 @@ use jarvis_fn_knowledge::jarvis_knowledge::service::{Knowledge, LocalQueue, run_
 use jarvis_fn_realtime::Realtime;
 use jarvis_http::Json;
 use jarvis_secrets::ensure_local_file;
-use jarvis_store as store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -291,8 +290,8 @@ impl Gateway {
         &self.config
     }
 
-    /// Serves HTTP and runs the sync pull loop, the purge of expired documents and the
-    /// ingestion worker until `shutdown` resolves, then lets in-flight requests and the
+    /// Serves HTTP and runs the system jobs (sync rounds, the purge of expired documents,
+    /// feed pruning, the health probe) and the ingestion worker until `shutdown` resolves, then lets in-flight requests and the
     /// current sync round finish. A document being read when it stops stays queued and is
     /// read again on the next start.
     pub async fn run(
@@ -300,13 +299,10 @@ impl Gateway {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let (stop, stopped) = watch::channel(false);
-        let sync = tokio::spawn(
-            Arc::clone(&self.state.sync).run_periodically(wait_until_set(stopped.clone())),
-        );
-        let purge = tokio::spawn(store::purge_periodically(
-            Arc::clone(&self.state.store),
-            store::PURGE_INTERVAL,
-            self.config.sync.feed_retention,
+        // The system jobs (sync rounds, expiry purge, feed pruning, health probe) on the
+        // schedules EventBridge Scheduler fires them on AWS.
+        let jobs = tokio::spawn(jarvis_fn_jobs::run_locally(
+            self.state.clone(),
             wait_until_set(stopped.clone()),
         ));
         let (knowledge, queue) = self.knowledge;
@@ -336,7 +332,7 @@ impl Gateway {
             })
             .await;
         // The sender is gone once the server stops, whichever way: the loops end too.
-        let _ = tokio::join!(sync, purge, worker);
+        let _ = tokio::join!(jobs, worker);
         if let Some(ws) = ws {
             match ws.await {
                 Ok(Err(err)) => return Err(GatewayError::Serve(err)),

@@ -861,32 +861,6 @@ impl Syncer {
             .map_err(|_| refused("payload is not base64".into()))?;
         merge_from_peer(self.store.as_ref(), &key, &bytes).await
     }
-
-    /// Pulls every peer each `interval` until `shutdown` resolves.
-    pub async fn run_periodically(
-        self: Arc<Self>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        // The token may come from the secret document, which is read each round: a missing
-        // one shows in every round's results rather than silently stopping sync.
-        if self.settings.peers.is_empty() {
-            return;
-        }
-        let mut ticker = tokio::time::interval(self.settings.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => {
-                    let results = self.run_round().await;
-                    let merged: u64 = results.iter().map(|r| r.merged).sum();
-                    let failed = results.iter().filter(|r| !r.ok).count();
-                    tracing::debug!(merged, failed, "sync round done");
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -958,10 +932,10 @@ mod tests {
         );
     }
 
-    /// With the peer token only in the secret document, the periodic loop still pulls,
-    /// presenting that token.
+    /// With the peer token only in the secret document, a round still pulls, presenting
+    /// that token.
     #[tokio::test]
-    async fn the_periodic_pull_runs_with_the_token_from_the_secret_document() {
+    async fn a_round_pulls_with_the_token_from_the_secret_document() {
         let (seen, mut heard) = tokio::sync::mpsc::channel::<String>(4);
         let peer = axum::Router::new().route(
             "/sync/changes",
@@ -1008,17 +982,13 @@ mod tests {
                 document.to_string(),
             ))),
         ));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(Arc::clone(&syncer).run_periodically(async {
-            let _ = stopped.await;
-        }));
+        let results = syncer.run_round().await;
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
         let presented = tokio::time::timeout(Duration::from_secs(10), heard.recv())
             .await
-            .expect("the loop pulled")
+            .expect("the round pulled")
             .expect("a request");
         assert_eq!(presented, "Bearer secret-peer-token-0123456789");
-        let _ = stop.send(());
-        running.await.expect("loop stopped");
     }
 
     #[test]

@@ -614,40 +614,6 @@ async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError
     }
 }
 
-/// How often a long-running host reclaims expired documents.
-pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Physically deletes expired documents every `interval` until `shutdown` resolves. Reads
-/// already skip them; this keeps a backend without its own expiry (libSQL) from growing with
-/// rate-limit windows, idempotency records and ended sessions. DynamoDB's TTL does the same
-/// on AWS, so Lambda functions need no loop.
-pub async fn purge_periodically(
-    store: Arc<dyn Store>,
-    interval: std::time::Duration,
-    feed_retention: std::time::Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    let retention = i64::try_from(feed_retention.as_secs()).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            _ = ticker.tick() => {
-                match store.purge_expired(now_secs()).await {
-                    Ok(purged) => tracing::debug!(purged, "expired documents purged"),
-                    Err(err) => tracing::warn!(error = %err, "purging expired documents failed"),
-                }
-                match store.prune_feed(now_secs().saturating_sub(retention)).await {
-                    Ok(pruned) => tracing::debug!(pruned, "change feed pruned"),
-                    Err(err) => tracing::warn!(error = %err, "pruning the change feed failed"),
-                }
-            }
-        }
-    }
-}
-
 /// Latency above which the store is reported degraded.
 pub const SLOW_STORE_MS: f64 = 250.0;
 
@@ -692,45 +658,6 @@ mod tests {
     fn an_empty_cursor_is_not_a_cursor() {
         assert_eq!(decode_cursor(""), None);
         assert_eq!(decode_cursor(&encode_cursor("a")), Some("a".to_owned()));
-    }
-
-    #[tokio::test]
-    async fn the_purge_loop_reclaims_expired_documents() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(
-            libsql::LibsqlStore::open(&dir.path().join("j.db"))
-                .await
-                .expect("open"),
-        );
-        let key = Key::new("~rate#test", "w#0").expect("key");
-        let bytes = jarvis_crdt::GCounter::new().encode().expect("encode");
-        let write = Write {
-            expected_version: 0,
-            state: &bytes,
-            delta: &bytes,
-            expires_at: Some(now_secs() - 1),
-        };
-        store.put(&key, write).await.expect("put");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(purge_periodically(
-            Arc::clone(&store),
-            std::time::Duration::from_millis(10),
-            std::time::Duration::from_secs(3_600),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let mut purged = false;
-        for _ in 0..200 {
-            if store.get(&key).await.expect("get").is_none() {
-                purged = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let _ = stop.send(());
-        running.await.expect("loop stopped");
-        assert!(purged, "the expired document is still stored");
     }
 
     #[test]
