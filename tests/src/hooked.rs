@@ -14,6 +14,10 @@ pub enum Operation {
     PutItem,
     /// `dynamodb:Query` (a partition listing).
     Query,
+    /// `dynamodb:Scan` (the expiry purge's search, across partitions).
+    Scan,
+    /// `dynamodb:DeleteItem` (the expiry purge's conditional deletes).
+    DeleteItem,
 }
 
 impl Operation {
@@ -23,6 +27,8 @@ impl Operation {
             Self::GetItem => "dynamodb:GetItem",
             Self::PutItem => "dynamodb:PutItem",
             Self::Query => "dynamodb:Query",
+            Self::Scan => "dynamodb:Scan",
+            Self::DeleteItem => "dynamodb:DeleteItem",
         }
     }
 }
@@ -85,6 +91,9 @@ where
         self.inner.save_cursor(peer, cursor).await
     }
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        // Every partition: what the purge may reach is the whole table.
+        (self.hook)(Operation::Scan, "*")?;
+        (self.hook)(Operation::DeleteItem, "*")?;
         self.inner.purge_expired(now).await
     }
     async fn feed_floor(&self) -> Result<u64, StoreError> {

@@ -314,6 +314,11 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 );
                 continue;
             }
+            // The expiry purge scans for expired documents and deletes them.
+            if name == "JobsFunction" && actions == ["dynamodb:Scan", "dynamodb:DeleteItem"] {
+                assert!(target.contains("DocumentsTable.Arn"), "{name}: {target}");
+                continue;
+            }
             for action in &actions {
                 assert!(ALLOWED.contains(action), "{name} may {action}");
             }
@@ -329,8 +334,10 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
             let confined =
                 !statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
                     .is_null();
+            // Sync, which merges any document a peer sends, and the system jobs, whose sync
+            // rounds do the same and whose purge reaches every partition.
             assert!(
-                confined || name == "SyncFunction",
+                confined || name == "SyncFunction" || name == "JobsFunction",
                 "{name}: table access not confined to its partitions"
             );
         }
@@ -575,5 +582,98 @@ fn every_function_that_searches_vectors_also_has_the_keyword_table() {
         .expect("definitions")
     {
         assert_eq!(definition["AttributeType"].as_str(), Some("S"));
+    }
+}
+
+/// The system jobs' schedules in `template.yaml` are the Rust table's, one `ScheduleV2`
+/// event per job: the same expression, time zone, input, retry policy and dead-letter
+/// queue, run as the scheduler role; every expression parses as AWS's dialect.
+#[test]
+fn the_system_job_schedules_agree_between_the_template_and_the_rust_table() {
+    let doc: Yaml = serde_norway::from_str(&read("template.yaml")).expect("parses");
+    let events = doc["Resources"]["JobsFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .expect("the jobs function's events");
+    let mut in_template = BTreeSet::new();
+    for (id, event) in events {
+        assert_eq!(event["Type"].as_str(), Some("ScheduleV2"), "{id:?}");
+        let p = &event["Properties"];
+        let input: serde_json::Value =
+            serde_json::from_str(p["Input"].as_str().expect("Input")).expect("JSON input");
+        let fire: jarvis_fn_jobs::Fire = serde_json::from_value(input).expect("a job's input");
+        let job = jarvis_fn_jobs::job(&fire.job)
+            .unwrap_or_else(|| panic!("{id:?} runs {:?}, which no job is", fire.job));
+        assert_eq!(
+            p["ScheduleExpression"].as_str(),
+            Some(job.schedule),
+            "{}",
+            job.name
+        );
+        assert_eq!(
+            p["ScheduleExpressionTimezone"].as_str(),
+            Some(job.time_zone),
+            "{}",
+            job.name
+        );
+        let retry = &p["RetryPolicy"];
+        assert_eq!(
+            retry["MaximumRetryAttempts"].as_u64(),
+            Some(u64::from(job.retries)),
+            "{}",
+            job.name
+        );
+        assert_eq!(
+            retry["MaximumEventAgeInSeconds"].as_u64(),
+            Some(u64::from(job.max_age_secs)),
+            "{}",
+            job.name
+        );
+        assert!(
+            format!("{:?}", p["DeadLetterConfig"]).contains("JobsDeadLetters"),
+            "{}",
+            job.name
+        );
+        assert!(
+            format!("{:?}", p["RoleArn"]).contains("JobsSchedulerRole"),
+            "{}",
+            job.name
+        );
+        job.parsed().unwrap_or_else(|e| panic!("{}: {e}", job.name));
+        assert!(
+            in_template.insert(job.name),
+            "{} is scheduled twice",
+            job.name
+        );
+    }
+    let in_rust: BTreeSet<&str> = jarvis_fn_jobs::SYSTEM_JOBS.iter().map(|j| j.name).collect();
+    assert_eq!(
+        in_template, in_rust,
+        "every job in the table is scheduled, and only those"
+    );
+
+    // The scheduler's role invokes the jobs function and reaches its dead-letter queue only.
+    let role = &doc["Resources"]["JobsSchedulerRole"]["Properties"];
+    assert!(format!("{:?}", role["AssumeRolePolicyDocument"]).contains("scheduler.amazonaws.com"));
+    let statements: Vec<(String, String)> = role["Policies"]
+        .as_sequence()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .expect("statements")
+                .iter()
+        })
+        .map(|s| (format!("{:?}", s["Action"]), format!("{:?}", s["Resource"])))
+        .collect();
+    assert_eq!(statements.len(), 2, "{statements:?}");
+    for (action, resource) in &statements {
+        let expected = if action.contains("lambda:InvokeFunction") {
+            "JobsFunction.Arn"
+        } else {
+            assert!(action.contains("sqs:SendMessage"), "{action}");
+            "JobsDeadLetters.Arn"
+        };
+        assert!(resource.contains(expected), "{action} on {resource}");
     }
 }
