@@ -20,6 +20,9 @@ use async_trait::async_trait;
 use libsql::{Builder, Connection, Database, Value};
 use uuid::Uuid;
 
+/// Held while an index file is opened (see `LibsqlIndex::file`).
+static OPENING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Users whose index files stay open at once; beyond it an idle one is closed.
 const OPEN_FILES: usize = 64;
 /// Largest number of neighbours a DiskANN node keeps. The default, 3 × √dimensions ≈ 60 for
@@ -476,6 +479,11 @@ impl LibsqlIndex {
         if let Some(file) = self.open.lock().map_err(unavailable)?.get(user) {
             return Ok(Arc::clone(file));
         }
+        // Another index over the same directory (the chat and knowledge services each keep
+        // one) may be opening this file too, and SQLite answers "database is locked" at once,
+        // without its busy handler, to a connection switching a new file to WAL while another
+        // does: files are opened one at a time in the process.
+        let _opening = OPENING.lock().await;
         jarvis_config::datadir::create_private(&self.dir).map_err(unavailable)?;
         let path = self.dir.join(name);
         let db = Builder::new_local(&path)
@@ -483,9 +491,13 @@ impl LibsqlIndex {
             .await
             .map_err(unavailable)?;
         let conn = db.connect().map_err(unavailable)?;
-        // The journal mode answers with a row, so it is queried rather than executed.
+        // Wait for other connections' locks from the very first statement. The journal mode
+        // answers with a row, so it is queried rather than executed.
+        conn.execute_batch("PRAGMA busy_timeout=5000;")
+            .await
+            .map_err(unavailable)?;
         rows_of(&conn, "PRAGMA journal_mode=WAL", Vec::new()).await?;
-        conn.execute_batch("PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;")
+        conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .await
             .map_err(unavailable)?;
         conn.execute_batch(SCHEMA).await.map_err(unavailable)?;
@@ -638,7 +650,12 @@ impl VectorIndex for LibsqlIndex {
         let file = self.file(user).await?;
         let conn = file.conn.lock().await;
         let id = source.document.hyphenated().to_string();
-        let tx = conn.transaction().await.map_err(unavailable)?;
+        // A write takes the lock as it begins, so one that meets another index's write
+        // waits for it (the busy timeout) instead of failing when its read would upgrade.
+        let tx = conn
+            .transaction_with_behavior(libsql::TransactionBehavior::Immediate)
+            .await
+            .map_err(unavailable)?;
         if has_table(&tx, "chunks").await? {
             tx.execute(
                 "DELETE FROM chunks WHERE document = ?1",
@@ -701,7 +718,10 @@ impl VectorIndex for LibsqlIndex {
             .collect::<Result<Vec<_>, _>>()?;
         let file = self.file(user).await?;
         let conn = file.conn.lock().await;
-        let tx = conn.transaction().await.map_err(unavailable)?;
+        let tx = conn
+            .transaction_with_behavior(libsql::TransactionBehavior::Immediate)
+            .await
+            .map_err(unavailable)?;
         match meta(&tx, "model").await? {
             Some(built) if built != model => {
                 return Err(IndexError::ModelChanged {
@@ -782,7 +802,10 @@ impl VectorIndex for LibsqlIndex {
         let file = self.file(user).await?;
         let conn = file.conn.lock().await;
         let id = Value::Text(document.hyphenated().to_string());
-        let tx = conn.transaction().await.map_err(unavailable)?;
+        let tx = conn
+            .transaction_with_behavior(libsql::TransactionBehavior::Immediate)
+            .await
+            .map_err(unavailable)?;
         if has_table(&tx, "chunks").await? {
             tx.execute("DELETE FROM chunks WHERE document = ?1", vec![id.clone()])
                 .await

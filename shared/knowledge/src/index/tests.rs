@@ -489,3 +489,33 @@ async fn bm25_outside_sqlite_scores_a_corpus_as_fts5_does() {
         assert_eq!(a, b, "{query}");
     }
 }
+
+/// The chat and knowledge services each keep their own index over the same directory:
+/// opening a user's file for the first time from both at once (the schema and the switch to
+/// WAL both take the write lock) waits rather than failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_indexes_opening_a_new_users_file_at_once_both_succeed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..20 {
+        let user = format!("u{round}");
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let index = LibsqlIndex::new(dir.path(), 1_000);
+                let user = user.clone();
+                tokio::spawn(async move {
+                    index
+                        .matching(&user, "kettle", 5, &Filter::default())
+                        .await
+                        .map(|found| found.len())
+                })
+            })
+            .collect();
+        for open in opens {
+            assert_eq!(
+                open.await.expect("task").expect("opened"),
+                0,
+                "round {round}"
+            );
+        }
+    }
+}
