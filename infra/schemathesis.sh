@@ -14,7 +14,13 @@ cargo build --quiet -p jarvis-local
 WORK="$(mktemp -d)"
 SERVER=""
 cleanup() {
+  status=$?
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
+  # On a failure, the server's own account of it: its warnings and errors.
+  if [ "$status" -ne 0 ] && [ -f "$WORK/server.log" ]; then
+    echo "--- jarvis-local warnings and errors ---"
+    grep -E "WARN|ERROR" "$WORK/server.log" | tail -n 60 || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
