@@ -151,26 +151,9 @@ async fn the_archive_function_sends_each_change_to_the_ingestion_queue_as_the_wo
 #[tokio::test]
 async fn chunk_vectors_are_written_replaced_and_removed_by_key() {
     let client = aws_sdk_s3vectors::Client::new(&sdk().await);
-    let bucket = format!("jarvis-vectors-{}", Uuid::new_v4().simple());
-    client
-        .create_vector_bucket()
-        .vector_bucket_name(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    client
-        .create_index()
-        .vector_bucket_name(&bucket)
-        .index_name("chunks")
-        .data_type(aws_sdk_s3vectors::types::DataType::Float32)
-        .dimension(4)
-        .distance_metric(aws_sdk_s3vectors::types::DistanceMetric::Cosine)
-        .send()
-        .await
-        .expect("index");
-    let location = Location::Named {
-        bucket: bucket.clone(),
-        index: "chunks".into(),
+    let location = vector_index(&client).await;
+    let Location::Named { bucket, .. } = location.clone() else {
+        panic!("a named index");
     };
     let index = S3Vectors::new(location, target());
     let document = Uuid::new_v4();
