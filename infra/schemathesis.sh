@@ -60,7 +60,9 @@ for _ in range(120):
 credentials = {"email": os.environ["JARVIS_ST_EMAIL"], "password": os.environ["JARVIS_ST_PASSWORD"]}
 call("/auth/register", credentials)
 token = call("/auth/login", credentials)["access_token"]
-scopes = ["archive:read", "archive:write", "crdt:read", "crdt:write", "ai", "chat:read", "chat:write", "admin"]
+scopes = ["archive:read", "archive:write", "crdt:read", "crdt:write", "ai", "chat:read", "chat:write",
+          "knowledge:read", "knowledge:write", "agents:read", "agents:write", "automations:read",
+          "automations:write", "trading:read", "trading:write", "admin"]
 print(call("/auth/api-keys", {"name": "schemathesis", "scopes": scopes}, token)["key"])
 PY
 )"

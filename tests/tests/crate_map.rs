@@ -6,7 +6,7 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 16] = [
+const ORDER: [&str; 18] = [
     "crdt",
     "health",
     "schedule",
@@ -22,6 +22,8 @@ const ORDER: [&str; 16] = [
     "ai",
     "chat",
     "knowledge",
+    "automations",
+    "agents",
     "app",
 ];
 

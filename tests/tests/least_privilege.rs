@@ -74,8 +74,16 @@ fn matches(pattern: &str, partition: &str) -> bool {
 }
 
 fn assert_granted(resource: &str, log: &Log) {
-    let grants = grants(resource);
     let log = log.lock().expect("log").clone();
+    let mut touched: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (action, partition) in &log {
+        touched
+            .entry(action)
+            .or_default()
+            .insert(partition.as_str());
+    }
+    eprintln!("{resource} touched {touched:?}");
+    let grants = grants(resource);
     assert!(!log.is_empty(), "{resource}: nothing recorded");
     for (action, partition) in log {
         let patterns = grants.get(action).unwrap_or_else(|| {
@@ -267,7 +275,10 @@ async fn the_jobs_function_touches_only_what_its_policy_grants() {
     let app = app(&log).await;
     app.sign_up("admin@example.com").await;
     log.lock().expect("log").clear();
-    for job in &jarvis_fn_jobs::SYSTEM_JOBS {
+    for job in jarvis_fn_jobs::SYSTEM_JOBS
+        .iter()
+        .filter(|j| j.function == jarvis_fn_jobs::JOBS_FUNCTION)
+    {
         jarvis_fn_jobs::run(&app.state, job.name)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", job.name));
@@ -797,4 +808,230 @@ async fn the_knowledge_function_and_its_worker_touch_only_what_their_policies_gr
         "the archive was not read"
     );
     assert_granted("KnowledgeWorkerFunction", &log);
+}
+
+/// Runs queued by the agents, kept for the test to drive.
+#[derive(Default)]
+struct Queued(Mutex<Vec<jarvis_agents::queue::Job>>);
+
+#[async_trait::async_trait]
+impl jarvis_agents::queue::Dispatch for Queued {
+    async fn dispatch(
+        &self,
+        job: &jarvis_agents::queue::Job,
+        _delay: std::time::Duration,
+    ) -> Result<(), jarvis_agents::AgentError> {
+        self.0.lock().expect("jobs").push(job.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_agents_and_automations_functions_touch_only_what_their_policies_grant() {
+    // The model calls every tool in its first turn, then answers.
+    let script = std::env::temp_dir().join(format!("jarvis-script-{}.json", uuid::Uuid::new_v4()));
+    let calls = json!([
+        {"name": "archive_add", "arguments": {"title": "t", "content": "c"}},
+        {"name": "archive_search", "arguments": {"text": "c"}},
+        {"name": "crdt_change", "arguments": {"kind": "set", "name": "s", "add": ["a"]}},
+        {"name": "crdt_read", "arguments": {"kind": "set", "name": "s"}},
+        {"name": "counter_increment", "arguments": {"name": "c"}},
+        {"name": "reminder_create", "arguments": {"message": "m", "at": "2099-01-01T09:00:00"}},
+        {"name": "knowledge_search", "arguments": {"query": "owls"}},
+        {"name": "current_time", "arguments": {}},
+        {"name": "calculator", "arguments": {"expression": "1+1"}},
+    ]);
+    std::fs::write(
+        &script,
+        json!({"replies": [{"text": "Working.", "tool_calls": calls}, {"text": "Done."}]})
+            .to_string(),
+    )
+    .expect("script");
+    let log: Log = Arc::default();
+    type Services = (
+        Arc<jarvis_agents::Agents>,
+        Arc<jarvis_fn_automations::Automating>,
+    );
+    let slot: Arc<OnceLock<Services>> = Arc::default();
+    let service = Arc::clone(&slot);
+    let routes = jarvis_tests::all_routes().layer(axum::middleware::map_request(
+        move |mut request: Request<Body>| {
+            let services = service.get().cloned();
+            async move {
+                if let Some((agents, automating)) = services {
+                    request.extensions_mut().insert(agents);
+                    request.extensions_mut().insert(automating);
+                }
+                request
+            }
+        },
+    ));
+    let hook_log = Arc::clone(&log);
+    let script_path = script.to_string_lossy().into_owned();
+    let env = [
+        (
+            "JARVIS_AI_MODELS",
+            "smart=scripted:script;embed=scripted:hash",
+        ),
+        ("JARVIS_AI_SCRIPT", script_path.as_str()),
+    ];
+    let app = TestApp::with_store_layer(routes, &env, move |inner| {
+        let hook = move |operation: Operation, partition: &str| {
+            if let Ok(mut log) = hook_log.lock() {
+                log.insert((operation.action(), partition.to_owned()));
+            }
+            Ok(())
+        };
+        Arc::new(Hooked { inner, hook })
+    })
+    .await;
+    let ai = Arc::new(Ai::new(
+        &app.state.config,
+        Arc::clone(&app.state.secrets),
+        Vec::new(),
+    ));
+    let knowledge = jarvis_fn_knowledge::service(&app.state, Arc::clone(&ai)).expect("processors");
+    let agents = jarvis_fn_agents::service(&app.state, ai, Some(knowledge), None).expect("tools");
+    let queued = Arc::new(Queued::default());
+    agents.attach_dispatch(Arc::clone(&queued) as _);
+    let automating = jarvis_fn_automations::service(&app.state, Some(Arc::clone(&agents)), None);
+    assert!(
+        slot.set((Arc::clone(&agents), Arc::clone(&automating)))
+            .is_ok()
+    );
+    let user = app.sign_up("agent@example.com").await;
+    let token = user.access_token.as_str();
+    log.lock().expect("log").clear();
+
+    // The HTTP function: runs started, listed, read, cancelled, approved and denied.
+    let run = send(
+        &app,
+        token,
+        Method::POST,
+        "/agents/runs",
+        Some(json!({"goal": "Use every tool"})),
+    )
+    .await;
+    let waiting = send(
+        &app,
+        token,
+        Method::POST,
+        "/agents/runs",
+        Some(json!({"goal": "Ask first", "tools": ["archive_add"], "approval": ["archive_add"]})),
+    )
+    .await;
+    let cancelled = send(
+        &app,
+        token,
+        Method::POST,
+        "/agents/runs",
+        Some(json!({"goal": "Never mind"})),
+    )
+    .await;
+    let id = |v: &serde_json::Value| v["id"].as_str().expect("id").to_owned();
+    let api = log.lock().expect("log").clone();
+    log.lock().expect("log").clear();
+
+    // The worker drives them (the one waiting for approval stops there).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let jobs: Vec<_> = queued.0.lock().expect("jobs").drain(..).collect();
+    for job in &jobs {
+        if job.run != id(&cancelled) {
+            agents
+                .invoke(job, deadline, "worker")
+                .await
+                .expect("driven");
+        }
+    }
+    let (driven, steps) = agents.get(&user.user_id, &id(&run)).await.expect("run");
+    assert_eq!(driven.status.name(), "succeeded", "{steps:?}");
+    assert!(
+        steps.iter().all(|s| s.status.name() == "completed"),
+        "every tool answered: {steps:?}"
+    );
+    assert_granted("AgentsWorkerFunction", &log);
+    log.lock().expect("log").clear();
+
+    for (method, uri, body) in [
+        (Method::GET, "/agents/runs".to_owned(), None),
+        (Method::GET, format!("/agents/runs/{}", id(&run)), None),
+        (Method::GET, "/agents/tools".to_owned(), None),
+        (
+            Method::POST,
+            format!("/agents/runs/{}/cancel", id(&cancelled)),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/agents/runs/{}/approve", id(&waiting)),
+            None,
+        ),
+    ] {
+        send(&app, token, method, &uri, body).await;
+    }
+    log.lock().expect("log").extend(api);
+    assert_granted("AgentsFunction", &log);
+    log.lock().expect("log").clear();
+
+    // The automations function: made, listed, read, changed, their runs, removed.
+    let mut made = Vec::new();
+    for action in [
+        json!({"type": "notify", "message": "Stretch"}),
+        json!({"type": "archive_note", "title": "Weekly", "content": "Review"}),
+        json!({"type": "agent", "goal": "Summarise", "tools": ["archive_search"]}),
+    ] {
+        made.push(
+            send(
+                &app,
+                token,
+                Method::POST,
+                "/automations",
+                Some(json!({"name": "n", "schedule": "rate(1 hour)", "action": action})),
+            )
+            .await,
+        );
+    }
+    let first = id(&made[0]);
+    for (method, uri, body) in [
+        (Method::GET, "/automations".to_owned(), None),
+        (Method::GET, format!("/automations/{first}"), None),
+        (
+            Method::PATCH,
+            format!("/automations/{first}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        (Method::GET, format!("/automations/{first}/runs"), None),
+    ] {
+        send(&app, token, method, &uri, body).await;
+    }
+    let removable = send(
+        &app,
+        token,
+        Method::POST,
+        "/automations",
+        Some(json!({"name": "gone", "schedule": "rate(1 hour)", "action": {"type": "notify", "message": "x"}})),
+    )
+    .await;
+    send(
+        &app,
+        token,
+        Method::DELETE,
+        &format!("/automations/{}", id(&removable)),
+        None,
+    )
+    .await;
+    assert_granted("AutomationsFunction", &log);
+    log.lock().expect("log").clear();
+
+    // The firer: every action runs (an agent run started and queued, a note, a
+    // notification), the deleted automation's entry is dropped.
+    let now = u64::try_from(jarvis_store::now_secs() * 1000 + 1_000).expect("now");
+    let report = automating
+        .automations
+        .fire_due(automating.actions.as_ref(), now)
+        .await
+        .expect("fired");
+    assert_eq!(report.fired, 3, "{report:?}");
+    assert_granted("AutomationsDueFunction", &log);
+    let _ = std::fs::remove_file(&script);
 }

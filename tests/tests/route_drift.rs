@@ -247,6 +247,7 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 "RealtimeFunction",
                 "KnowledgeFunction",
                 "KnowledgeWorkerFunction",
+                "AgentsWorkerFunction",
             ];
             if calls_models.contains(&name)
                 && actions
@@ -277,7 +278,7 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 );
                 continue;
             }
-            let searches = knows || converses;
+            let searches = knows || converses || name == "AgentsWorkerFunction";
             if searches && actions.iter().all(|a| a.starts_with("s3vectors:")) {
                 assert!(
                     target.contains("KnowledgeVectorIndex.IndexArn"),
@@ -294,19 +295,39 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 assert_eq!(actions, may, "{name}: the keyword table");
                 continue;
             }
-            let queues = [
-                "KnowledgeFunction",
-                "KnowledgeWorkerFunction",
-                "ArchiveFunction",
+            // Who sends to which queue: ingestion jobs (new archive entries included) to the
+            // knowledge base's, runs to the agents'.
+            let queues: [(&str, &[&str]); 6] = [
+                ("KnowledgeFunction", &["KnowledgeQueue.Arn"]),
+                ("KnowledgeWorkerFunction", &["KnowledgeQueue.Arn"]),
+                ("ArchiveFunction", &["KnowledgeQueue.Arn"]),
+                ("AgentsFunction", &["AgentQueue.Arn"]),
+                (
+                    "AgentsWorkerFunction",
+                    &["AgentQueue.Arn", "KnowledgeQueue.Arn"],
+                ),
+                (
+                    "AutomationsDueFunction",
+                    &["AgentQueue.Arn", "KnowledgeQueue.Arn"],
+                ),
             ];
-            if queues.contains(&name) && actions == ["sqs:SendMessage"] {
+            if actions == ["sqs:SendMessage"]
+                && let Some((_, allowed)) = queues.iter().find(|(n, _)| *n == name)
+            {
                 assert!(
-                    target.contains("KnowledgeQueue.Arn"),
+                    allowed.iter().any(|queue| target.contains(queue)),
                     "{name}: messages to another queue: {target}"
                 );
                 continue;
             }
-            let publishes = ["RealtimeFunction", "ArchiveFunction", "CrdtFunction"];
+            let publishes = [
+                "RealtimeFunction",
+                "ArchiveFunction",
+                "CrdtFunction",
+                "AgentsFunction",
+                "AgentsWorkerFunction",
+                "AutomationsDueFunction",
+            ];
             if publishes.contains(&name) && actions == ["execute-api:ManageConnections"] {
                 assert!(
                     target.contains("${WebSocketApi}/live/*/@connections/*"),
@@ -561,8 +582,8 @@ fn every_function_that_searches_vectors_also_has_the_keyword_table() {
         );
     }
     assert!(
-        searching >= 4,
-        "knowledge, its worker and both chat functions"
+        searching >= 5,
+        "knowledge, its worker, both chat functions and the agents' worker"
     );
     let table = &doc["Resources"]["KnowledgeKeywords"]["Properties"];
     let keys: Vec<(&str, &str)> = table["KeySchema"]
@@ -591,59 +612,70 @@ fn every_function_that_searches_vectors_also_has_the_keyword_table() {
 #[test]
 fn the_system_job_schedules_agree_between_the_template_and_the_rust_table() {
     let doc: Yaml = serde_norway::from_str(&read("template.yaml")).expect("parses");
-    let events = doc["Resources"]["JobsFunction"]["Properties"]["Events"]
-        .as_mapping()
-        .expect("the jobs function's events");
     let mut in_template = BTreeSet::new();
-    for (id, event) in events {
-        assert_eq!(event["Type"].as_str(), Some("ScheduleV2"), "{id:?}");
-        let p = &event["Properties"];
-        let input: serde_json::Value =
-            serde_json::from_str(p["Input"].as_str().expect("Input")).expect("JSON input");
-        let fire: jarvis_fn_jobs::Fire = serde_json::from_value(input).expect("a job's input");
-        let job = jarvis_fn_jobs::job(&fire.job)
-            .unwrap_or_else(|| panic!("{id:?} runs {:?}, which no job is", fire.job));
-        assert_eq!(
-            p["ScheduleExpression"].as_str(),
-            Some(job.schedule),
-            "{}",
-            job.name
-        );
-        assert_eq!(
-            p["ScheduleExpressionTimezone"].as_str(),
-            Some(job.time_zone),
-            "{}",
-            job.name
-        );
-        let retry = &p["RetryPolicy"];
-        assert_eq!(
-            retry["MaximumRetryAttempts"].as_u64(),
-            Some(u64::from(job.retries)),
-            "{}",
-            job.name
-        );
-        assert_eq!(
-            retry["MaximumEventAgeInSeconds"].as_u64(),
-            Some(u64::from(job.max_age_secs)),
-            "{}",
-            job.name
-        );
-        assert!(
-            format!("{:?}", p["DeadLetterConfig"]).contains("JobsDeadLetters"),
-            "{}",
-            job.name
-        );
-        assert!(
-            format!("{:?}", p["RoleArn"]).contains("JobsSchedulerRole"),
-            "{}",
-            job.name
-        );
-        job.parsed().unwrap_or_else(|e| panic!("{}: {e}", job.name));
-        assert!(
-            in_template.insert(job.name),
-            "{} is scheduled twice",
-            job.name
-        );
+    let functions: BTreeSet<&str> = jarvis_fn_jobs::SYSTEM_JOBS
+        .iter()
+        .map(|j| j.function)
+        .collect();
+    for function in &functions {
+        let events = doc["Resources"][*function]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{function}'s events"));
+        for (id, event) in events {
+            assert_eq!(event["Type"].as_str(), Some("ScheduleV2"), "{id:?}");
+            let p = &event["Properties"];
+            let input: serde_json::Value =
+                serde_json::from_str(p["Input"].as_str().expect("Input")).expect("JSON input");
+            let fire: jarvis_fn_jobs::Fire = serde_json::from_value(input).expect("a job's input");
+            let job = jarvis_fn_jobs::job(&fire.job)
+                .unwrap_or_else(|| panic!("{id:?} runs {:?}, which no job is", fire.job));
+            assert_eq!(
+                job.function, *function,
+                "{} runs in another function",
+                job.name
+            );
+            assert_eq!(
+                p["ScheduleExpression"].as_str(),
+                Some(job.schedule),
+                "{}",
+                job.name
+            );
+            assert_eq!(
+                p["ScheduleExpressionTimezone"].as_str(),
+                Some(job.time_zone),
+                "{}",
+                job.name
+            );
+            let retry = &p["RetryPolicy"];
+            assert_eq!(
+                retry["MaximumRetryAttempts"].as_u64(),
+                Some(u64::from(job.retries)),
+                "{}",
+                job.name
+            );
+            assert_eq!(
+                retry["MaximumEventAgeInSeconds"].as_u64(),
+                Some(u64::from(job.max_age_secs)),
+                "{}",
+                job.name
+            );
+            assert!(
+                format!("{:?}", p["DeadLetterConfig"]).contains("JobsDeadLetters"),
+                "{}",
+                job.name
+            );
+            assert!(
+                format!("{:?}", p["RoleArn"]).contains("JobsSchedulerRole"),
+                "{}",
+                job.name
+            );
+            job.parsed().unwrap_or_else(|e| panic!("{}: {e}", job.name));
+            assert!(
+                in_template.insert(job.name),
+                "{} is scheduled twice",
+                job.name
+            );
+        }
     }
     let in_rust: BTreeSet<&str> = jarvis_fn_jobs::SYSTEM_JOBS.iter().map(|j| j.name).collect();
     assert_eq!(
@@ -651,7 +683,8 @@ fn the_system_job_schedules_agree_between_the_template_and_the_rust_table() {
         "every job in the table is scheduled, and only those"
     );
 
-    // The scheduler's role invokes the jobs function and reaches its dead-letter queue only.
+    // The scheduler's role invokes the jobs' functions and reaches their dead-letter queue
+    // only.
     let role = &doc["Resources"]["JobsSchedulerRole"]["Properties"];
     assert!(format!("{:?}", role["AssumeRolePolicyDocument"]).contains("scheduler.amazonaws.com"));
     let statements: Vec<(String, String)> = role["Policies"]
@@ -668,12 +701,24 @@ fn the_system_job_schedules_agree_between_the_template_and_the_rust_table() {
         .collect();
     assert_eq!(statements.len(), 2, "{statements:?}");
     for (action, resource) in &statements {
-        let expected = if action.contains("lambda:InvokeFunction") {
-            "JobsFunction.Arn"
+        if action.contains("lambda:InvokeFunction") {
+            for function in &functions {
+                assert!(
+                    resource.contains(&format!("{function}.Arn")),
+                    "{action} on {resource}"
+                );
+            }
+            assert_eq!(
+                resource.matches(".Arn").count(),
+                functions.len(),
+                "only the jobs' functions: {resource}"
+            );
         } else {
             assert!(action.contains("sqs:SendMessage"), "{action}");
-            "JobsDeadLetters.Arn"
-        };
-        assert!(resource.contains(expected), "{action} on {resource}");
+            assert!(
+                resource.contains("JobsDeadLetters.Arn"),
+                "{action} on {resource}"
+            );
+        }
     }
 }

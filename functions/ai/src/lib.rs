@@ -150,7 +150,7 @@ pub struct CompleteRequest {
     #[schema(min_items = 1, max_items = 100)]
     pub messages: Vec<ChatMessage>,
     /// The most tokens the reply may have: 1 to 4096 (default 512).
-    #[serde(default, deserialize_with = "not_null_whole")]
+    #[serde(default, deserialize_with = "validate::whole_not_null")]
     #[schema(value_type = u64, minimum = 1, maximum = 4096, nullable = false)]
     pub max_tokens: Option<u64>,
     /// Sampling temperature, 0 to 2 (0 or absent: the most likely tokens).
@@ -188,10 +188,6 @@ jarvis_http::string_schema!(
         MAX_EMBED_CHARS
     )
 );
-
-fn not_null_whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    validate::whole_number(deserializer).map(Some)
-}
 
 fn nullable_whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]

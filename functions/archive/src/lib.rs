@@ -90,13 +90,22 @@ pub fn routes() -> axum::Router<AppState> {
 /// The Lambda function's routes: changes are sent to the knowledge base's ingestion queue
 /// when the configuration names one.
 pub fn lambda_routes(state: &AppState) -> axum::Router<AppState> {
+    match queue_watcher(state) {
+        Some(watcher) => routes().layer(Extension(Watching(watcher))),
+        None => routes(),
+    }
+}
+
+/// What tells the knowledge base's ingestion queue of archive changes, when the
+/// configuration names the queue (and the build can send to it).
+pub fn queue_watcher(state: &AppState) -> Option<Arc<dyn Watcher>> {
     #[cfg(feature = "aws")]
     if let Some(url) = &state.config.knowledge.queue_url {
         let queue = jarvis_queue::Sender::new(url.clone(), state.config.knowledge.sqs.clone());
-        return routes().layer(Extension(Watching(Arc::new(QueueWatcher(queue)))));
+        return Some(Arc::new(QueueWatcher(queue)));
     }
     let _ = state;
-    routes()
+    None
 }
 
 /// Changes as messages on a queue.
@@ -359,36 +368,64 @@ async fn create_entry(
     watching: Option<Extension<Watching>>,
     Json(body): Json<NewEntry>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = Uuid::now_v7();
+    let (entry, _) = add_entry(&state, &caller.identity, id, body, watching.map(|w| w.0)).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/archive/{}", entry.id))],
+        Json(entry),
+    ))
+}
+
+/// Archives `body` for `owner` under `id`, unless an entry of that id exists or existed
+/// (work repeated after a crash names the entry it makes as its first attempt did): the
+/// entry, and whether it was made now. Every entry made is announced to the owner's
+/// connections and to `watching`.
+pub async fn add_entry(
+    state: &AppState,
+    owner: &Identity,
+    id: Uuid,
+    body: NewEntry,
+    watching: Option<Watching>,
+) -> Result<(Entry, bool), ApiError> {
     let fields = [
         ("kind", check_kind(&body.kind)?),
         ("title", check_title(&body.title)?),
         ("content", check_content(&body.content)?),
     ];
     let tags = check_tags(&body.tags)?;
-    let id = Uuid::now_v7().hyphenated().to_string();
-    let key = entry_key(&caller.principal(), &id)?;
+    let id = id.hyphenated().to_string();
+    let key = entry_key(&owner.principal(), &id)?;
     let (replica, clock) = (state.replica, &state.clock);
-    let doc = state
+    let (doc, made) = state
         .store
-        .update(&key, |record: &mut Record| {
-            let stamp = clock.now();
-            let created = ("created_at".to_owned(), stamp.wall_ms.to_string());
-            let fields = fields
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), value.clone()))
-                .chain([created]);
-            let mut delta = record.create(replica, stamp, fields);
-            delta.join(replace_tags(record, replica, clock, &tags));
-            delta
-        })
+        .transact(
+            &key,
+            jarvis_store::MergeOptions::default(),
+            |record: &mut Record| {
+                if record.latest_stamp().is_some() {
+                    return (Record::new(), false);
+                }
+                let stamp = clock.now();
+                let created = ("created_at".to_owned(), stamp.wall_ms.to_string());
+                let fields = fields
+                    .iter()
+                    .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                    .chain([created]);
+                let mut delta = record.create(replica, stamp, fields);
+                delta.join(replace_tags(record, replica, clock, &tags));
+                (delta, true)
+            },
+        )
         .await?;
+    if !doc.state.is_live() {
+        return Err(not_found());
+    }
     let entry = view(&id, &doc.state)?;
-    announce(&state, watching, &caller.identity, "created", &id).await;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/archive/{id}"))],
-        Json(entry),
-    ))
+    if made {
+        announce(state, watching.map(Extension), owner, "created", &id).await;
+    }
+    Ok((entry, made))
 }
 
 /// Filters and paging of `GET /archive`.

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 pub struct SystemJob {
     /// Its name, as the schedule's input names it.
     pub name: &'static str,
+    /// The function that runs it on AWS: its logical id in `template.yaml`
+    /// ([`JOBS_FUNCTION`] for the jobs of this crate; a capability's own function for the
+    /// jobs it owns).
+    pub function: &'static str,
     /// When it runs: an AWS schedule expression.
     pub schedule: &'static str,
     /// The IANA time zone the expression is read in.
@@ -32,10 +36,14 @@ pub struct SystemJob {
     pub max_age_secs: u32,
 }
 
+/// The function of this crate's jobs.
+pub const JOBS_FUNCTION: &str = "JobsFunction";
+
 /// Every system job.
-pub const SYSTEM_JOBS: [SystemJob; 4] = [
+pub const SYSTEM_JOBS: [SystemJob; 5] = [
     SystemJob {
         name: "sync-round",
+        function: JOBS_FUNCTION,
         schedule: "rate(1 minute)",
         time_zone: "UTC",
         about: "pulls each peer deployment's changes and merges them",
@@ -44,6 +52,7 @@ pub const SYSTEM_JOBS: [SystemJob; 4] = [
     },
     SystemJob {
         name: "expiry-purge",
+        function: JOBS_FUNCTION,
         schedule: "rate(10 minutes)",
         time_zone: "UTC",
         about: "deletes documents whose time to live has passed",
@@ -52,6 +61,7 @@ pub const SYSTEM_JOBS: [SystemJob; 4] = [
     },
     SystemJob {
         name: "feed-prune",
+        function: JOBS_FUNCTION,
         schedule: "rate(1 hour)",
         time_zone: "UTC",
         about: "drops change-feed entries older than the feed's retention",
@@ -60,11 +70,21 @@ pub const SYSTEM_JOBS: [SystemJob; 4] = [
     },
     SystemJob {
         name: "health-probe",
+        function: JOBS_FUNCTION,
         schedule: "rate(5 minutes)",
         time_zone: "UTC",
         about: "checks every component and records the health score as a metric",
         retries: 0,
         max_age_secs: 300,
+    },
+    SystemJob {
+        name: "automations-due",
+        function: "AutomationsDueFunction",
+        schedule: "rate(1 minute)",
+        time_zone: "UTC",
+        about: "fires the users' automations and reminders that are due (every second in jarvis-local)",
+        retries: 0,
+        max_age_secs: 60,
     },
 ];
 
@@ -103,6 +123,14 @@ pub enum JobError {
     /// No job has that name.
     #[error("there is no system job {0:?}")]
     Unknown(String),
+    /// The job is another function's.
+    #[error("{job} runs in {function}, not here")]
+    Elsewhere {
+        /// The job.
+        job: &'static str,
+        /// The function that runs it.
+        function: &'static str,
+    },
     /// The job's work failed.
     #[error("{job} failed: {reason}")]
     Failed {
@@ -116,6 +144,12 @@ pub enum JobError {
 /// Runs the job named `name` once.
 pub async fn run(state: &AppState, name: &str) -> Result<Outcome, JobError> {
     let job = job(name).ok_or_else(|| JobError::Unknown(name.to_owned()))?;
+    if job.function != JOBS_FUNCTION {
+        return Err(JobError::Elsewhere {
+            job: job.name,
+            function: job.function,
+        });
+    }
     let failed = |reason: String| JobError::Failed {
         job: job.name,
         reason,
@@ -204,11 +238,13 @@ impl Timing {
     }
 }
 
-/// The jobs `jarvis-local` runs, and when: the table's schedules, except that sync rounds
-/// follow `JARVIS_SYNC_INTERVAL` and run only with peers configured.
+/// The jobs `jarvis-local` runs here, and when: this crate's jobs on the table's schedules,
+/// except that sync rounds follow `JARVIS_SYNC_INTERVAL` and run only with peers configured.
+/// (The jobs of other functions run in their own loops of `jarvis-local`: automations
+/// every second.)
 fn local_timings(state: &AppState) -> Result<Vec<(&'static SystemJob, Timing)>, ScheduleError> {
     let mut timings = Vec::new();
-    for job in &SYSTEM_JOBS {
+    for job in SYSTEM_JOBS.iter().filter(|j| j.function == JOBS_FUNCTION) {
         let timing = match job.name {
             "sync-round" if state.config.sync.peers.is_empty() => continue,
             "sync-round" => Timing::Every(state.config.sync.interval),

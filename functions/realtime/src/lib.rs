@@ -106,11 +106,14 @@ pub const ACTIONS: [&str; 6] = [
 ];
 
 /// The scopes of which a credential needs one to connect: what some action or topic takes.
-pub const CONNECT_SCOPES: [Scope; 4] = [
+pub const CONNECT_SCOPES: [Scope; 7] = [
     Scope::ArchiveRead,
     Scope::CrdtRead,
     Scope::ChatRead,
     Scope::ChatWrite,
+    Scope::AgentsRead,
+    Scope::AutomationsRead,
+    Scope::TradingRead,
 ];
 
 /// The route API Gateway selects for a message, as it does with [`ROUTE_SELECTION`]: the

@@ -17,13 +17,16 @@ use jarvis_app::layers::ClientIp;
 use jarvis_app::state::StartupError;
 use jarvis_app::{AppState, app};
 use jarvis_config::{Config, SecretsConfig};
+use jarvis_fn_agents::jarvis_agents::Agents;
+use jarvis_fn_agents::jarvis_agents::service::{AgentsHealth, LocalDispatch};
+use jarvis_fn_automations::Automating;
 use jarvis_fn_knowledge::jarvis_knowledge::service::{Knowledge, LocalQueue, run_local_worker};
 use jarvis_fn_realtime::Realtime;
 use jarvis_http::Json;
 use jarvis_secrets::ensure_local_file;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -71,6 +74,14 @@ pub fn functions() -> Vec<Function> {
             name: "knowledge",
             api: jarvis_fn_knowledge::api(),
         },
+        Function {
+            name: "agents",
+            api: jarvis_fn_agents::api(),
+        },
+        Function {
+            name: "automations",
+            api: jarvis_fn_automations::api(),
+        },
     ]
 }
 
@@ -109,6 +120,7 @@ pub fn routes_and_openapi() -> (axum::Router<AppState>, OpenApi) {
             ),
         ]);
     jarvis_http::openapi::document_shared_answers(&mut openapi);
+    jarvis_http::openapi::close_tagged_variants(&mut openapi);
     (routes, openapi)
 }
 
@@ -183,6 +195,8 @@ pub struct Gateway {
     config: Config,
     state: AppState,
     knowledge: (Arc<Knowledge>, Arc<LocalQueue>),
+    agents: (Arc<Agents>, Arc<Notify>),
+    automating: Arc<Automating>,
 }
 
 impl Gateway {
@@ -224,6 +238,24 @@ impl Gateway {
             .map_err(|err| GatewayError::Processors(err.to_string()))?;
         let queue = Arc::new(LocalQueue::new(knowledge.site().clone()));
         knowledge.attach_queue(Arc::clone(&queue) as _);
+        let watching = jarvis_fn_archive::Watching(Arc::new(jarvis_fn_knowledge::ArchiveIndexing(
+            Arc::clone(&queue) as _,
+        )));
+        let agents = jarvis_fn_agents::service(
+            &state,
+            Arc::clone(&ai),
+            Some(Arc::clone(&knowledge)),
+            Some(watching.clone()),
+        )
+        .map_err(|err| GatewayError::Tools(err.to_string()))?;
+        let wake = Arc::new(Notify::new());
+        agents.attach_dispatch(Arc::new(LocalDispatch(Arc::clone(&wake))));
+        state.register_health(Arc::new(AgentsHealth(Arc::clone(&agents))));
+        let automating = jarvis_fn_automations::service(
+            &state,
+            Some(Arc::clone(&agents)),
+            Some(watching.clone()),
+        );
         let realtime = Arc::new(Realtime::new(state.clone(), Arc::clone(&chat)));
         let lifetimes = ws::Lifetimes {
             idle: config.realtime.idle_timeout,
@@ -236,9 +268,9 @@ impl Gateway {
             .layer(axum::Extension(ai))
             .layer(axum::Extension(chat))
             .layer(axum::Extension(Arc::clone(&knowledge)))
-            .layer(axum::Extension(jarvis_fn_archive::Watching(Arc::new(
-                jarvis_fn_knowledge::ArchiveIndexing(Arc::clone(&queue) as _),
-            ))));
+            .layer(axum::Extension(Arc::clone(&agents)))
+            .layer(axum::Extension(Arc::clone(&automating)))
+            .layer(axum::Extension(watching));
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
                 METRICS_PATH,
@@ -268,6 +300,8 @@ impl Gateway {
             config,
             state,
             knowledge: (knowledge, queue),
+            agents: (agents, wake),
+            automating,
         })
     }
 
@@ -313,6 +347,26 @@ impl Gateway {
                 () = wait_until_set(worker_stopped) => {}
             }
         });
+        // Agent runs, driven in process: an invocation has `JARVIS_AGENTS_INVOCATION_SECONDS`
+        // before it queues the run again, as a Lambda's timeout would make it.
+        let (agents, wake) = self.agents;
+        let agents_config = self.config.agents.clone();
+        let agents_stopped = stopped.clone();
+        let agent_worker = tokio::spawn(async move {
+            tokio::select! {
+                () = agents.run_local_worker(wake, agents_config.invocation, agents_config.concurrency) => {}
+                () = wait_until_set(agents_stopped) => {}
+            }
+        });
+        // Automations and reminders, fired every second.
+        let automating = self.automating;
+        let firer = tokio::spawn(
+            jarvis_fn_automations::jarvis_automations::fire::run_locally(
+                automating.automations.clone(),
+                Arc::clone(&automating.actions) as _,
+                wait_until_set(stopped.clone()),
+            ),
+        );
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -332,7 +386,7 @@ impl Gateway {
             })
             .await;
         // The sender is gone once the server stops, whichever way: the loops end too.
-        let _ = tokio::join!(jobs, worker);
+        let _ = tokio::join!(jobs, worker, agent_worker, firer);
         if let Some(ws) = ws {
             match ws.await {
                 Ok(Err(err)) => return Err(GatewayError::Serve(err)),
@@ -410,6 +464,9 @@ pub enum GatewayError {
     /// The knowledge base's file processors did not validate.
     #[error("file processors: {0}")]
     Processors(String),
+    /// The agents' tools did not validate.
+    #[error("agent tools: {0}")]
+    Tools(String),
 }
 
 /// Resolves once the flag is set or its sender is gone.

@@ -36,6 +36,8 @@ pub struct Settings {
     pub gemini_url: String,
     /// Further OpenAI-compatible servers: `(name, base URL)`.
     pub servers: Vec<(String, String)>,
+    /// The script file of the scripted provider's `script` model.
+    pub script: Option<std::path::PathBuf>,
 }
 
 /// A target's state, as `GET /ai/models` and `/health` report it.
@@ -74,6 +76,9 @@ pub struct AliasInfo {
     pub targets: Vec<TargetInfo>,
 }
 
+/// The scripted provider's model that plays the script file of [`Settings::script`] by turn.
+pub const SCRIPT_MODEL: &str = "script";
+
 /// The aliases of a deployment.
 pub struct Registry {
     chains: Vec<(String, Chain)>,
@@ -105,6 +110,19 @@ impl Registry {
                             .unwrap_or_else(|| Arc::clone(hosted)));
                     }
                     Ok(match name {
+                        "scripted" if model == SCRIPT_MODEL => {
+                            let Some(path) = &settings.script else {
+                                tracing::warn!("the scripted `script` model needs JARVIS_AI_SCRIPT");
+                                return Err(TargetState::NotInstalled);
+                            };
+                            match crate::scripted::Script::load(path) {
+                                Ok(script) => Arc::new(Scripted::by_turn(script)),
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "the scripted `script` model has no script");
+                                    return Err(TargetState::NotInstalled);
+                                }
+                            }
+                        }
                         "scripted" => Arc::clone(&scripted),
                         "openai" => Arc::new(
                             OpenAi::new(
@@ -260,6 +278,7 @@ mod tests {
             anthropic_url: "https://api.anthropic.com".into(),
             gemini_url: "https://generativelanguage.googleapis.com".into(),
             servers: vec![("ollama".into(), "http://127.0.0.1:11434/v1".into())],
+            script: None,
         }
     }
 

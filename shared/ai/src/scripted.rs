@@ -2,15 +2,130 @@
 //!
 //! Each call takes the next reply of its script (any events, tool calls and errors
 //! included); with the script spent, it echoes the last user message, word by word, as a
-//! model would stream it. Its embeddings hash words into a fixed number of dimensions
+//! model would stream it. A [`Script`] read from a file (the `script` model, with
+//! `JARVIS_AI_SCRIPT`) is played by *turn* instead: the reply to a conversation is the one
+//! at the number of assistant messages it already holds, so the same conversation always
+//! gets the same reply, whichever process answers it and however often — what a run that
+//! resumes after a crash needs of a model it asks again. Its embeddings hash words into a fixed number of dimensions
 //! (signed feature hashing, normalised), so texts sharing words are near each other and the
 //! same text always gives the same vector: enough for tests of retrieval, not a language
 //! model.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::{ChatRequest, Event, EventStream, Provider, ProviderError, Role, StopReason, Usage};
+
+/// Replies chosen by the conversation's turn, as a script file holds them:
+/// `{"replies": [{"delay_ms": 300, "text": "…", "tool_calls": [{"name": "…", "arguments":
+/// {…}}]}, …]}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// The reply of each turn, the first answering a conversation with no assistant message.
+    pub replies: Vec<ScriptedReply>,
+}
+
+/// One turn's reply.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedReply {
+    /// How long the model "thinks" before its first event, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Its text.
+    #[serde(default)]
+    pub text: String,
+    /// The tools it calls, in order.
+    #[serde(default)]
+    pub tool_calls: Vec<ScriptedCall>,
+}
+
+/// A tool call of a scripted reply.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedCall {
+    /// The tool's name.
+    pub name: String,
+    /// Its arguments, a JSON object.
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+impl Script {
+    /// Reads a script file; the error says what is wrong without echoing it.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("the script {} cannot be read: {e}", path.display()))?;
+        let script: Self = serde_json::from_str(&text)
+            .map_err(|e| format!("the script {} is not a script: {e}", path.display()))?;
+        for (turn, reply) in script.replies.iter().enumerate() {
+            if reply
+                .tool_calls
+                .iter()
+                .any(|call| !call.arguments.is_object())
+            {
+                return Err(format!(
+                    "the script {}: a tool call of reply {turn} has arguments that are not an object",
+                    path.display()
+                ));
+            }
+        }
+        Ok(script)
+    }
+
+    /// The events of the reply at `turn`, when the script has one.
+    fn reply(&self, turn: usize, request: &ChatRequest) -> Option<(Duration, Vec<Event>)> {
+        let reply = self.replies.get(turn)?;
+        let mut events = Vec::new();
+        if !reply.text.is_empty() {
+            events.push(Event::TextDelta {
+                text: reply.text.clone(),
+            });
+        }
+        for (index, call) in reply.tool_calls.iter().enumerate() {
+            events.push(Event::ToolCallDelta {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                id: Some(format!("call_{turn}_{index}")),
+                name: Some(call.name.clone()),
+                arguments: call.arguments.to_string(),
+            });
+        }
+        let prompt: String = request
+            .system
+            .iter()
+            .cloned()
+            .chain(request.messages.iter().map(|m| m.text()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let written = reply.text.len()
+            + reply
+                .tool_calls
+                .iter()
+                .map(|c| c.name.len() + c.arguments.to_string().len())
+                .sum::<usize>();
+        events.push(Event::Usage(Usage {
+            input_tokens: estimate_tokens(&prompt),
+            output_tokens: u64::try_from(written.div_ceil(4)).unwrap_or(u64::MAX),
+        }));
+        events.push(Event::Done {
+            stop_reason: if reply.tool_calls.is_empty() {
+                StopReason::EndTurn
+            } else {
+                StopReason::ToolUse
+            },
+        });
+        Some((Duration::from_millis(reply.delay_ms), events))
+    }
+}
 
 /// Dimensions of the scripted embeddings unless chosen otherwise.
 pub const DEFAULT_DIMENSIONS: usize = 64;
@@ -18,6 +133,7 @@ pub const DEFAULT_DIMENSIONS: usize = 64;
 /// A provider that answers from a script, then by echo.
 pub struct Scripted {
     script: Mutex<VecDeque<Vec<Event>>>,
+    turns: Option<Script>,
     dimensions: usize,
 }
 
@@ -32,7 +148,17 @@ impl Scripted {
     pub fn new(replies: Vec<Vec<Event>>) -> Self {
         Self {
             script: Mutex::new(replies.into()),
+            turns: None,
             dimensions: DEFAULT_DIMENSIONS,
+        }
+    }
+
+    /// A provider that answers each conversation with `script`'s reply for its turn (the
+    /// number of assistant messages it holds), and echoes past the script's end.
+    pub fn by_turn(script: Script) -> Self {
+        Self {
+            turns: Some(script),
+            ..Self::default()
         }
     }
 
@@ -149,6 +275,17 @@ impl Provider for Scripted {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        if let Some(script) = &self.turns {
+            let turn = request
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::Assistant)
+                .count();
+            if let Some((delay, events)) = script.reply(turn, &request) {
+                tokio::time::sleep(delay).await;
+                return Ok(Box::pin(futures_util::stream::iter(events)));
+            }
+        }
         let events = self.next_reply().unwrap_or_else(|| echo(&request));
         Ok(Box::pin(futures_util::stream::iter(events)))
     }
@@ -250,5 +387,74 @@ mod tests {
         // Pinned: the same text gives the same vector in every build.
         let pinned = hashed_embedding("jarvis", 8);
         assert_eq!(pinned.iter().filter(|x| **x != 0.0).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_script_answers_each_conversation_by_its_turn_whoever_asks() {
+        let script: Script = serde_json::from_str(
+            r#"{"replies": [
+                {"text": "Noting it.", "tool_calls": [{"name": "archive_add", "arguments": {"title": "t"}}]},
+                {"text": "Done."}
+            ]}"#,
+        )
+        .expect("script");
+        let first_process = Scripted::by_turn(script.clone());
+        let mut conversation = ask("note this");
+        let reply = collect(
+            first_process
+                .stream(conversation.clone())
+                .await
+                .expect("stream"),
+        )
+        .await
+        .expect("reply");
+        assert_eq!(reply.stop_reason, StopReason::ToolUse);
+        assert_eq!(reply.tool_calls.len(), 1);
+        assert_eq!(reply.tool_calls[0].id, "call_0_0");
+        assert_eq!(reply.tool_calls[0].arguments["title"], "t");
+        // Asked again, by another process: the same reply, not the next one.
+        let again = collect(
+            Scripted::by_turn(script.clone())
+                .stream(conversation.clone())
+                .await
+                .expect("stream"),
+        )
+        .await
+        .expect("reply");
+        assert_eq!(again, reply);
+        conversation.messages.push(Message::assistant("Noting it."));
+        let second = collect(
+            first_process
+                .stream(conversation.clone())
+                .await
+                .expect("stream"),
+        )
+        .await
+        .expect("reply");
+        assert_eq!(second.text, "Done.");
+        assert_eq!(second.stop_reason, StopReason::EndTurn);
+        // Past its end the script echoes.
+        conversation.messages.push(Message::assistant("Done."));
+        let third = collect(first_process.stream(conversation).await.expect("stream"))
+            .await
+            .expect("reply");
+        assert!(third.text.starts_with("You said:"), "{}", third.text);
+    }
+
+    #[test]
+    fn a_script_with_arguments_that_are_not_an_object_is_refused() {
+        let dir = std::env::temp_dir().join(format!("jarvis-script-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("bad.json");
+        std::fs::write(
+            &path,
+            r#"{"replies": [{"tool_calls": [{"name": "x", "arguments": [1]}]}]}"#,
+        )
+        .expect("write");
+        let err = Script::load(&path).expect_err("refused");
+        assert!(err.contains("not an object"), "{err}");
+        std::fs::write(&path, r#"{"replies": [{"txt": "typo"}]}"#).expect("write");
+        assert!(Script::load(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,8 +12,7 @@ use jarvis_config::Config;
 use jarvis_crdt::ReplicaId;
 use jarvis_health::{Finding, HealthCheck, Status};
 use jarvis_secrets::SecretSource;
-use jarvis_store::clock::Clock;
-use jarvis_store::{Store, StoreError};
+use jarvis_store::StoreError;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 pub use tokio_util::sync::CancellationToken;
 
@@ -28,15 +27,7 @@ use crate::{
 };
 
 /// Where calls run: the store, this replica and its clock.
-#[derive(Clone)]
-pub struct Site {
-    /// The document store.
-    pub store: Arc<dyn Store>,
-    /// This deployment's replica id.
-    pub replica: ReplicaId,
-    /// Timestamps for last-writer-wins writes.
-    pub clock: Arc<Clock>,
-}
+pub use jarvis_store::Site;
 
 /// Why a budgeted call failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +127,7 @@ impl Ai {
                 anthropic_url: ai.anthropic_url.clone(),
                 gemini_url: ai.gemini_url.clone(),
                 servers: ai.servers.clone(),
+                script: ai.script.clone(),
             },
             hosted,
             client: http_client(),

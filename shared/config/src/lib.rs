@@ -24,8 +24,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use vars::{
-    AiVars, Backend, BlobVars, ChatVars, HostVars, HttpVars, KnowledgeVars, RealtimeVars,
-    SecretsVars, SecurityVars, StoreVars, SyncVars, Vars,
+    AgentsVars, AiVars, AutomationsVars, Backend, BlobVars, ChatVars, HostVars, HttpVars,
+    KnowledgeVars, RealtimeVars, SecretsVars, SecurityVars, StoreVars, SyncVars, Vars,
 };
 
 /// Name of the embedded libSQL database file inside the data directory.
@@ -187,6 +187,37 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// The knowledge base: its models, chunking, index and upload size.
     pub knowledge: KnowledgeConfig,
+    /// Agent runs: the model, the queue, how long a worker drives a run.
+    pub agents: AgentsConfig,
+    /// Automations: how many a user may keep.
+    pub automations: AutomationsConfig,
+}
+
+/// Agent runs' settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentsConfig {
+    /// The alias agents think with (`JARVIS_AGENTS_MODEL`, default `smart`).
+    pub model: String,
+    /// Tokens one model step may answer with (`JARVIS_AGENTS_REPLY_TOKENS`, default 1024).
+    pub reply_tokens: u32,
+    /// The SQS queue of runs to drive (`JARVIS_AGENTS_QUEUE_URL`); without it, runs are
+    /// queued in the store and driven by the host's own worker (`jarvis-local`).
+    pub queue_url: Option<String>,
+    /// Where SQS is (`JARVIS_SQS_ENDPOINT` for a local stand-in).
+    pub sqs: AwsTarget,
+    /// How long one invocation of the local worker drives a run before it queues it again
+    /// (`JARVIS_AGENTS_INVOCATION_SECONDS`, default 60): what a Lambda's timeout is on AWS.
+    pub invocation: Duration,
+    /// Runs the local worker drives at once (`JARVIS_AGENTS_CONCURRENCY`, default 4).
+    pub concurrency: usize,
+}
+
+/// Automations' settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutomationsConfig {
+    /// Automations (reminders included) one user may keep
+    /// (`JARVIS_AUTOMATIONS_MAX_PER_USER`, default 100).
+    pub max_per_user: usize,
 }
 
 /// The knowledge base's settings.
@@ -354,6 +385,10 @@ pub struct AiConfig {
     /// `ollama=http://127.0.0.1:11434/v1`); a key, when one is needed, is the secret
     /// document's `providers.<name>.api_key`.
     pub servers: Vec<(String, String)>,
+    /// The script the scripted provider's `script` model plays (`JARVIS_AI_SCRIPT`, a JSON
+    /// file; see `jarvis_ai::scripted`): replies, tool calls included, chosen by the turn
+    /// of the conversation, for tests and demonstrations without a model.
+    pub script: Option<PathBuf>,
 }
 
 /// Where the process reads its secrets from. See [`jarvis_secrets`] for the format.
@@ -521,6 +556,29 @@ impl Config {
             dynamodb: aws_target(knowledge_vars.dynamodb_endpoint.take()),
         };
         let knowledge = Self::knowledge(knowledge_vars, &data_dir, targets);
+        let agent_vars: AgentsVars = vars.read()?;
+        let agents = AgentsConfig {
+            model: agent_vars
+                .agents_model
+                .map_or_else(|| "smart".to_owned(), |m| m.0),
+            reply_tokens: agent_vars
+                .agents_reply_tokens
+                .map_or(1024, |n| u32::try_from(n.0).unwrap_or(1024)),
+            queue_url: agent_vars.agents_queue_url.map(|u| u.0),
+            sqs: aws_target(agent_vars.sqs_endpoint),
+            invocation: Duration::from_secs(
+                agent_vars.agents_invocation_seconds.map_or(60, |n| n.0),
+            ),
+            concurrency: agent_vars
+                .agents_concurrency
+                .map_or(4, |n| usize::try_from(n.0).unwrap_or(4)),
+        };
+        let automation_vars: AutomationsVars = vars.read()?;
+        let automations = AutomationsConfig {
+            max_per_user: automation_vars
+                .automations_max_per_user
+                .map_or(100, |n| usize::try_from(n.0).unwrap_or(100)),
+        };
 
         let replica_id_from_data_dir = host_vars.replica_id.is_none() && host != Host::Lambda;
         let replica_id = match host_vars.replica_id {
@@ -570,6 +628,8 @@ impl Config {
             blobs,
             realtime,
             knowledge,
+            agents,
+            automations,
         })
     }
 
@@ -698,6 +758,7 @@ impl Config {
             breaker_cooldown: Duration::from_secs(
                 vars.ai_breaker_cooldown_secs.map_or(30, |s| s.0),
             ),
+            script: vars.ai_script,
         }
     }
 

@@ -219,6 +219,8 @@ pub(crate) struct AiVars {
     pub ai_breaker_threshold: Option<Whole<1, 1000>>,
     /// `JARVIS_AI_BREAKER_COOLDOWN_SECS`: how long an open breaker skips its model.
     pub ai_breaker_cooldown_secs: Option<Whole<1, 86_400>>,
+    /// `JARVIS_AI_SCRIPT`: the script file of the scripted provider's `script` model.
+    pub ai_script: Option<PathBuf>,
 }
 
 /// `provider:model=input/output` of the price table, in dollars per million tokens.
@@ -500,6 +502,30 @@ pub(crate) struct ChatVars {
     pub chat_memory_top_k: Option<Whole<1, 20>>,
     /// `JARVIS_CHAT_STREAM_RETENTION_SECS`: how long stream events are kept.
     pub chat_stream_retention_secs: Option<Whole<60, 86_400>>,
+}
+
+/// Agent runs.
+#[derive(Deserialize)]
+pub(crate) struct AgentsVars {
+    /// `JARVIS_AGENTS_MODEL`: the alias agents think with.
+    pub agents_model: Option<AliasName>,
+    /// `JARVIS_AGENTS_REPLY_TOKENS`: tokens one model step may answer with.
+    pub agents_reply_tokens: Option<Whole<16, 32_768>>,
+    /// `JARVIS_AGENTS_QUEUE_URL`: the SQS queue of runs to drive.
+    pub agents_queue_url: Option<Endpoint>,
+    /// `JARVIS_AGENTS_INVOCATION_SECONDS`: how long one local worker invocation drives a run.
+    pub agents_invocation_seconds: Option<Whole<1, 900>>,
+    /// `JARVIS_AGENTS_CONCURRENCY`: runs the local worker drives at once.
+    pub agents_concurrency: Option<Whole<1, 64>>,
+    /// `JARVIS_SQS_ENDPOINT`: a local SQS stand-in.
+    pub sqs_endpoint: Option<Endpoint>,
+}
+
+/// Automations.
+#[derive(Deserialize)]
+pub(crate) struct AutomationsVars {
+    /// `JARVIS_AUTOMATIONS_MAX_PER_USER`: automations one user may keep.
+    pub automations_max_per_user: Option<Whole<1, 10_000>>,
 }
 
 /// The knowledge base.

@@ -118,6 +118,18 @@ impl ApiError {
         }
     }
 
+    /// A 422 naming the field at fault: it fits the schema, but a rule no schema can state
+    /// refuses it.
+    pub fn unprocessable_field(
+        field: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::Unprocessable {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
     /// A 400 not tied to one field.
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::BadRequest {

@@ -107,6 +107,33 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     }
 }
 
+/// A service a host sets up once (a domain's service object) and hands to handlers as a
+/// request extension (`Arc<T>`).
+pub trait Capability: Send + Sync + 'static {
+    /// What it is, for the answer of a host without it: "this host has no {WHAT}".
+    const WHAT: &'static str;
+}
+
+/// The host's `T`, from the request's extensions: 503 `not_configured` on a host that did
+/// not set one up.
+pub struct Hosted<T>(pub std::sync::Arc<T>);
+
+impl<T: Capability, S: Send + Sync> axum::extract::FromRequestParts<S> for Hosted<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<std::sync::Arc<T>>()
+            .cloned()
+            .map(Hosted)
+            .ok_or_else(|| ApiError::NotConfigured(format!("this host has no {}", T::WHAT).into()))
+    }
+}
+
 /// Parses a JSON document, naming the field at fault when it does not fit `T`.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);

@@ -142,6 +142,19 @@ pub fn count(field: &'static str, len: usize, max: usize) -> Result<(), ApiError
     }
 }
 
+/// A listing's page size: `limit`, else `default`; a 400 naming `limit` outside 1 to `max`.
+pub fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid_field(
+            "limit",
+            format!("must be 1 to {max}"),
+        ))
+    }
+}
+
 /// Longest page cursor, in characters (the hex form of the longest sort key).
 pub const MAX_CURSOR_CHARS: usize = 2 * jarvis_store::MAX_KEY_BYTES;
 
@@ -202,6 +215,15 @@ where
     T: serde::Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// Serde `deserialize_with` for an optional whole number (see [`whole_number`]) that may be
+/// absent but not `null` (with `#[serde(default)]`).
+pub fn whole_not_null<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    whole_number(deserializer).map(Some)
 }
 
 /// Serde `deserialize_with` for a whole number given as a JSON number, `2` and `2.0` alike

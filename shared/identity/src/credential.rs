@@ -155,11 +155,20 @@ pub async fn authenticate(
 /// and is not disabled, and the session or key is live. Answers the identity with the
 /// account's current role, or 401 as [`authenticate`] would.
 pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity, ApiError> {
+    if let Credential::Delegated { scopes, api_key } = &identity.credential {
+        let delegation = crate::delegation::Delegation {
+            user_id: identity.user_id.clone(),
+            scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            api_key: api_key.clone(),
+        };
+        return delegation.act(store).await;
+    }
     let refused =
         || ApiError::Unauthorized("the credential of this connection is no longer valid".into());
     let held = match &identity.credential {
         Credential::Session { session_id } => session_key(&identity.user_id, session_id)?,
         Credential::ApiKey { key_id, .. } => api_key_key(&identity.user_id, key_id)?,
+        Credential::Delegated { .. } => return Err(refused()),
     };
     let account = user_key(&identity.user_id)?;
     let (account, held) =
@@ -171,6 +180,7 @@ pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity,
     let now = now_secs();
     let live = match &identity.credential {
         Credential::Session { .. } => session_live(&held, now),
+        Credential::Delegated { .. } => false,
         Credential::ApiKey { .. } => {
             !held.has_mark("revoked")
                 && held

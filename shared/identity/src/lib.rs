@@ -15,10 +15,13 @@
 //! - [`audit`]: the tamper-evident event chain.
 //! - [`limits`]: rate limits and login lockout kept in the store.
 //! - [`idempotency`]: `Idempotency-Key` handling.
+//! - [`delegation`]: a user's permission handed to work that runs without them (agent runs,
+//!   automations).
 #![deny(missing_docs)]
 
 pub mod audit;
 pub mod credential;
+pub mod delegation;
 pub mod idempotency;
 pub mod limits;
 pub mod token;
@@ -70,7 +73,14 @@ impl Role {
         match self {
             Self::Admin => true,
             Self::User => scope != Scope::Admin,
-            Self::Viewer => matches!(scope, Scope::ArchiveRead | Scope::CrdtRead),
+            Self::Viewer => matches!(
+                scope,
+                Scope::ArchiveRead
+                    | Scope::CrdtRead
+                    | Scope::AgentsRead
+                    | Scope::AutomationsRead
+                    | Scope::TradingRead
+            ),
         }
     }
 }
@@ -96,13 +106,25 @@ pub enum Scope {
     KnowledgeRead,
     /// Add and delete documents of one's knowledge base.
     KnowledgeWrite,
+    /// Read one's agent runs, their steps and the tools agents may use.
+    AgentsRead,
+    /// Start, cancel, approve and deny agent runs (spending the caller's token budget).
+    AgentsWrite,
+    /// Read one's automations and their run history.
+    AutomationsRead,
+    /// Create, change and delete automations and reminders.
+    AutomationsWrite,
+    /// Read one's orders, positions, ledger, backtests and the trading state.
+    TradingRead,
+    /// Send signals and orders, cancel orders and run backtests (paper trading).
+    TradingWrite,
     /// Administration: users, the audit trail, detailed health.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 16] = [
         Self::ArchiveRead,
         Self::ArchiveWrite,
         Self::CrdtRead,
@@ -112,6 +134,12 @@ impl Scope {
         Self::ChatWrite,
         Self::KnowledgeRead,
         Self::KnowledgeWrite,
+        Self::AgentsRead,
+        Self::AgentsWrite,
+        Self::AutomationsRead,
+        Self::AutomationsWrite,
+        Self::TradingRead,
+        Self::TradingWrite,
         Self::Admin,
     ];
 
@@ -127,6 +155,12 @@ impl Scope {
             Self::ChatWrite => "chat:write",
             Self::KnowledgeRead => "knowledge:read",
             Self::KnowledgeWrite => "knowledge:write",
+            Self::AgentsRead => "agents:read",
+            Self::AgentsWrite => "agents:write",
+            Self::AutomationsRead => "automations:read",
+            Self::AutomationsWrite => "automations:write",
+            Self::TradingRead => "trading:read",
+            Self::TradingWrite => "trading:write",
             Self::Admin => "admin",
         }
     }
@@ -170,6 +204,14 @@ pub enum Credential {
         /// What the key may do (within the account's role).
         scopes: Vec<Scope>,
     },
+    /// Work the user handed permission to (an agent run, an automation; see
+    /// [`delegation`]), limited to the scopes it was given.
+    Delegated {
+        /// What the work may do (within the account's role).
+        scopes: Vec<Scope>,
+        /// The API key that started the work, when one did.
+        api_key: Option<String>,
+    },
 }
 
 /// The authenticated caller, checked against the store on this request: the account exists,
@@ -193,7 +235,9 @@ impl Identity {
         self.role.grants(scope)
             && match &self.credential {
                 Credential::Session { .. } => true,
-                Credential::ApiKey { scopes, .. } => scopes.contains(&scope),
+                Credential::ApiKey { scopes, .. } | Credential::Delegated { scopes, .. } => {
+                    scopes.contains(&scope)
+                }
             }
     }
 
@@ -202,7 +246,7 @@ impl Identity {
     pub fn require_session(&self) -> Result<(), ApiError> {
         match self.credential {
             Credential::Session { .. } => Ok(()),
-            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
+            Credential::ApiKey { .. } | Credential::Delegated { .. } => Err(ApiError::Forbidden(
                 "this needs a signed-in session, not an API key".into(),
             )),
         }
@@ -228,7 +272,7 @@ impl Identity {
     pub fn session_id(&self) -> Option<&str> {
         match &self.credential {
             Credential::Session { session_id } => Some(session_id),
-            Credential::ApiKey { .. } => None,
+            Credential::ApiKey { .. } | Credential::Delegated { .. } => None,
         }
     }
 }
@@ -331,6 +375,12 @@ pub mod scope {
         ChatWrite => ChatWrite,
         KnowledgeRead => KnowledgeRead,
         KnowledgeWrite => KnowledgeWrite,
+        AgentsRead => AgentsRead,
+        AgentsWrite => AgentsWrite,
+        AutomationsRead => AutomationsRead,
+        AutomationsWrite => AutomationsWrite,
+        TradingRead => TradingRead,
+        TradingWrite => TradingWrite,
         Admin => Admin,
     }
 }

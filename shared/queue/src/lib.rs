@@ -8,6 +8,9 @@ use std::time::Duration;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use jarvis_config::AwsTarget;
 
+/// The longest delay SQS gives a message, in seconds.
+pub const MAX_DELAY_SECS: u64 = 900;
+
 /// Longest a send may take, retries included.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,11 +56,19 @@ impl Sender {
 
     /// Sends `body` as one message.
     pub async fn send(&self, body: String) -> Result<(), SendError> {
+        self.send_delayed(body, Duration::ZERO).await
+    }
+
+    /// Sends `body` as one message that becomes visible after `delay` (at most SQS's 15
+    /// minutes; longer delays are cut to that).
+    pub async fn send_delayed(&self, body: String, delay: Duration) -> Result<(), SendError> {
+        let delay_secs = i32::try_from(delay.as_secs().min(MAX_DELAY_SECS)).unwrap_or(0);
         self.client()
             .await
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .delay_seconds(delay_secs)
             .send()
             .await
             .map_err(|e| SendError(DisplayErrorContext(e).to_string()))?;

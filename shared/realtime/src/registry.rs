@@ -93,6 +93,13 @@ impl Registry {
         let (kind, credential_id, scopes) = match &identity.credential {
             Credential::Session { session_id } => ("session", session_id.as_str(), Vec::new()),
             Credential::ApiKey { key_id, scopes } => ("key", key_id.as_str(), scopes.clone()),
+            // Delegated work never connects; were it to, it would be checked as a key it
+            // cannot name, and refused.
+            Credential::Delegated { api_key, scopes } => (
+                "key",
+                api_key.as_deref().unwrap_or_default(),
+                scopes.clone(),
+            ),
         };
         let fields = [
             ("role", identity.role.as_str()),

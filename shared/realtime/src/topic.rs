@@ -16,12 +16,15 @@ pub enum Topic {
     Agents,
     /// Orders, fills and trading state.
     Trading,
+    /// Notifications automations send.
+    Notifications,
     /// Replies started in one conversation.
     Chat(Uuid),
 }
 
 /// The topic names accepted, for error messages.
-pub const TOPIC_FORMS: &str = "archive, crdt:<name>, agents, trading, chat:<conversation id>";
+pub const TOPIC_FORMS: &str =
+    "archive, crdt:<name>, agents, trading, notifications, chat:<conversation id>";
 
 impl Topic {
     /// Parses a topic name; a 400 naming `field` for anything else.
@@ -37,6 +40,7 @@ impl Topic {
                 "archive" => Ok(Self::Archive),
                 "agents" => Ok(Self::Agents),
                 "trading" => Ok(Self::Trading),
+                "notifications" => Ok(Self::Notifications),
                 _ => Err(unknown()),
             },
             Some(("crdt", object)) => {
@@ -55,6 +59,7 @@ impl Topic {
             Self::Crdt(object) => format!("crdt:{object}"),
             Self::Agents => "agents".to_owned(),
             Self::Trading => "trading".to_owned(),
+            Self::Notifications => "notifications".to_owned(),
             Self::Chat(conversation) => format!("chat:{}", conversation.hyphenated()),
         }
     }
@@ -64,9 +69,10 @@ impl Topic {
         match self {
             Self::Archive => Scope::ArchiveRead,
             Self::Crdt(_) => Scope::CrdtRead,
-            // Agents and trading act for the assistant's user; until they have scopes of
-            // their own, hearing of them takes what reading conversations takes.
-            Self::Agents | Self::Trading | Self::Chat(_) => Scope::ChatRead,
+            Self::Agents => Scope::AgentsRead,
+            Self::Trading => Scope::TradingRead,
+            Self::Notifications => Scope::AutomationsRead,
+            Self::Chat(_) => Scope::ChatRead,
         }
     }
 }
@@ -107,6 +113,7 @@ mod tests {
             "archive".to_owned(),
             "agents".to_owned(),
             "trading".to_owned(),
+            "notifications".to_owned(),
             "crdt:groceries.list".to_owned(),
             format!("chat:{conversation}"),
         ] {
@@ -139,5 +146,8 @@ mod tests {
         assert_eq!(Topic::Archive.scope(), Scope::ArchiveRead);
         assert_eq!(Topic::Crdt("x".into()).scope(), Scope::CrdtRead);
         assert_eq!(Topic::Chat(Uuid::nil()).scope(), Scope::ChatRead);
+        assert_eq!(Topic::Agents.scope(), Scope::AgentsRead);
+        assert_eq!(Topic::Trading.scope(), Scope::TradingRead);
+        assert_eq!(Topic::Notifications.scope(), Scope::AutomationsRead);
     }
 }

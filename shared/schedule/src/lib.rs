@@ -233,9 +233,15 @@ impl Schedule {
         match &self.expression {
             Expression::Rate { .. } => {
                 let every = i64::try_from(self.interval()?.as_secs()).ok()?;
-                let since = from.as_second() - start.as_second();
+                // Exactly, to the nanosecond: a start within a second still runs at itself.
+                let since = from.duration_since(start).as_nanos();
+                let every_nanos = i128::from(every) * 1_000_000_000;
                 // The first k ≥ 0 with start + k·every > from.
-                let k = if since < 0 { 0 } else { since / every + 1 };
+                let k = if since < 0 {
+                    0
+                } else {
+                    i64::try_from(since / every_nanos + 1).ok()?
+                };
                 let at = start
                     .checked_add(SignedDuration::from_secs(k.checked_mul(every)?))
                     .ok()?;

@@ -325,6 +325,20 @@ fn a_rate_fires_at_its_start_and_every_interval_after() {
 }
 
 #[test]
+fn a_rate_that_starts_within_a_second_runs_at_its_start_to_the_nanosecond() {
+    let minute = Schedule::utc("rate(1 minute)").expect("valid");
+    let start = ts("2026-12-04T12:00:30.250Z");
+    let just_before = start
+        .checked_sub(jiff::SignedDuration::from_nanos(1))
+        .expect("time");
+    assert_eq!(minute.next_after(just_before, start), Some(start));
+    assert_eq!(
+        minute.next_after(start, start),
+        Some(ts("2026-12-04T12:01:30.250Z"))
+    );
+}
+
+#[test]
 fn a_day_of_a_rate_is_24_hours_whatever_the_clocks_do() {
     // "days represents a 24-hour duration": across the spring change in New York, the next
     // run is at 13:00 on the wall clock, 24 hours after 12:00 the day before.

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod deadline;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
+pub mod ids;
 #[cfg(feature = "libsql-remote")]
 pub mod libsql;
 pub mod metered;
@@ -369,6 +370,18 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Where work runs: the store, this replica and its clock — what a domain service needs to
+/// read and merge documents as this deployment.
+#[derive(Clone)]
+pub struct Site {
+    /// The document store.
+    pub store: Arc<dyn Store>,
+    /// This deployment's replica id.
+    pub replica: jarvis_crdt::ReplicaId,
+    /// Timestamps for last-writer-wins writes.
+    pub clock: Arc<clock::Clock>,
 }
 
 impl dyn Store + '_ {
