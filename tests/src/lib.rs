@@ -1,10 +1,12 @@
 //! Helpers shared by the workspace-level tests: where the workspace is, a handle on a real
-//! `jarvis-local` process started on a free port, the store backends, and a store a test can
-//! watch or disturb.
+//! `jarvis-local` process started on a free port, the store backends, a store a test can watch
+//! or disturb, and the data sets some tests run on.
 
 pub mod backends;
+pub mod client;
 pub mod corpus;
 pub mod hooked;
+pub mod market;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

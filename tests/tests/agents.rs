@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use jarvis_tests::LocalNode;
+use jarvis_tests::client::Client;
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
-
-const PASSWORD: &str = "a long enough password 1";
 
 /// A node on `data`, playing `script`, each worker invocation given `invocation_secs`,
 /// driving `concurrency` runs at once.
@@ -73,78 +72,20 @@ fn write_script(
     path
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    async fn sign_up(node: &LocalNode) -> Self {
-        let http = reqwest::Client::new();
-        let account = json!({"email": "ada@example.com", "password": PASSWORD});
-        let registered = http
-            .post(node.url("/auth/register"))
-            .json(&account)
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(registered.status(), 201);
-        let tokens: Value = http
-            .post(node.url("/auth/login"))
-            .json(&account)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("tokens");
-        Self {
-            http,
-            base: node.base_url().to_owned(),
-            token: tokens["access_token"].as_str().expect("token").to_owned(),
-        }
-    }
-
-    /// The same account on a restarted node.
-    fn at(&mut self, node: &LocalNode) {
-        node.base_url().clone_into(&mut self.base);
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.send(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
-
-    /// Every archive entry tagged `tag`.
-    async fn notes(&self, tag: &str) -> Vec<Value> {
-        let mut notes = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/archive?tag={tag}&limit=100&cursor={c}"),
-                None => format!("/archive?tag={tag}&limit=100"),
-            };
-            let page = self.get(&path).await;
-            notes.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => return notes,
-            }
+/// Every archive entry of `client`'s account tagged `tag`.
+async fn notes(client: &Client, tag: &str) -> Vec<Value> {
+    let mut notes = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/archive?tag={tag}&limit=100&cursor={c}"),
+            None => format!("/archive?tag={tag}&limit=100"),
+        };
+        let page = client.get(&path).await;
+        notes.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return notes,
         }
     }
 }
@@ -253,7 +194,7 @@ async fn a_ten_step_run_completes_across_three_worker_invocations_each_step_once
     assert_eq!(detail["steps_taken"], 10);
     assert_eq!(step_events, 10, "one event a step");
     assert_eq!(steps_heard, (1..=10).collect());
-    assert_eq!(client.notes("ten").await.len(), 5);
+    assert_eq!(notes(&client, "ten").await.len(), 5);
 }
 
 #[tokio::test]
@@ -303,7 +244,7 @@ async fn killed_workers_lose_no_run_and_repeat_no_side_effect() {
         assert!(Instant::now() < give_up, "{finished} of {RUNS} runs ended");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let notes = client.notes("crash").await;
+    let notes = notes(&client, "crash").await;
     assert_eq!(notes.len(), RUNS * TURNS, "each note made once");
     let titles: BTreeSet<String> = notes
         .iter()
@@ -386,6 +327,6 @@ async fn a_minutely_cron_automation_fires_three_times_in_three_minutes_across_a_
             .any(|r| r["detail"].as_str().is_some_and(|d| !d.contains("late"))),
         "{runs}"
     );
-    assert_eq!(client.notes("minutely").await.len(), 3);
+    assert_eq!(notes(&client, "minutely").await.len(), 3);
     drop(node);
 }

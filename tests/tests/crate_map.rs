@@ -6,7 +6,7 @@ use std::process::Command;
 use jarvis_tests::workspace_root;
 
 /// The shared crates, lowest first: each may import only crates before it.
-const ORDER: [&str; 18] = [
+const ORDER: [&str; 19] = [
     "crdt",
     "health",
     "schedule",
@@ -24,6 +24,7 @@ const ORDER: [&str; 18] = [
     "knowledge",
     "automations",
     "agents",
+    "trading",
     "app",
 ];
 

@@ -96,11 +96,48 @@ fn assert_granted(resource: &str, log: &Log) {
     }
 }
 
+/// An application of `routes` over a store that records every access in `log`.
+async fn logged_app(
+    routes: axum::Router<jarvis_app::AppState>,
+    env: &[(&str, &str)],
+    log: &Log,
+) -> TestApp {
+    let log = Arc::clone(log);
+    TestApp::with_store_layer(routes, env, move |inner| {
+        let hook = move |operation: Operation, partition: &str| {
+            if let Ok(mut log) = log.lock() {
+                log.insert((operation.action(), partition.to_owned()));
+            }
+            Ok(())
+        };
+        Arc::new(Hooked { inner, hook })
+    })
+    .await
+}
+
+/// Every route, with the value `slot` will hold (once the application that makes it is up)
+/// in each request's extensions.
+fn routes_with<T: Clone + Send + Sync + 'static>(
+    slot: &Arc<OnceLock<T>>,
+) -> axum::Router<jarvis_app::AppState> {
+    let service = Arc::clone(slot);
+    jarvis_tests::all_routes().layer(axum::middleware::map_request(
+        move |mut request: Request<Body>| {
+            let value = service.get().cloned();
+            async move {
+                if let Some(value) = value {
+                    request.extensions_mut().insert(value);
+                }
+                request
+            }
+        },
+    ))
+}
+
 /// Every route over a store that logs each access, with the AI service installed as hosts
 /// install it. Its `smart` alias tries a server that refuses connections first (a breaker
 /// that opens after one failure), then the scripted provider.
 async fn app(log: &Log) -> TestApp {
-    let log = Arc::clone(log);
     let slot: Arc<OnceLock<(Arc<Ai>, Arc<Chat>)>> = Arc::default();
     let service = Arc::clone(&slot);
     let routes = jarvis_tests::all_routes().layer(axum::middleware::map_request(
@@ -123,16 +160,7 @@ async fn app(log: &Log) -> TestApp {
         ),
         ("JARVIS_AI_BREAKER_THRESHOLD", "1"),
     ];
-    let app = TestApp::with_store_layer(routes, &env, move |inner| {
-        let hook = move |operation: Operation, partition: &str| {
-            if let Ok(mut log) = log.lock() {
-                log.insert((operation.action(), partition.to_owned()));
-            }
-            Ok(())
-        };
-        Arc::new(Hooked { inner, hook })
-    })
-    .await;
+    let app = logged_app(routes, &env, log).await;
     let ai = Arc::new(Ai::new(
         &app.state.config,
         Arc::clone(&app.state.secrets),
@@ -658,33 +686,12 @@ impl jarvis_knowledge::service::Queue for Held {
 async fn the_knowledge_function_and_its_worker_touch_only_what_their_policies_grant() {
     let log: Log = Arc::default();
     let slot: Arc<OnceLock<Arc<jarvis_knowledge::service::Knowledge>>> = Arc::default();
-    let service = Arc::clone(&slot);
-    let routes = jarvis_tests::all_routes().layer(axum::middleware::map_request(
-        move |mut request: Request<Body>| {
-            let knowledge = service.get().cloned();
-            async move {
-                if let Some(knowledge) = knowledge {
-                    request.extensions_mut().insert(knowledge);
-                }
-                request
-            }
-        },
-    ));
-    let hook_log = Arc::clone(&log);
+    let routes = routes_with(&slot);
     let env = [(
         "JARVIS_AI_MODELS",
         "smart=scripted:echo;embed=scripted:hash",
     )];
-    let app = TestApp::with_store_layer(routes, &env, move |inner| {
-        let hook = move |operation: Operation, partition: &str| {
-            if let Ok(mut log) = hook_log.lock() {
-                log.insert((operation.action(), partition.to_owned()));
-            }
-            Ok(())
-        };
-        Arc::new(Hooked { inner, hook })
-    })
-    .await;
+    let app = logged_app(routes, &env, &log).await;
     let ai = Arc::new(Ai::new(
         &app.state.config,
         Arc::clone(&app.state.secrets),
@@ -840,6 +847,7 @@ async fn the_agents_and_automations_functions_touch_only_what_their_policies_gra
         {"name": "knowledge_search", "arguments": {"query": "owls"}},
         {"name": "current_time", "arguments": {}},
         {"name": "calculator", "arguments": {"expression": "1+1"}},
+        {"name": "trading_signal", "arguments": {"symbol": "AAA", "side": "buy", "quantity": "1", "reason": "r"}},
     ]);
     std::fs::write(
         &script,
@@ -866,7 +874,6 @@ async fn the_agents_and_automations_functions_touch_only_what_their_policies_gra
             }
         },
     ));
-    let hook_log = Arc::clone(&log);
     let script_path = script.to_string_lossy().into_owned();
     let env = [
         (
@@ -875,16 +882,7 @@ async fn the_agents_and_automations_functions_touch_only_what_their_policies_gra
         ),
         ("JARVIS_AI_SCRIPT", script_path.as_str()),
     ];
-    let app = TestApp::with_store_layer(routes, &env, move |inner| {
-        let hook = move |operation: Operation, partition: &str| {
-            if let Ok(mut log) = hook_log.lock() {
-                log.insert((operation.action(), partition.to_owned()));
-            }
-            Ok(())
-        };
-        Arc::new(Hooked { inner, hook })
-    })
-    .await;
+    let app = logged_app(routes, &env, &log).await;
     let ai = Arc::new(Ai::new(
         &app.state.config,
         Arc::clone(&app.state.secrets),
@@ -901,6 +899,16 @@ async fn the_agents_and_automations_functions_touch_only_what_their_policies_gra
     );
     let user = app.sign_up("agent@example.com").await;
     let token = user.access_token.as_str();
+    // Prices for the trading tool (the account's replay clock starts on 2005-01-03).
+    jarvis_fn_trading::service(&app.state)
+        .0
+        .import(
+            b"Ticker,Date,Open,High,Low,Close,Volume,Adj Close\n\
+              AAA,2004-12-31,10.00,10.50,9.50,10.20,1000,10.20\n\
+              AAA,2005-01-03,10.20,10.60,9.90,10.40,1000,10.40\n",
+        )
+        .await
+        .expect("imported");
     log.lock().expect("log").clear();
 
     // The HTTP function: runs started, listed, read, cancelled, approved and denied.
@@ -1034,4 +1042,116 @@ async fn the_agents_and_automations_functions_touch_only_what_their_policies_gra
     assert_eq!(report.fired, 3, "{report:?}");
     assert_granted("AutomationsDueFunction", &log);
     let _ = std::fs::remove_file(&script);
+}
+
+#[tokio::test]
+async fn the_trading_function_touches_only_what_its_policy_grants() {
+    let log: Log = Arc::default();
+    let slot: Arc<OnceLock<Arc<jarvis_fn_trading::Hosting>>> = Arc::default();
+    let routes = routes_with(&slot);
+    let env = [("JARVIS_TRADING_START_DATE", "2005-01-03")];
+    let app = logged_app(routes, &env, &log).await;
+    assert!(slot.set(jarvis_fn_trading::service(&app.state)).is_ok());
+    // The first account is the admin: imports, the kill switch and transfers are its.
+    let admin = app.sign_up("trader@example.com").await;
+    let token = admin.access_token.as_str();
+    log.lock().expect("log").clear();
+
+    let csv = "Ticker,Date,Open,High,Low,Close,Volume,Adj Close\n\
+        AAA,2004-12-30,10.00,10.50,9.50,10.20,1000,10.20\n\
+        AAA,2004-12-31,10.20,10.60,9.90,10.40,1000,10.40\n\
+        AAA,2005-01-03,10.40,10.90,10.10,10.70,1000,10.70\n\
+        AAA,2005-01-04,10.70,11.00,10.40,10.90,1000,10.90\n\
+        AAA,2005-01-05,10.90,11.20,10.60,11.00,1000,11.00\n";
+    let import = Request::post("/trading/bars")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "text/csv")
+        .body(Body::from(csv))
+        .expect("request");
+    assert_eq!(app.send(import).await.0, StatusCode::OK);
+    let signal = send(
+        &app,
+        token,
+        Method::POST,
+        "/trading/signals",
+        Some(json!({"symbol": "AAA", "side": "buy", "quantity": "10", "reason": "r"})),
+    )
+    .await;
+    let resting = send(
+        &app,
+        token,
+        Method::POST,
+        "/trading/orders",
+        Some(
+            json!({"client_order_id": "rest", "symbol": "AAA", "side": "buy",
+            "type": "limit", "quantity": "1", "limit_price": "5", "time_in_force": "gtc"}),
+        ),
+    )
+    .await;
+    let backtest = send(
+        &app,
+        token,
+        Method::POST,
+        "/trading/backtests",
+        Some(
+            json!({"strategy": {"name": "sma_crossover", "fast": 2, "slow": 3},
+            "symbols": ["AAA"], "from": "2004-12-30", "to": "2005-01-05"}),
+        ),
+    )
+    .await;
+    let order = signal["order"]["id"].as_str().expect("order");
+    let resting = resting["id"].as_str().expect("order");
+    let backtest = backtest["id"].as_str().expect("backtest");
+    for (method, uri, body) in [
+        (Method::GET, "/trading/instruments".to_owned(), None),
+        (
+            Method::GET,
+            "/trading/bars/AAA?from=2004-12-01&to=2005-01-31".to_owned(),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/trading/clock".to_owned(),
+            Some(json!({"date": "2005-01-04"})),
+        ),
+        (Method::GET, "/trading/account".to_owned(), None),
+        (Method::GET, "/trading/orders".to_owned(), None),
+        (Method::GET, format!("/trading/orders/{order}"), None),
+        (
+            Method::POST,
+            format!("/trading/orders/{resting}/cancel"),
+            None,
+        ),
+        (Method::GET, "/trading/ledger".to_owned(), None),
+        (
+            Method::POST,
+            "/trading/strategies/run".to_owned(),
+            Some(json!({"strategy": {"name": "rsi_reversion", "period": 2,
+                "oversold": 30, "overbought": 70}, "symbols": ["AAA"]})),
+        ),
+        (Method::GET, "/trading/state".to_owned(), None),
+        (
+            Method::PUT,
+            "/trading/state".to_owned(),
+            Some(json!({"state": "halted"})),
+        ),
+        (Method::GET, "/trading/limits".to_owned(), None),
+        (
+            Method::POST,
+            "/trading/limits/transfer".to_owned(),
+            Some(
+                json!({"user": admin.user_id, "date": "2005-01-04", "replica": "elsewhere",
+                "cents": 100}),
+            ),
+        ),
+        (Method::GET, format!("/trading/backtests/{backtest}"), None),
+    ] {
+        send(&app, token, method, &uri, body).await;
+    }
+    let chart = Request::get(format!("/trading/backtests/{backtest}/chart"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(app.respond(chart).await.status(), StatusCode::OK);
+    assert_granted("TradingFunction", &log);
 }

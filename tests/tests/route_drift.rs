@@ -327,6 +327,7 @@ fn every_function_policy_is_confined_to_items_partitions_and_the_secret() {
                 "AgentsFunction",
                 "AgentsWorkerFunction",
                 "AutomationsDueFunction",
+                "TradingFunction",
             ];
             if publishes.contains(&name) && actions == ["execute-api:ManageConnections"] {
                 assert!(

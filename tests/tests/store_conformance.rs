@@ -175,9 +175,13 @@ async fn expired_documents_read_as_absent_and_start_over(store: Arc<dyn Store>) 
         .await
         .expect("rewrite");
     assert_eq!(fresh.state.value(), 1, "an expired document starts over");
-    assert_eq!(
-        fresh.version, 2,
-        "still written conditionally on the stored version"
+    // Written conditionally on what is stored: over the expired item (version 2), or, when
+    // the engine's time-to-live sweep deleted it in between (DynamoDB's, in the
+    // background), as a new one (version 1).
+    assert!(
+        [1, 2].contains(&fresh.version),
+        "written conditionally on the stored version: {}",
+        fresh.version
     );
 }
 

@@ -368,3 +368,96 @@ async fn bad_requests_name_their_field_and_other_users_runs_are_not_found() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "a finished run");
 }
+
+#[tokio::test]
+async fn an_agents_trading_signal_is_sent_as_the_agent_and_once_however_often_its_call_is_repeated()
+{
+    let buy =
+        json!({"symbol": "AAA", "side": "buy", "quantity": "5", "reason": "the agent likes it"});
+    let host = host(json!({"replies": [
+        {"text": "Buying.", "tool_calls": [{"name": "trading_signal", "arguments": buy}]},
+        {"text": "Sent."}
+    ]}))
+    .await;
+    // Prices around the day a paper account starts on (2005-01-03).
+    let trading = jarvis_fn_trading::service(&host.app.state);
+    trading
+        .0
+        .import(
+            b"Ticker,Date,Open,High,Low,Close,Volume,Adj Close\n\
+              AAA,2004-12-31,10.00,10.50,9.50,10.20,1000,10.20\n\
+              AAA,2005-01-03,10.20,10.60,9.90,10.40,1000,10.40\n",
+        )
+        .await
+        .expect("imported");
+    let (_, run) = host
+        .app
+        .call(
+            Method::POST,
+            "/agents/runs",
+            Some(json!({"goal": "Buy some AAA", "tools": ["trading_signal"]})),
+        )
+        .await;
+    let owner = host.owner().await;
+    host.drive(&owner, &run).await;
+    let id = run["id"].as_str().expect("id");
+    let (_, detail) = host
+        .app
+        .call(Method::GET, &format!("/agents/runs/{id}"), None)
+        .await;
+    assert_eq!(detail["status"], "succeeded", "{detail}");
+    let sent = detail["steps"][1]["result"]
+        .as_str()
+        .expect("the tool's answer");
+    assert!(sent.contains("\"accepted\""), "{sent}");
+
+    // The same call made again (a worker that stopped before recording it): one order.
+    let tool = crate::tools::TradingSignal(crate::tools::InProcess::new(
+        jarvis_fn_trading::routes(Arc::clone(&trading)),
+        &host.app.state,
+    ));
+    let identity = jarvis_identity::Identity {
+        user_id: owner.clone(),
+        email: "owner@example.com".into(),
+        role: jarvis_identity::Role::Admin,
+        credential: jarvis_identity::Credential::Delegated {
+            scopes: vec![jarvis_identity::Scope::TradingWrite],
+            api_key: None,
+        },
+    };
+    let call = jarvis_agents::ToolCall {
+        identity: &identity,
+        run: "a-run",
+        step: 1,
+        arguments: &buy,
+        now_ms: 1_765_000_000_000,
+        run_created_ms: 1_765_000_000_000,
+    };
+    use jarvis_agents::Tool as _;
+    let first = tool.call(&call).await.expect("sent");
+    let again = tool.call(&call).await.expect("answered");
+    assert_eq!(first, again);
+    let orders = trading.0.orders(&owner, None, 10).await.expect("orders");
+    assert_eq!(
+        orders.items.len(),
+        2,
+        "the run's, and the repeated call's once"
+    );
+
+    // Both were the agent's, as the audit trail tells.
+    let (_, audit) = host
+        .app
+        .call(Method::GET, "/audit?type=trading.signal.accepted", None)
+        .await;
+    let details: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert_eq!(details.len(), 2, "{audit}");
+    assert!(
+        details.iter().all(|d| d.contains("source=agent")),
+        "{details:?}"
+    );
+}

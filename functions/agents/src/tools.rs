@@ -519,8 +519,105 @@ impl Tool for KnowledgeSearch {
     }
 }
 
+/// `trading_signal`: a signal to the user's paper trading account, sent once per call.
+pub struct TradingSignal(pub InProcess);
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalSide {
+    /// Buy.
+    Buy,
+    /// Sell.
+    Sell,
+}
+
+/// The arguments of `trading_signal`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TradingSignalArgs {
+    /// The ticker symbol, e.g. AAPL.
+    pub symbol: String,
+    /// Buy or sell.
+    pub side: SignalSide,
+    /// Why, in a sentence (1 to 500 characters).
+    pub reason: String,
+    /// How many shares, as a decimal string; when absent, sized from the strength.
+    #[serde(default)]
+    pub quantity: Option<String>,
+    /// How strongly, 0 to 1 (1 when absent): a buy's share of the most an order may be
+    /// worth, a sell's share of what is held.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
+    pub strength: Option<f64>,
+    /// A limit price, as a decimal string: the order is then a limit order.
+    #[serde(default)]
+    pub limit_price: Option<String>,
+}
+
+#[async_trait]
+impl Tool for TradingSignal {
+    fn name(&self) -> &'static str {
+        "trading_signal"
+    }
+    fn description(&self) -> &'static str {
+        "Sends a buy or sell signal to the user's paper trading account: validated,          checked by the risk engine and placed as an order that trades at the next session.          Answers the signal's id and the order (accepted, or rejected with the reason)."
+    }
+    fn parameters(&self) -> Value {
+        schema_of::<TradingSignalArgs>()
+    }
+    fn scope(&self) -> Option<Scope> {
+        Some(Scope::TradingWrite)
+    }
+    fn effect(&self) -> Effect {
+        Effect::Idempotent
+    }
+    async fn call(&self, call: &ToolCall<'_>) -> Result<Value, ToolError> {
+        let args: TradingSignalArgs = call.arguments()?;
+        // The order's client id comes from the call: a repeat answers the same order.
+        let client_order_id = format!(
+            "agent-{}",
+            jarvis_store::ids::oldest_first_derived(
+                call.run_created_ms,
+                call.idempotency_key().as_bytes()
+            )
+            .hyphenated()
+        );
+        let mut body = json!({
+            "symbol": args.symbol,
+            "side": match args.side {
+                SignalSide::Buy => "buy",
+                SignalSide::Sell => "sell",
+            },
+            "reason": args.reason,
+            "client_order_id": client_order_id,
+        });
+        for (name, value) in [
+            ("quantity", args.quantity.map(Value::from)),
+            ("strength", args.strength.map(Value::from)),
+            ("limit_price", args.limit_price.map(Value::from)),
+        ] {
+            if let Some(value) = value {
+                body[name] = value;
+            }
+        }
+        let sent = self
+            .0
+            .call(call.identity, Method::POST, "/trading/signals", Some(body))
+            .await?;
+        let order = &sent["order"];
+        Ok(json!({
+            "signal": sent["signal"],
+            "order": order["id"],
+            "status": order["status"],
+            "quantity": order["quantity"],
+            "reason": order["reason"],
+        }))
+    }
+}
+
 /// Every tool of a host: the built-in ones, and those acting through the functions it
-/// hosts (`knowledge_search` when it has a knowledge base).
+/// hosts (`knowledge_search` when it has a knowledge base, `trading_signal`).
 pub fn all(
     state: &AppState,
     automations: jarvis_automations::Automations,
@@ -541,6 +638,10 @@ pub fn all(
         Arc::new(CrdtChange(crdt.clone())),
         Arc::new(CounterIncrement(crdt)),
         Arc::new(jarvis_agents::tools::Reminders(automations)),
+        Arc::new(TradingSignal(InProcess::new(
+            jarvis_fn_trading::routes(jarvis_fn_trading::service(state)),
+            state,
+        ))),
     ];
     if let Some(knowledge) = knowledge {
         tools.push(Arc::new(KnowledgeSearch(InProcess::new(

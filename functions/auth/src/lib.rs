@@ -497,9 +497,13 @@ async fn update_user(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
-    /// Only events of this type, e.g. `login.failed`.
+    /// Only events of this type, e.g. `login.failed`; ending in `*`, a prefix, e.g.
+    /// `trading.*`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Only events whose detail holds this text, e.g. an order's id.
+    #[param(value_type = Option<AboutText>, inline)]
+    pub about: Option<String>,
     /// Only events whose actor or subject is this account id.
     pub user: Option<String>,
     /// Page size (1 to 200, default 50).
@@ -509,6 +513,15 @@ pub struct AuditParams {
     #[param(value_type = Option<validate::Cursor>, inline)]
     pub cursor: Option<String>,
 }
+
+jarvis_http::string_schema!(
+    /// Text an audit event's detail holds: 1 to 128 characters.
+    AboutText,
+    || validate::text_schema(
+        "1 to 128 characters, no control characters other than tab and line breaks",
+        128
+    )
+);
 
 /// The audit trail (admins only).
 #[utoipa::path(
@@ -529,9 +542,13 @@ async fn list_audit(
     _admin: Authorized<scope::Admin>,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Paged<Record>>, ApiError> {
+    if let Some(about) = &params.about {
+        validate::text("about", about, 128)?;
+    }
     let filter = Filter {
         kind: params.kind,
         user: params.user,
+        about: params.about,
     };
     let (items, next_cursor) = audit::list(
         state.store.as_ref(),

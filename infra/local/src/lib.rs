@@ -82,6 +82,10 @@ pub fn functions() -> Vec<Function> {
             name: "automations",
             api: jarvis_fn_automations::api(),
         },
+        Function {
+            name: "trading",
+            api: jarvis_fn_trading::api(),
+        },
     ]
 }
 
@@ -197,6 +201,7 @@ pub struct Gateway {
     knowledge: (Arc<Knowledge>, Arc<LocalQueue>),
     agents: (Arc<Agents>, Arc<Notify>),
     automating: Arc<Automating>,
+    trading: Arc<jarvis_fn_trading::Hosting>,
 }
 
 impl Gateway {
@@ -256,6 +261,7 @@ impl Gateway {
             Some(Arc::clone(&agents)),
             Some(watching.clone()),
         );
+        let trading = jarvis_fn_trading::service(&state);
         let realtime = Arc::new(Realtime::new(state.clone(), Arc::clone(&chat)));
         let lifetimes = ws::Lifetimes {
             idle: config.realtime.idle_timeout,
@@ -270,6 +276,7 @@ impl Gateway {
             .layer(axum::Extension(Arc::clone(&knowledge)))
             .layer(axum::Extension(Arc::clone(&agents)))
             .layer(axum::Extension(Arc::clone(&automating)))
+            .layer(axum::Extension(Arc::clone(&trading)))
             .layer(axum::Extension(watching));
         if let Some(handle) = options.metrics.clone() {
             routes = routes.route(
@@ -302,6 +309,7 @@ impl Gateway {
             knowledge: (knowledge, queue),
             agents: (agents, wake),
             automating,
+            trading,
         })
     }
 
@@ -358,6 +366,11 @@ impl Gateway {
                 () = wait_until_set(agents_stopped) => {}
             }
         });
+        // The bundled daily bars, loaded once into a store that has none of their symbols.
+        let bars = tokio::spawn(load_bars(
+            Arc::clone(&self.trading),
+            self.config.trading.bars_file.clone(),
+        ));
         // Automations and reminders, fired every second.
         let automating = self.automating;
         let firer = tokio::spawn(
@@ -386,6 +399,7 @@ impl Gateway {
             })
             .await;
         // The sender is gone once the server stops, whichever way: the loops end too.
+        bars.abort();
         let _ = tokio::join!(jobs, worker, agent_worker, firer);
         if let Some(ws) = ws {
             match ws.await {
@@ -467,6 +481,35 @@ pub enum GatewayError {
     /// The agents' tools did not validate.
     #[error("agent tools: {0}")]
     Tools(String),
+}
+
+/// Loads the bars of `file` (`JARVIS_TRADING_BARS_FILE`) when it exists and the store lists
+/// none of its symbols: the paper exchange's default market data, taken from the
+/// `bokeh-sampledata` package by `infra/fetch-market-data.sh`.
+async fn load_bars(trading: Arc<jarvis_fn_trading::Hosting>, file: PathBuf) {
+    let bytes = match tokio::fs::read(&file).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            tracing::info!(file = %file.display(), "no bundled market data: run ./infra/fetch-market-data.sh to trade on historical prices");
+            return;
+        }
+    };
+    match trading.0.instruments().await {
+        Ok(listed) if !listed.is_empty() => return,
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "the instruments could not be read");
+            return;
+        }
+    }
+    match trading.0.import(&bytes).await {
+        Ok(counts) => {
+            tracing::info!(file = %file.display(), symbols = counts.len(), "market data loaded");
+        }
+        Err(err) => {
+            tracing::warn!(file = %file.display(), error = %err, "the market data could not be loaded")
+        }
+    }
 }
 
 /// Resolves once the flag is set or its sender is gone.

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use vars::{
     AgentsVars, AiVars, AutomationsVars, Backend, BlobVars, ChatVars, HostVars, HttpVars,
-    KnowledgeVars, RealtimeVars, SecretsVars, SecurityVars, StoreVars, SyncVars, Vars,
+    KnowledgeVars, RealtimeVars, SecretsVars, SecurityVars, StoreVars, SyncVars, TradingVars, Vars,
 };
 
 /// Name of the embedded libSQL database file inside the data directory.
@@ -191,6 +191,42 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Automations: how many a user may keep.
     pub automations: AutomationsConfig,
+    /// Paper trading: accounts, limits, the paper exchange, the bundled bars.
+    pub trading: TradingConfig,
+}
+
+/// Paper trading's settings (amounts in whole dollars; the trading crate reads them as
+/// decimals).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradingConfig {
+    /// Dollars a new paper account starts with (`JARVIS_TRADING_START_CASH`, default
+    /// 100,000).
+    pub start_cash: u64,
+    /// The replay date a new paper account starts on, `yyyy-mm-dd`
+    /// (`JARVIS_TRADING_START_DATE`, default 2005-01-03).
+    pub start_date: String,
+    /// The most an order may be worth, in dollars (`JARVIS_TRADING_MAX_ORDER_NOTIONAL`,
+    /// default 50,000).
+    pub max_order_notional: u64,
+    /// The notional a user may trade a replay day, in dollars (`JARVIS_TRADING_DAILY_NOTIONAL`,
+    /// default 200,000), escrowed between deployments.
+    pub daily_notional: u64,
+    /// This deployment's share of every daily limit, 0 to 1 (`JARVIS_TRADING_SHARE_PERCENT`,
+    /// default 100).
+    pub share: f64,
+    /// Orders a user may place a minute (`JARVIS_TRADING_ORDERS_PER_MINUTE`, default 60).
+    pub orders_per_minute: u32,
+    /// Slippage of market orders, in basis points (`JARVIS_TRADING_SLIPPAGE_BPS`, default 5).
+    pub slippage_bps: u32,
+    /// The exchange's fee, in basis points (`JARVIS_TRADING_FEE_BPS`, default 1).
+    pub fee_bps: u32,
+    /// How often a fill is partial, in percent (`JARVIS_TRADING_PARTIAL_FILL_PERCENT`,
+    /// default 10).
+    pub partial_fill_percent: u8,
+    /// The CSV of bars `jarvis-local` loads at start when its symbols have none
+    /// (`JARVIS_TRADING_BARS_FILE`, default `.tools/market/stocks.csv.gz`, where
+    /// `infra/fetch-market-data.sh` puts it).
+    pub bars_file: PathBuf,
 }
 
 /// Agent runs' settings.
@@ -573,6 +609,35 @@ impl Config {
                 .agents_concurrency
                 .map_or(4, |n| usize::try_from(n.0).unwrap_or(4)),
         };
+        let trading_vars: TradingVars = vars.read()?;
+        let trading = TradingConfig {
+            start_cash: trading_vars.trading_start_cash.map_or(100_000, |n| n.0),
+            start_date: trading_vars
+                .trading_start_date
+                .map_or_else(|| "2005-01-03".to_owned(), |d| d.0),
+            max_order_notional: trading_vars
+                .trading_max_order_notional
+                .map_or(50_000, |n| n.0),
+            daily_notional: trading_vars.trading_daily_notional.map_or(200_000, |n| n.0),
+            share: trading_vars
+                .trading_share_percent
+                .map_or(1.0, |p| p.0 as f64 / 100.0),
+            orders_per_minute: trading_vars
+                .trading_orders_per_minute
+                .map_or(60, |n| u32::try_from(n.0).unwrap_or(60)),
+            slippage_bps: trading_vars
+                .trading_slippage_bps
+                .map_or(5, |n| u32::try_from(n.0).unwrap_or(5)),
+            fee_bps: trading_vars
+                .trading_fee_bps
+                .map_or(1, |n| u32::try_from(n.0).unwrap_or(1)),
+            partial_fill_percent: trading_vars
+                .trading_partial_fill_percent
+                .map_or(10, |n| u8::try_from(n.0).unwrap_or(10)),
+            bars_file: trading_vars
+                .trading_bars_file
+                .unwrap_or_else(|| PathBuf::from(".tools/market/stocks.csv.gz")),
+        };
         let automation_vars: AutomationsVars = vars.read()?;
         let automations = AutomationsConfig {
             max_per_user: automation_vars
@@ -630,6 +695,7 @@ impl Config {
             knowledge,
             agents,
             automations,
+            trading,
         })
     }
 
@@ -1331,6 +1397,47 @@ mod tests {
             ("JARVIS_KNOWLEDGE_MIN_SIMILARITY_PERCENT", "101"),
             ("JARVIS_KNOWLEDGE_MAX_UPLOAD_BYTES", "0"),
             ("JARVIS_KNOWLEDGE_ANSWER_MODEL", "not an alias!"),
+        ] {
+            let err = config(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn trading_settings_are_read_defaulted_and_bounded() {
+        let defaults = config(&[]).expect("defaults").trading;
+        assert_eq!(defaults.start_cash, 100_000);
+        assert_eq!(defaults.start_date, "2005-01-03");
+        assert_eq!(
+            (defaults.max_order_notional, defaults.daily_notional),
+            (50_000, 200_000)
+        );
+        assert!((defaults.share - 1.0).abs() < f64::EPSILON);
+        assert_eq!(
+            (
+                defaults.slippage_bps,
+                defaults.fee_bps,
+                defaults.partial_fill_percent
+            ),
+            (5, 1, 10)
+        );
+        let set = config(&[
+            ("JARVIS_TRADING_START_DATE", "2008-02-29"),
+            ("JARVIS_TRADING_SHARE_PERCENT", "50"),
+            ("JARVIS_TRADING_PARTIAL_FILL_PERCENT", "0"),
+        ])
+        .expect("valid")
+        .trading;
+        assert_eq!(set.start_date, "2008-02-29");
+        assert!((set.share - 0.5).abs() < f64::EPSILON);
+        assert_eq!(set.partial_fill_percent, 0);
+        for (name, value) in [
+            ("JARVIS_TRADING_START_DATE", "2007-02-29"),
+            ("JARVIS_TRADING_START_DATE", "2005-13-01"),
+            ("JARVIS_TRADING_START_DATE", "2005-1-3"),
+            ("JARVIS_TRADING_START_CASH", "0"),
+            ("JARVIS_TRADING_SHARE_PERCENT", "101"),
+            ("JARVIS_TRADING_FEE_BPS", "1001"),
         ] {
             let err = config(&[(name, value)]).expect_err(value);
             assert!(err.to_string().contains(name), "{err}");

@@ -521,6 +521,65 @@ pub(crate) struct AgentsVars {
     pub sqs_endpoint: Option<Endpoint>,
 }
 
+/// Paper trading.
+#[derive(Deserialize)]
+pub(crate) struct TradingVars {
+    /// `JARVIS_TRADING_START_CASH`: dollars a new paper account starts with.
+    pub trading_start_cash: Option<Whole<1, 1_000_000_000>>,
+    /// `JARVIS_TRADING_START_DATE`: the replay date a new paper account starts on.
+    pub trading_start_date: Option<DateText>,
+    /// `JARVIS_TRADING_MAX_ORDER_NOTIONAL`: the most an order may be worth, in dollars.
+    pub trading_max_order_notional: Option<Whole<1, 1_000_000_000>>,
+    /// `JARVIS_TRADING_DAILY_NOTIONAL`: the notional a user may trade a day, in dollars.
+    pub trading_daily_notional: Option<Whole<1, 1_000_000_000>>,
+    /// `JARVIS_TRADING_SHARE_PERCENT`: this deployment's share of every daily limit.
+    pub trading_share_percent: Option<Whole<0, 100>>,
+    /// `JARVIS_TRADING_ORDERS_PER_MINUTE`: orders a user may place a minute.
+    pub trading_orders_per_minute: Option<Whole<1, 100_000>>,
+    /// `JARVIS_TRADING_SLIPPAGE_BPS`: the paper exchange's slippage of market orders.
+    pub trading_slippage_bps: Option<Whole<0, 1_000>>,
+    /// `JARVIS_TRADING_FEE_BPS`: the paper exchange's fee.
+    pub trading_fee_bps: Option<Whole<0, 1_000>>,
+    /// `JARVIS_TRADING_PARTIAL_FILL_PERCENT`: how often a fill is partial.
+    pub trading_partial_fill_percent: Option<Whole<0, 100>>,
+    /// `JARVIS_TRADING_BARS_FILE`: the CSV of bars `jarvis-local` loads at start.
+    pub trading_bars_file: Option<PathBuf>,
+}
+
+checked_string!(
+    /// A calendar date, `yyyy-mm-dd`, that exists.
+    DateText,
+    |date| {
+        if is_calendar_date(&date) { Ok(date) } else { Err("expected a calendar date, yyyy-mm-dd") }
+    }
+);
+
+/// Whether `text` is `yyyy-mm-dd` naming a day of the Gregorian calendar.
+fn is_calendar_date(text: &str) -> bool {
+    let shaped = text.len() == 10
+        && text.chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shaped {
+        return false;
+    }
+    let number = |range: std::ops::Range<usize>| text[range].parse::<u32>().unwrap_or(0);
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    year >= 1 && (1..=days).contains(&day)
+}
+
 /// Automations.
 #[derive(Deserialize)]
 pub(crate) struct AutomationsVars {

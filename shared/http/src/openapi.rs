@@ -99,9 +99,9 @@ fn document(operation: &mut Operation) {
 }
 
 /// Closes the variants of every tagged union among `openapi`'s schemas (a `oneOf` of
-/// objects each naming its variant in a one-value `type` property, as serde's internally
-/// tagged enums with `deny_unknown_fields` read them): `additionalProperties: false` on each,
-/// which the derive leaves out for enum variants.
+/// objects each naming its variant in a one-value property — `type`, `name` — as serde's
+/// internally tagged enums with `deny_unknown_fields` read them): `additionalProperties:
+/// false` on each, which the derive leaves out for enum variants.
 pub fn close_tagged_variants(openapi: &mut OpenApi) {
     use utoipa::openapi::schema::{AdditionalProperties, Schema};
     let Some(components) = openapi.components.as_mut() else {
@@ -115,13 +115,15 @@ pub fn close_tagged_variants(openapi: &mut OpenApi) {
             let RefOr::T(Schema::Object(object)) = variant else {
                 continue;
             };
-            let tagged = match object.properties.get("type") {
-                Some(RefOr::T(Schema::Object(tag))) => tag
-                    .enum_values
-                    .as_ref()
-                    .is_some_and(|values| values.len() == 1),
-                _ => false,
-            };
+            let tagged = ["type", "name"]
+                .iter()
+                .any(|tag| match object.properties.get(*tag) {
+                    Some(RefOr::T(Schema::Object(tag))) => tag
+                        .enum_values
+                        .as_ref()
+                        .is_some_and(|values| values.len() == 1),
+                    _ => false,
+                });
             if tagged && object.additional_properties.is_none() {
                 object.additional_properties =
                     Some(Box::new(AdditionalProperties::FreeForm(false)));

@@ -422,10 +422,33 @@ async fn chains(store: &dyn Store) -> Result<Vec<String>, ApiError> {
 /// Which events [`list`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Only events of this type.
+    /// Only events of this type; one ending in `*` is a prefix (`trading.*`).
     pub kind: Option<String>,
     /// Only events whose actor or subject is this account.
     pub user: Option<String>,
+    /// Only events whose detail holds this text (an order's id: its whole story).
+    pub about: Option<String>,
+}
+
+impl Filter {
+    /// Whether `record` passes.
+    pub fn passes(&self, record: &Record) -> bool {
+        let kind_ok = self
+            .kind
+            .as_deref()
+            .is_none_or(|k| match k.strip_suffix('*') {
+                Some(prefix) => record.kind.starts_with(prefix),
+                None => record.kind == k,
+            });
+        let user_ok = self.user.as_deref().is_none_or(|u| {
+            record.actor.as_deref() == Some(u) || record.subject.as_deref() == Some(u)
+        });
+        let about_ok = self
+            .about
+            .as_deref()
+            .is_none_or(|a| record.detail.as_deref().is_some_and(|d| d.contains(a)));
+        kind_ok && user_ok && about_ok
+    }
 }
 
 /// Most events read to fill one page of a filtered listing.
@@ -471,11 +494,7 @@ pub async fn list(
                 let entity = Entity::decode(&stored.bytes).map_err(StoreError::Corrupt)?;
                 let record = Record::from_entity(&chain, entity.level("seq"), &entity);
                 after = Some(row_key.sort().to_owned());
-                let kind_ok = filter.kind.as_deref().is_none_or(|k| record.kind == k);
-                let user_ok = filter.user.as_deref().is_none_or(|u| {
-                    record.actor.as_deref() == Some(u) || record.subject.as_deref() == Some(u)
-                });
-                if kind_ok && user_ok {
+                if filter.passes(&record) {
                     out.push(record);
                 }
                 if out.len() == limit || scanned >= MAX_SCAN {
