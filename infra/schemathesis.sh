@@ -11,15 +11,25 @@ PY="$ROOT/.tools/venv/bin/python"
 cd "$ROOT"
 
 cargo build --quiet -p jarvis-local
+# Wherever the target directory is (CARGO_TARGET_DIR, a workspace setting).
+TARGET="$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 WORK="$(mktemp -d)"
 SERVER=""
 cleanup() {
   status=$?
+  running=false
+  [ -n "$SERVER" ] && kill -0 "$SERVER" 2>/dev/null && running=true
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
-  # On a failure, the server's own account of it: its warnings and errors.
+  # On a failure, the server's own account of it: its warnings and errors, or all it said
+  # when it had stopped by itself.
   if [ "$status" -ne 0 ] && [ -f "$WORK/server.log" ]; then
-    echo "--- jarvis-local warnings and errors ---"
-    grep -E "WARN|ERROR" "$WORK/server.log" | tail -n 60 || true
+    if [ "$running" = true ]; then
+      echo "--- jarvis-local warnings and errors ---"
+      grep -E "WARN|ERROR" "$WORK/server.log" | tail -n 60 || true
+    else
+      echo "--- jarvis-local stopped by itself; its last words ---"
+      tail -n 40 "$WORK/server.log" || true
+    fi
   fi
   rm -rf "$WORK"
 }
@@ -30,7 +40,7 @@ BASE="http://127.0.0.1:$PORT"
 export JARVIS_ST_SYNC_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
 JARVIS_SYNC_TOKEN="$JARVIS_ST_SYNC_TOKEN" JARVIS_RATE_LIMIT=1000000 JARVIS_AUTH_RATE_LIMIT=1000000 \
   JARVIS_LOCKOUT_THRESHOLD=1000 JARVIS_LOG=warn JARVIS_AI_LOCAL_DIR="$WORK/no-models" \
-  ./target/debug/jarvis-local --addr "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+  "$TARGET/debug/jarvis-local" --addr "127.0.0.1:$PORT" --data-dir "$WORK/data" \
   > "$WORK/server.log" 2>&1 &
 SERVER="$!"
 
@@ -57,6 +67,8 @@ for _ in range(120):
         break
     except OSError:
         time.sleep(0.5)
+else:
+    sys.exit("jarvis-local did not answer /health within a minute")
 credentials = {"email": os.environ["JARVIS_ST_EMAIL"], "password": os.environ["JARVIS_ST_PASSWORD"]}
 call("/auth/register", credentials)
 token = call("/auth/login", credentials)["access_token"]
