@@ -21,20 +21,16 @@ use jarvis_app::AppState;
 use jarvis_fn_ai::TokenUsage;
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
-use jarvis_http::{Hosted, Json, Paged, Path, Query, validate};
+use jarvis_http::{Hosted, Json, PageParams, Paged, Path, Query, validate};
 use jarvis_identity::delegation::Delegation;
 use jarvis_identity::{Authorized, scope};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use jarvis_agents;
 
-/// Default page size.
-pub const DEFAULT_PAGE: usize = 20;
-/// Largest page size.
-pub const MAX_PAGE: usize = 100;
 /// Most tools a run may name.
 pub const MAX_TOOLS: usize = 32;
 /// Longest reason given with a denial, in characters.
@@ -66,7 +62,7 @@ pub fn service(
     knowledge: Option<Arc<jarvis_fn_knowledge::jarvis_knowledge::service::Knowledge>>,
     watching: Option<jarvis_fn_archive::Watching>,
 ) -> Result<Arc<Agents>, jarvis_agents::tools::ToolboxError> {
-    let site = jarvis_fn_ai::service::site(state);
+    let site = state.site();
     let automations =
         jarvis_automations::Automations::new(site.clone(), state.config.automations.max_per_user);
     let toolbox = Toolbox::new(tools::all(state, automations, knowledge, watching))?;
@@ -468,25 +464,12 @@ async fn start_run(
     ))
 }
 
-/// Paging of `GET /agents/runs`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size (1 to 100, default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    #[param(value_type = Option<validate::Cursor>, inline)]
-    pub cursor: Option<String>,
-}
-
 /// The caller's runs, newest first.
 #[utoipa::path(
     get,
     path = "/agents/runs",
     tag = "agents",
-    params(ListParams),
+    params(PageParams),
     security(("access_token" = ["agents:read"]), ("api_key" = ["agents:read"])),
     responses(
         (status = 200, description = "A page of runs", body = Paged<AgentRunView>),
@@ -499,9 +482,9 @@ pub struct ListParams {
 async fn list_runs(
     caller: Authorized<scope::AgentsRead>,
     Hosted(agents): Hosted<Agents>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<AgentRunView>>, ApiError> {
-    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = params.limit()?;
     let page = agents
         .list(&caller.identity.user_id, params.cursor.as_deref(), limit)
         .await

@@ -331,7 +331,7 @@ async fn complete(
     let identity = caller.identity;
     let done = ai
         .complete(
-            &service::site(&state),
+            &state.site(),
             Payer::User {
                 id: &identity.user_id,
                 role: identity.role.as_str(),
@@ -420,7 +420,7 @@ async fn embed(
     let identity = caller.identity;
     let done = ai
         .embed(
-            &service::site(&state),
+            &state.site(),
             Payer::User {
                 id: &identity.user_id,
                 role: identity.role.as_str(),
@@ -593,7 +593,7 @@ async fn transcribe(
     };
     let (model, text) = ai
         .transcribe(
-            &service::site(&state),
+            &state.site(),
             Payer::User {
                 id: &identity.user_id,
                 role: identity.role.as_str(),
@@ -727,7 +727,7 @@ async fn speak(
     };
     let (model, audio) = ai
         .speak(
-            &service::site(&state),
+            &state.site(),
             Payer::User {
                 id: &identity.user_id,
                 role: identity.role.as_str(),

@@ -1,11 +1,8 @@
-//! The AI service as this function uses it: its errors as HTTP answers, where its calls run,
-//! and the Bedrock client of the Lambda build.
-
-use std::sync::Arc;
+//! The AI service as this function uses it: its errors as HTTP answers and the Bedrock
+//! client of the Lambda build.
 
 use jarvis_ai::ProviderError;
 use jarvis_ai::service::CallError;
-use jarvis_app::AppState;
 use jarvis_http::ApiError;
 
 /// The HTTP answer to a failed budgeted call.
@@ -38,24 +35,15 @@ pub fn call_error(err: CallError) -> ApiError {
     }
 }
 
-/// Where a request's calls run.
-pub fn site(state: &AppState) -> jarvis_ai::service::Site {
-    jarvis_ai::service::Site {
-        store: Arc::clone(&state.store),
-        replica: state.replica,
-        clock: Arc::clone(&state.clock),
-    }
-}
-
 /// The Bedrock provider, through the function's IAM role. SDK retries are off: the chain
 /// retries, with its own backoff and breaker.
 #[cfg(feature = "bedrock")]
-pub async fn bedrock() -> Arc<dyn jarvis_ai::Provider> {
+pub async fn bedrock() -> std::sync::Arc<dyn jarvis_ai::Provider> {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
         .await;
-    Arc::new(jarvis_ai::bedrock::Bedrock::new(
+    std::sync::Arc::new(jarvis_ai::bedrock::Bedrock::new(
         aws_sdk_bedrockruntime::Client::new(&config),
     ))
 }

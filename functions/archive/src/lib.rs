@@ -469,10 +469,7 @@ async fn list_entries(
     caller: Authorized<scope::ArchiveRead>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Paged<Entry>>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "must be 1 to 100"));
-    }
+    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let kind = params.kind.as_deref().map(check_kind).transpose()?;
     let tag = params
         .tag

@@ -24,21 +24,17 @@ use jarvis_automations::{
 };
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
-use jarvis_http::{Hosted, Json, Paged, Path, Query, validate};
+use jarvis_http::{Hosted, Json, PageParams, Paged, Path, Query, validate};
 use jarvis_identity::delegation::Delegation;
 use jarvis_identity::{Authorized, Identity, scope};
 use jarvis_realtime::Topic;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use jarvis_automations;
 
-/// Default page size.
-pub const DEFAULT_PAGE: usize = 20;
-/// Largest page size.
-pub const MAX_PAGE: usize = 100;
 /// Most tags on an archive note.
 pub const MAX_TAGS: usize = 32;
 
@@ -75,11 +71,7 @@ pub fn service(
     agents: Option<Arc<Agents>>,
     watching: Option<jarvis_fn_archive::Watching>,
 ) -> Arc<Automating> {
-    let site = jarvis_store::Site {
-        store: Arc::clone(&state.store),
-        replica: state.replica,
-        clock: Arc::clone(&state.clock),
-    };
+    let site = state.site();
     Arc::new(Automating {
         automations: Automations::new(site, state.config.automations.max_per_user),
         actions: Arc::new(Actions {
@@ -584,25 +576,12 @@ async fn create_automation(
     ))
 }
 
-/// Paging of the listings.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size (1 to 100, default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    #[param(value_type = Option<validate::Cursor>, inline)]
-    pub cursor: Option<String>,
-}
-
 /// The caller's automations, newest first.
 #[utoipa::path(
     get,
     path = "/automations",
     tag = "automations",
-    params(ListParams),
+    params(PageParams),
     security(("access_token" = ["automations:read"]), ("api_key" = ["automations:read"])),
     responses(
         (status = 200, description = "A page of automations", body = Paged<AutomationView>),
@@ -616,9 +595,9 @@ async fn list_automations(
     state: AppState,
     caller: Authorized<scope::AutomationsRead>,
     Hosted(automating): Hosted<Automating>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<AutomationView>>, ApiError> {
-    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = params.limit()?;
     let page = automating
         .automations
         .list(&caller.identity.user_id, params.cursor.as_deref(), limit)
@@ -802,7 +781,7 @@ fn run_view(run: &Run) -> AutomationRunView {
     tag = "automations",
     params(
         ("id" = inline(validate::Uuid), Path, description = "The automation's id"),
-        ListParams,
+        PageParams,
     ),
     security(("access_token" = ["automations:read"]), ("api_key" = ["automations:read"])),
     responses(
@@ -818,10 +797,10 @@ async fn list_runs(
     caller: Authorized<scope::AutomationsRead>,
     Hosted(automating): Hosted<Automating>,
     Path(id): Path<String>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<AutomationRunView>>, ApiError> {
     let id = automation_id(&id)?;
-    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = params.limit()?;
     let user = &caller.identity.user_id;
     automating
         .automations

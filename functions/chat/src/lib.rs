@@ -19,7 +19,7 @@ use jarvis_chat::memory::{self, Memory};
 use jarvis_chat::{Caller, Chat, ChatError, Remembered};
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
-use jarvis_http::{Json, Paged, Path, Query, validate};
+use jarvis_http::{Json, PageParams, Paged, Path, Query, validate};
 use jarvis_identity::{Authorized, scope};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -70,7 +70,7 @@ pub fn service(state: &AppState, ai: Arc<jarvis_ai::service::Ai>) -> Arc<Chat> {
     Arc::new(Chat::new(
         ai,
         jarvis_blobs::open(&state.config.blobs),
-        jarvis_fn_ai::service::site(state),
+        state.site(),
         state.config.chat.clone(),
     ))
 }
@@ -134,15 +134,6 @@ pub fn chat_error(err: ChatError) -> ApiError {
 
 fn id_of(field: &'static str, value: &str) -> Result<Uuid, ApiError> {
     validate::uuid(field, value)
-}
-
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if (1..=MAX_PAGE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::invalid_field("limit", "must be 1 to 100"))
-    }
 }
 
 /// A cursor refused by the store is one this API did not hand out.
@@ -508,7 +499,7 @@ async fn list_conversations(
     Service(chat): Service,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Paged<ConversationView>>, ApiError> {
-    let limit = page_limit(params.limit)?;
+    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
     if let Some(search) = &params.search {
         validate::text("search", search, MAX_TITLE_CHARS)?;
     }
@@ -525,19 +516,6 @@ async fn list_conversations(
         items: page.items.iter().map(conversation_view).collect(),
         next_cursor: page.next_cursor,
     }))
-}
-
-/// Paging of a conversation's messages.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size (1 to 100, default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    #[param(value_type = Option<validate::Cursor>, inline)]
-    pub cursor: Option<String>,
 }
 
 /// A conversation with a page of its messages.
@@ -574,7 +552,7 @@ async fn get_conversation(
     Query(params): Query<PageParams>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
     let id = id_of("id", &id)?;
-    let limit = page_limit(params.limit)?;
+    let limit = params.limit()?;
     let user = &caller.identity.user_id;
     let found = conversation::get(chat.site(), user, &id)
         .await
@@ -1223,7 +1201,7 @@ async fn list_memories(
     Service(chat): Service,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<MemoryView>>, ApiError> {
-    let limit = page_limit(params.limit)?;
+    let limit = params.limit()?;
     let page = memory::list(
         chat.site(),
         &caller.identity.user_id,

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use jarvis_app::AppState;
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
-use jarvis_http::{Json, Paged, Path, Query, validate};
+use jarvis_http::{Json, PageParams, Paged, Path, Query, validate};
 use jarvis_identity::{Authorized, Scope, scope};
 use jarvis_knowledge::Registry;
 use jarvis_knowledge::documents::{Document, Origin, Status};
@@ -31,10 +31,6 @@ use utoipa_axum::routes;
 
 pub use jarvis_knowledge;
 
-/// Default page size.
-pub const DEFAULT_PAGE: usize = 20;
-/// Largest page size.
-pub const MAX_PAGE: usize = 100;
 /// Longest query or question, in characters.
 pub const MAX_QUERY_CHARS: usize = 2_000;
 /// Longest file name, in characters.
@@ -73,7 +69,7 @@ pub fn service(
     let index = index_of(&config);
     let knowledge = Arc::new(Knowledge::new(
         ai,
-        jarvis_fn_ai::service::site(state),
+        state.site(),
         jarvis_blobs::open(&state.config.blobs),
         index,
         Registry::builtin()?,
@@ -579,19 +575,6 @@ async fn add_document(
     ))
 }
 
-/// Paging of `GET /knowledge/documents`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size (1 to 100, default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    #[param(value_type = Option<validate::Cursor>, inline)]
-    pub cursor: Option<String>,
-}
-
 /// Lists the caller's documents with their status.
 #[utoipa::path(
     get,
@@ -611,10 +594,7 @@ async fn list_documents(
     Service(knowledge): Service,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<DocumentView>>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "must be 1 to 100"));
-    }
+    let limit = params.limit()?;
     let page = knowledge
         .list(caller_of(&caller), params.cursor.as_deref(), limit)
         .await

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,12 +16,12 @@ use axum::response::IntoResponse;
 use jarvis_app::AppState;
 use jarvis_http::error::{ApiError, AuthRejections, ErrorEnvelope};
 use jarvis_http::time::rfc3339_ms;
-use jarvis_http::{Hosted, Json, Paged, Path, Query, validate};
+use jarvis_http::{Hosted, Json, PageParams, Paged, Path, Query, validate};
 use jarvis_identity::{Authorized, scope};
 use jarvis_trading::backtest::{self, Point};
 use jarvis_trading::ledger::Transaction;
 use jarvis_trading::money::{self, Decimal};
-use jarvis_trading::service::{AccountState, AuditTrail, Settings, SignalRequest, StoredBacktest};
+use jarvis_trading::service::{AccountState, ChainAudit, Settings, SignalRequest, StoredBacktest};
 use jarvis_trading::state::TradingState;
 use jarvis_trading::strategy::Strategy;
 use jarvis_trading::{Order, OrderRequest, Symbol, Trading, TradingError};
@@ -34,10 +33,6 @@ use utoipa_axum::routes;
 
 pub use jarvis_trading;
 
-/// Default page size.
-pub const DEFAULT_PAGE: usize = 20;
-/// Largest page size.
-pub const MAX_PAGE: usize = 100;
 /// Most symbols a backtest or strategy run trades.
 pub const MAX_SYMBOLS: usize = 10;
 /// Longest signal reason, in characters.
@@ -84,52 +79,16 @@ pub fn routes(trading: Arc<Hosting>) -> axum::Router<AppState> {
 
 /// The trading of a deployment, auditing to its audit trail.
 pub fn service(state: &AppState) -> Arc<Hosting> {
-    let site = jarvis_store::Site {
-        store: Arc::clone(&state.store),
-        replica: state.replica,
-        clock: Arc::clone(&state.clock),
-    };
     Arc::new(Hosting(Trading::new(
-        site,
+        state.site(),
         Arc::clone(&state.realtime),
-        Arc::new(AuditLog(state.clone())),
+        Arc::new(ChainAudit {
+            site: state.site(),
+            secrets: Arc::clone(&state.secrets),
+            chain: state.config.replica_id.clone(),
+        }),
         Settings::from_config(&state.config.trading),
     )))
-}
-
-/// Trading's audit events in the deployment's hash chain.
-pub struct AuditLog(pub AppState);
-
-#[async_trait]
-impl AuditTrail for AuditLog {
-    async fn record(&self, kind: &'static str, user: &str, detail: String) {
-        let state = &self.0;
-        let secrets = match state.secrets.current().await {
-            Ok(secrets) => secrets,
-            Err(err) => {
-                tracing::error!(error = %err, kind, "a trading event could not be audited: no key");
-                return;
-            }
-        };
-        let event = jarvis_identity::audit::Event {
-            kind,
-            actor: Some(user.to_owned()),
-            subject: Some(user.to_owned()),
-            ip: None,
-            detail: Some(detail),
-        };
-        if let Err(err) = jarvis_identity::audit::record(
-            state.store.as_ref(),
-            &state.clock,
-            &secrets,
-            &state.config.replica_id,
-            event,
-        )
-        .await
-        {
-            tracing::error!(error = %err, kind, "a trading event could not be audited");
-        }
-    }
 }
 
 /// The HTTP answer to a failed trading operation.
@@ -1132,19 +1091,6 @@ async fn place_order(
     ))
 }
 
-/// Paging.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size (1 to 100, default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    #[param(value_type = Option<validate::Cursor>, inline)]
-    pub cursor: Option<String>,
-}
-
 /// The caller's orders, newest first.
 #[utoipa::path(
     get,
@@ -1164,7 +1110,7 @@ async fn list_orders(
     Hosted(hosting): Hosted<Hosting>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<OrderView>>, ApiError> {
-    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = params.limit()?;
     let page = hosting
         .0
         .orders(&caller.identity.user_id, params.cursor.as_deref(), limit)
@@ -1305,7 +1251,7 @@ async fn list_ledger(
     Hosted(hosting): Hosted<Hosting>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Paged<TransactionView>>, ApiError> {
-    let limit = validate::page_limit(params.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = params.limit()?;
     let page = hosting
         .0
         .ledger(&caller.identity.user_id, params.cursor.as_deref(), limit)
@@ -1645,8 +1591,10 @@ pub struct BacktestView {
     pub strategy_result: BacktestSummary,
     /// Buy-and-hold's, of the same symbols.
     pub buy_and_hold: BacktestSummary,
-    /// The strategy's fills.
+    /// The strategy's fills: the first 1,000.
     pub trades: Vec<BacktestTrade>,
+    /// How many fills it made in all.
+    pub trades_total: usize,
     /// The chart of both curves.
     pub chart: String,
     /// When it ran.
@@ -1695,6 +1643,7 @@ fn backtest_view(stored: &StoredBacktest) -> BacktestView {
                 fee: t.fee,
             })
             .collect(),
+        trades_total: stored.trades_total,
         chart: format!("/trading/backtests/{}/chart", stored.id),
         created_at: rfc3339_ms(stored.created_at_ms),
     }
@@ -1712,7 +1661,7 @@ fn backtest_view(stored: &StoredBacktest) -> BacktestView {
     responses(
         (status = 201, description = "The backtest", body = BacktestView),
         (status = 400, description = "Invalid field", body = ErrorEnvelope),
-        (status = 422, description = "`to` before `from`, a symbol not listed, no session between the dates, or parameters that contradict each other", body = ErrorEnvelope),
+        (status = 422, description = "`to` before `from`, a symbol not listed, no session between the dates, parameters that contradict each other, or an equity that grows past 10^15", body = ErrorEnvelope),
         AuthRejections,
     )
 )]

@@ -636,3 +636,42 @@ async fn a_signal_retried_with_its_client_order_id_answers_the_first_signal_and_
     let orders = get(&app, "/trading/orders").await;
     assert_eq!(orders["items"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn a_backtest_that_trades_thousands_of_times_keeps_its_first_fills_and_counts_them_all() {
+    let app = host().await;
+    // 45 years of a price that swings every 16 sessions: a 2/3 crossover trades on every
+    // swing, about 1,400 times.
+    let mut data = String::from("Ticker,Date,Open,High,Low,Close,Volume,Adj Close\n");
+    let mut day: Date = "1960-01-04".parse().expect("date");
+    let mut n = 0u32;
+    while day <= "2004-12-31".parse::<Date>().expect("date") {
+        if day.weekday().to_monday_zero_offset() < 5 {
+            let close = 100.0 + 2.0 * (f64::from(n) * std::f64::consts::TAU / 16.0).sin();
+            data.push_str(&format!(
+                "ZIG,{day},{close:.2},{:.2},{:.2},{close:.2},1000000,{close:.2}\n",
+                close + 1.0,
+                close - 1.0
+            ));
+            n += 1;
+        }
+        day = day.tomorrow().expect("day");
+    }
+    assert_eq!(import(&app, &data).await.0, StatusCode::OK);
+    let (status, run) = app
+        .call(
+            Method::POST,
+            "/trading/backtests",
+            Some(
+                json!({"strategy": {"name": "sma_crossover", "fast": 2, "slow": 3},
+                "symbols": ["ZIG"], "from": "1960-03-01", "to": "2004-12-31"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let total = run["trades_total"].as_u64().expect("total");
+    assert!(total > 1_000, "{total} fills");
+    assert_eq!(run["trades"].as_array().map(Vec::len), Some(1_000));
+    let id = run["id"].as_str().expect("id");
+    assert_eq!(get(&app, &format!("/trading/backtests/{id}")).await, run);
+}

@@ -279,21 +279,15 @@ pub async fn list(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<Run>, StoreError> {
-    let page = site
-        .store
-        .list_documents::<Entity>(&partition(user), Some(SORT_PREFIX), cursor, limit)
-        .await?;
-    Ok(Page {
-        items: page
-            .items
-            .iter()
-            .filter_map(|doc| {
-                let id = doc.key.sort().strip_prefix(SORT_PREFIX)?;
-                Run::from_entity(user, id, &doc.state)
-            })
-            .collect(),
-        next_cursor: page.next_cursor,
-    })
+    site.store
+        .list_by_id(
+            &partition(user),
+            SORT_PREFIX,
+            cursor,
+            limit,
+            |id, state: &Entity| Run::from_entity(user, id, state),
+        )
+        .await
 }
 
 /// A change to a run's record.

@@ -121,6 +121,15 @@ impl AppState {
 pub struct Deadline(pub Instant);
 
 impl AppState {
+    /// Where domain services of this deployment work: its store, replica and clock.
+    pub fn site(&self) -> jarvis_store::Site {
+        jarvis_store::Site {
+            store: Arc::clone(&self.store),
+            replica: self.replica,
+            clock: Arc::clone(&self.clock),
+        }
+    }
+
     /// This state for one request: its store stops retrying merges in time to answer by `due`.
     pub fn until(&self, due: Option<Instant>) -> Self {
         let mut state = self.clone();

@@ -344,22 +344,17 @@ impl Automations {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Automation>, AutomationError> {
-        let page = self
+        Ok(self
             .site
             .store
-            .list_documents::<Record>(&partition(user), Some(SORT_PREFIX), cursor, limit)
-            .await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .filter_map(|doc| {
-                    let id = doc.key.sort().strip_prefix(SORT_PREFIX)?;
-                    Automation::from_record(user, id, &doc.state)
-                })
-                .collect(),
-            next_cursor: page.next_cursor,
-        })
+            .list_by_id(
+                &partition(user),
+                SORT_PREFIX,
+                cursor,
+                limit,
+                |id, state: &Record| Automation::from_record(user, id, state),
+            )
+            .await?)
     }
 
     /// Changes `user`'s automation `id`. The automation then acts with `delegation` (the

@@ -85,6 +85,31 @@ pub struct Paged<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Paging of a listing with no filters: `limit` (1 to 100, default 20) and `cursor`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<validate::Cursor>, inline)]
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// Default page size.
+    pub const DEFAULT: usize = 20;
+    /// Largest page size.
+    pub const MAX: usize = 100;
+
+    /// The page size asked for; a 400 naming `limit` outside 1 to 100.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        validate::page_limit(self.limit, Self::DEFAULT, Self::MAX)
+    }
+}
+
 /// A path-parameter extractor whose rejections are [`ApiError`]s (400 in the envelope).
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]

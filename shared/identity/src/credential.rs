@@ -104,6 +104,20 @@ pub fn session_live(session: &Entity, now: i64) -> bool {
     !session.has_mark("revoked") && session_expiry(session) > now
 }
 
+/// Whether an API key may be used at `now`: not revoked and not past its expiry, if any.
+pub fn key_live(key: &Entity, now: i64) -> bool {
+    !key.has_mark("revoked")
+        && key
+            .field("expires_at")
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_none_or(|at| at > now)
+}
+
+/// Whether an account may act: neither disabled nor abandoned.
+pub fn account_usable(account: &Entity) -> bool {
+    !is_disabled(account) && !account.has_mark("abandoned")
+}
+
 /// The role an account holds.
 pub fn role_of(account: &Entity) -> Role {
     // An unknown role (a newer build's) gets the least privilege.
@@ -137,7 +151,7 @@ pub async fn authenticate(
     )?;
     let session_live = session.is_some_and(|s| session_live(&s.state, now_secs()));
     let account = account.ok_or_else(refused)?.state;
-    if !session_live || is_disabled(&account) || account.has_mark("abandoned") {
+    if !session_live || !account_usable(&account) {
         return Err(refused());
     }
     Ok(Identity {
@@ -155,20 +169,19 @@ pub async fn authenticate(
 /// and is not disabled, and the session or key is live. Answers the identity with the
 /// account's current role, or 401 as [`authenticate`] would.
 pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity, ApiError> {
-    if let Credential::Delegated { scopes, api_key } = &identity.credential {
-        let delegation = crate::delegation::Delegation {
-            user_id: identity.user_id.clone(),
-            scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-            api_key: api_key.clone(),
-        };
-        return delegation.act(store).await;
-    }
     let refused =
         || ApiError::Unauthorized("the credential of this connection is no longer valid".into());
     let held = match &identity.credential {
         Credential::Session { session_id } => session_key(&identity.user_id, session_id)?,
         Credential::ApiKey { key_id, .. } => api_key_key(&identity.user_id, key_id)?,
-        Credential::Delegated { .. } => return Err(refused()),
+        Credential::Delegated { scopes, api_key } => {
+            let delegation = crate::delegation::Delegation {
+                user_id: identity.user_id.clone(),
+                scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+                api_key: api_key.clone(),
+            };
+            return delegation.act(store).await;
+        }
     };
     let account = user_key(&identity.user_id)?;
     let (account, held) =
@@ -177,19 +190,11 @@ pub async fn recheck(store: &dyn Store, identity: &Identity) -> Result<Identity,
         account.ok_or_else(refused)?.state,
         held.ok_or_else(refused)?.state,
     );
-    let now = now_secs();
     let live = match &identity.credential {
-        Credential::Session { .. } => session_live(&held, now),
-        Credential::Delegated { .. } => false,
-        Credential::ApiKey { .. } => {
-            !held.has_mark("revoked")
-                && held
-                    .field("expires_at")
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_none_or(|at| at > now)
-        }
+        Credential::Session { .. } => session_live(&held, now_secs()),
+        _ => key_live(&held, now_secs()),
     };
-    if !live || is_disabled(&account) || account.has_mark("abandoned") {
+    if !live || !account_usable(&account) {
         return Err(refused());
     }
     Ok(Identity {
@@ -210,16 +215,7 @@ async fn authenticate_key(store: &dyn Store, raw: &str) -> Result<Identity, ApiE
     let key = key.ok_or_else(refused)?.state;
     let account = account.ok_or_else(refused)?.state;
     let hash_ok = token::digests_match(key.field("hash").unwrap_or_default(), &presented.digest());
-    let expired = key
-        .field("expires_at")
-        .and_then(|v| v.parse::<i64>().ok())
-        .is_some_and(|at| at <= now_secs());
-    if !hash_ok
-        || expired
-        || key.has_mark("revoked")
-        || is_disabled(&account)
-        || account.has_mark("abandoned")
-    {
+    if !hash_ok || !key_live(&key, now_secs()) || !account_usable(&account) {
         return Err(refused());
     }
     let scopes = key

@@ -14,7 +14,7 @@ use jarvis_http::ApiError;
 use jarvis_store::{Store, now_secs};
 use serde::{Deserialize, Serialize};
 
-use crate::credential::{api_key_key, is_disabled, role_of, user_key};
+use crate::credential::{account_usable, api_key_key, key_live, role_of, user_key};
 use crate::{Credential, Identity, Scope};
 
 /// Permission to act for a user within some scopes.
@@ -84,27 +84,23 @@ impl Delegation {
                 "the account or key this work acts for is no longer valid".into(),
             )
         };
-        let account = store
-            .read::<Entity>(&user_key(&self.user_id)?)
-            .await?
-            .ok_or_else(refused)?
-            .state;
-        if is_disabled(&account) || account.has_mark("abandoned") {
+        let account_key = user_key(&self.user_id)?;
+        let key_key = match &self.api_key {
+            Some(key_id) => Some(api_key_key(&self.user_id, key_id)?),
+            None => None,
+        };
+        let (account, key) = tokio::try_join!(store.read::<Entity>(&account_key), async {
+            match &key_key {
+                Some(key) => store.read::<Entity>(key).await,
+                None => Ok(None),
+            }
+        })?;
+        let account = account.ok_or_else(refused)?.state;
+        if !account_usable(&account) {
             return Err(refused());
         }
-        if let Some(key_id) = &self.api_key {
-            let key = store
-                .read::<Entity>(&api_key_key(&self.user_id, key_id)?)
-                .await?
-                .ok_or_else(refused)?
-                .state;
-            let expired = key
-                .field("expires_at")
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|at| at <= now_secs());
-            if expired || key.has_mark("revoked") {
-                return Err(refused());
-            }
+        if self.api_key.is_some() && !key.is_some_and(|k| key_live(&k.state, now_secs())) {
+            return Err(refused());
         }
         Ok(Identity {
             user_id: self.user_id.clone(),

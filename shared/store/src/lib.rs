@@ -582,6 +582,30 @@ impl dyn Store + '_ {
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page { items, next_cursor })
     }
+
+    /// A page of the documents of `partition` whose sort keys start with `prefix`, each read
+    /// by `read` from the rest of its sort key (an id) and its state; those it cannot read
+    /// are left out.
+    pub async fn list_by_id<C: Codec, T>(
+        &self,
+        partition: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        read: impl Fn(&str, &C) -> Option<T>,
+    ) -> Result<Page<T>, StoreError> {
+        let page = self
+            .list_documents::<C>(partition, Some(prefix), cursor, limit)
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .filter_map(|doc| read(doc.key.sort().strip_prefix(prefix)?, &doc.state))
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
 }
 
 fn encode<C: Codec>(state: &C) -> Result<Vec<u8>, StoreError> {

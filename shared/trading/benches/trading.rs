@@ -7,7 +7,8 @@
 //!   walk of the same shape), bars in memory; the median of 20 runs.
 //! - **pipeline**: orders per second from signal to settlement on an embedded libSQL store:
 //!   each signal validated, recorded, sized, risk-checked and placed as an order, then one
-//!   session traded on the paper exchange, every fill settled into the ledger.
+//!   session traded on the paper exchange, every fill settled into the ledger, every step
+//!   appended to the audit trail's hash chain.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use jarvis_trading::instrument::{Instrument, Symbol};
 use jarvis_trading::money::Decimal;
 use jarvis_trading::order::{OrderRequest, OrderType, Side, TimeInForce};
 use jarvis_trading::risk::{self, Context, Limits};
-use jarvis_trading::service::{NoAudit, Settings, SignalRequest};
+use jarvis_trading::service::{ChainAudit, Settings, SignalRequest};
 use jarvis_trading::state::TradingState;
 use jarvis_trading::strategy::Strategy;
 use jiff::civil::Date;
@@ -200,16 +201,20 @@ async fn pipeline(orders: usize) {
         share: 1.0,
         params: Params::default(),
     };
-    let trading = Trading::new(
-        Site {
-            store,
-            replica,
-            clock,
-        },
-        notifier,
-        Arc::new(NoAudit),
-        settings,
-    );
+    // Every step audited in the hash chain, as deployed.
+    let secrets_file = dir.path().join("secrets.json");
+    jarvis_secrets::ensure_local_file(&secrets_file).expect("secrets");
+    let site = Site {
+        store,
+        replica,
+        clock,
+    };
+    let audit = ChainAudit {
+        site: site.clone(),
+        secrets: jarvis_secrets::source(&jarvis_config::SecretsConfig::File(secrets_file)),
+        chain: "bench".into(),
+    };
+    let trading = Trading::new(site, notifier, Arc::new(audit), settings);
     let symbols = ["AAA", "BBB", "CCC", "DDD"];
     let mut csv = String::from("Ticker,Date,Open,High,Low,Close,Volume,Adj Close\n");
     for (i, name) in symbols.iter().enumerate() {

@@ -185,6 +185,28 @@ fn market(id: String, symbol: &Symbol, side: Side, quantity: Decimal, placed_on:
     }
 }
 
+/// The most a backtest's equity may grow to: a strategy that compounds past it ends the
+/// backtest with a 422, before any product of quantities and prices nears a decimal's limit.
+pub const MAX_EQUITY: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0); // 1e15
+
+fn outgrown() -> TradingError {
+    TradingError::Unprocessable {
+        field: "cash".into(),
+        message: "the equity grows past 1,000,000,000,000,000: start with less cash, or test a \
+                  shorter span"
+            .into(),
+    }
+}
+
+/// Cash plus `holdings` (quantity, price), when it stays within [`MAX_EQUITY`].
+fn worth(cash: Decimal, holdings: impl Iterator<Item = (Decimal, Decimal)>) -> Option<Decimal> {
+    let mut total = cash;
+    for (quantity, price) in holdings {
+        total = total.checked_add(quantity.checked_mul(price)?)?;
+    }
+    (total <= MAX_EQUITY).then_some(total)
+}
+
 /// Runs `request` over `bars` (each symbol's, oldest first; bars before `from` warm the
 /// strategy up).
 pub fn run(request: &Request, bars: &BTreeMap<Symbol, Vec<Bar>>) -> Result<Outcome, TradingError> {
@@ -239,15 +261,14 @@ pub fn run(request: &Request, bars: &BTreeMap<Symbol, Vec<Bar>>) -> Result<Outco
             let execution = exchange.execute(order, &s.instrument, &s.bars[i], false, funds);
             if let Some((quantity, price, fee)) = execution.fill {
                 let notional = quantity * price;
+                cash = match order.request.side {
+                    Side::Buy => cash.checked_sub(notional + fee),
+                    Side::Sell => cash.checked_add(notional - fee),
+                }
+                .ok_or_else(outgrown)?;
                 match order.request.side {
-                    Side::Buy => {
-                        cash -= notional + fee;
-                        s.position += quantity;
-                    }
-                    Side::Sell => {
-                        cash += notional - fee;
-                        s.position -= quantity;
-                    }
+                    Side::Buy => s.position += quantity,
+                    Side::Sell => s.position -= quantity,
                 }
                 order.filled += quantity;
                 order.fills.push(crate::order::Fill {
@@ -276,11 +297,13 @@ pub fn run(request: &Request, bars: &BTreeMap<Symbol, Vec<Bar>>) -> Result<Outco
             }
         }
         // Equity at this close, then the decisions it leads to.
-        let equity = cash
-            + series
+        let equity = worth(
+            cash,
+            series
                 .iter()
-                .map(|s| s.position * s.last_close(date).unwrap_or(Decimal::ZERO))
-                .sum::<Decimal>();
+                .map(|s| (s.position, s.last_close(date).unwrap_or(Decimal::ZERO))),
+        )
+        .ok_or_else(outgrown)?;
         curve.push(Point { date, equity });
         for s in &mut series {
             let Some(&i) = s.by_date.get(&date) else {
@@ -322,7 +345,7 @@ pub fn run(request: &Request, bars: &BTreeMap<Symbol, Vec<Bar>>) -> Result<Outco
         }
     }
     let strategy = summarize(request.cash, curve);
-    let buy_and_hold = buy_and_hold(request, &series, &dates, &exchange);
+    let buy_and_hold = buy_and_hold(request, &series, &dates, &exchange)?;
     Ok(Outcome {
         strategy,
         buy_and_hold,
@@ -336,7 +359,7 @@ fn buy_and_hold(
     series: &[Series<'_>],
     dates: &[Date],
     exchange: &PaperExchange,
-) -> Summary {
+) -> Result<Summary, TradingError> {
     let share = request.cash / Decimal::from(series.len());
     let mut cash = request.cash;
     let mut held: Vec<Decimal> = vec![Decimal::ZERO; series.len()];
@@ -382,15 +405,17 @@ fn buy_and_hold(
             }
             bought[k] = true;
         }
-        let equity = cash
-            + series
+        let equity = worth(
+            cash,
+            series
                 .iter()
                 .zip(&held)
-                .map(|(s, q)| *q * s.last_close(date).unwrap_or(Decimal::ZERO))
-                .sum::<Decimal>();
+                .map(|(s, q)| (*q, s.last_close(date).unwrap_or(Decimal::ZERO))),
+        )
+        .ok_or_else(outgrown)?;
         curve.push(Point { date, equity });
     }
-    summarize(request.cash, curve)
+    Ok(summarize(request.cash, curve))
 }
 
 /// The equity curves of a backtest as an SVG chart: the strategy's and buy-and-hold's,

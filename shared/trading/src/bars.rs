@@ -68,6 +68,15 @@ impl Bar {
 /// Places adjusted prices are kept to.
 const PRICE_SCALE: u32 = 4;
 
+/// The lowest price a bar may have, raw or split-adjusted.
+pub const MIN_PRICE: Decimal = Decimal::from_parts(1, 0, 0, false, PRICE_SCALE);
+/// The highest price a bar may have: prices and quantities stay far from a decimal's limits
+/// in every product the exchange and backtests form.
+pub const MAX_PRICE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+/// The largest CSV read, decompressed: a small gzip body cannot inflate past it.
+pub const MAX_CSV_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The columns of the CSV.
 pub const HEADER: [&str; 8] = [
     "Ticker",
@@ -107,9 +116,15 @@ pub fn parse_csv(bytes: &[u8]) -> Result<BTreeMap<Symbol, Vec<Bar>>, TradingErro
     let mut text = Vec::new();
     if bytes.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(bytes)
-            .take(64 * 1024 * 1024)
+            .take(MAX_CSV_BYTES + 1)
             .read_to_end(&mut text)
             .map_err(|e| TradingError::Import(format!("not gzip: {e}")))?;
+        if text.len() as u64 > MAX_CSV_BYTES {
+            return Err(TradingError::Import(format!(
+                "more than {} MiB once decompressed",
+                MAX_CSV_BYTES >> 20
+            )));
+        }
     } else {
         text.extend_from_slice(bytes);
     }
@@ -133,14 +148,15 @@ pub fn parse_csv(bytes: &[u8]) -> Result<BTreeMap<Symbol, Vec<Bar>>, TradingErro
             .date
             .parse()
             .map_err(|_| TradingError::Import(format!("line {at}: not a date")))?;
-        let sane = row.low > Decimal::ZERO
+        let sane = row.low >= MIN_PRICE
+            && row.high <= MAX_PRICE
             && row.low <= row.open.min(row.close)
             && row.high >= row.open.max(row.close)
             && row.adj_close.is_finite()
             && row.adj_close > 0.0;
         if !sane {
             return Err(TradingError::Import(format!(
-                "line {at}: prices out of order"
+                "line {at}: prices out of order, or outside {MIN_PRICE} to {MAX_PRICE}"
             )));
         }
         let ratio = row.adj_close / crate::money::float(row.close);
@@ -159,14 +175,19 @@ pub fn parse_csv(bytes: &[u8]) -> Result<BTreeMap<Symbol, Vec<Bar>>, TradingErro
     if raw.is_empty() {
         return Err(TradingError::Import("no bars".into()));
     }
-    Ok(raw
-        .into_iter()
+    raw.into_iter()
         .map(|(symbol, mut rows)| {
             rows.sort_by_key(|(bar, _)| bar.date);
             rows.dedup_by_key(|(bar, _)| bar.date);
-            (symbol, adjust_for_splits(&rows))
+            let bars = adjust_for_splits(&rows);
+            if bars.iter().any(|bar| bar.low < MIN_PRICE) {
+                return Err(TradingError::Import(format!(
+                    "{symbol}: prices below {MIN_PRICE} once adjusted for its splits"
+                )));
+            }
+            Ok((symbol, bars))
         })
-        .collect())
+        .collect()
 }
 
 /// The split factor between two days' ratios of adjusted to raw close (1 when none).
@@ -451,7 +472,7 @@ MSFT,2000-06-19,75.0,76.0,74.0,75.5,100,50.0
     }
 
     #[test]
-    fn gzip_is_read_and_a_bad_row_is_named_by_its_line() {
+    fn gzip_is_read_within_its_bound_and_a_bad_row_is_named_by_its_line() {
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(CSV.as_bytes()).expect("write");
@@ -461,6 +482,13 @@ MSFT,2000-06-19,75.0,76.0,74.0,75.5,100,50.0
             "Ticker,Date,Open,High,Low,Close,Volume,Adj Close\nAAPL,2000-01-01,10,9,8,9.5,1,1\n";
         let err = parse_csv(bad.as_bytes()).expect_err("high below open");
         assert!(err.to_string().contains("line 2"), "{err}");
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..=(MAX_CSV_BYTES >> 20) {
+            bomb.write_all(&zeros).expect("write");
+        }
+        let err = parse_csv(&bomb.finish().expect("gzip")).expect_err("too large");
+        assert!(err.to_string().contains("decompressed"), "{err}");
         let not_csv = parse_csv(b"\x00\x01garbage").expect_err("not CSV");
         assert!(matches!(not_csv, TradingError::Import(_)));
     }

@@ -275,16 +275,13 @@ pub async fn list(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<Transaction>, StoreError> {
-    let page = site
-        .store
-        .list_documents::<Record>(&partition(user), Some("tx#"), cursor, limit)
-        .await?;
-    Ok(Page {
-        items: page
-            .items
-            .iter()
-            .filter_map(|doc| serde_json::from_str(doc.state.get("tx")?).ok())
-            .collect(),
-        next_cursor: page.next_cursor,
-    })
+    site.store
+        .list_by_id(
+            &partition(user),
+            "tx#",
+            cursor,
+            limit,
+            |_, state: &Record| serde_json::from_str(state.get("tx")?).ok(),
+        )
+        .await
 }

@@ -52,7 +52,8 @@ pub fn is_multiple(value: Decimal, step: Decimal) -> bool {
 
 /// `bps` basis points of `value`.
 pub fn bps(value: Decimal, bps: u32) -> Decimal {
-    value * Decimal::from(bps) / Decimal::from(10_000)
+    // The rate first: exact, and never larger than the value it scales down.
+    value * (Decimal::from(bps) / Decimal::from(10_000))
 }
 
 /// Cents (rounded up) of a dollar amount, for counters that hold whole numbers.

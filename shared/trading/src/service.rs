@@ -62,6 +62,42 @@ pub trait AuditTrail: Send + Sync {
     async fn record(&self, kind: &'static str, user: &str, detail: String);
 }
 
+/// The deployment's audit trail: trading's events in this replica's hash chain
+/// ([`jarvis_identity::audit`]), MACed with the secret document's audit key.
+pub struct ChainAudit {
+    /// Where the chain is kept.
+    pub site: Site,
+    /// The secrets holding the audit key.
+    pub secrets: Arc<dyn jarvis_secrets::SecretSource>,
+    /// The chain: this replica's name.
+    pub chain: String,
+}
+
+#[async_trait]
+impl AuditTrail for ChainAudit {
+    async fn record(&self, kind: &'static str, user: &str, detail: String) {
+        let secrets = match self.secrets.current().await {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                tracing::error!(error = %err, kind, "a trading event could not be audited: no key");
+                return;
+            }
+        };
+        let event = jarvis_identity::audit::Event::own(kind, user).detail(detail);
+        if let Err(err) = jarvis_identity::audit::record(
+            self.site.store.as_ref(),
+            &self.site.clock,
+            &secrets,
+            &self.chain,
+            event,
+        )
+        .await
+        {
+            tracing::error!(error = %err, kind, "a trading event could not be audited");
+        }
+    }
+}
+
 /// An audit trail that records nothing (tests, benchmarks).
 pub struct NoAudit;
 
@@ -242,14 +278,21 @@ pub struct StoredBacktest {
     pub cash: Decimal,
     /// The seed.
     pub seed: u64,
-    /// What it came to (curves cut to at most [`KEPT_POINTS`] points).
+    /// What it came to (curves cut to at most [`KEPT_POINTS`] points, trades to the first
+    /// [`KEPT_TRADES`]).
     pub outcome: Outcome,
+    /// How many fills it made in all.
+    pub trades_total: usize,
     /// When it ran, ms since the epoch.
     pub created_at_ms: u64,
 }
 
 /// Points of an equity curve a stored backtest keeps (about one a week over 13 years).
 pub const KEPT_POINTS: usize = 1_000;
+
+/// Fills a stored backtest keeps, the first ones: with the curves, well within the
+/// largest document a store takes, however often the strategy trades.
+pub const KEPT_TRADES: usize = 1_000;
 
 fn thin(curve: &[Point]) -> Vec<Point> {
     if curve.len() <= KEPT_POINTS {
@@ -426,32 +469,38 @@ impl Trading {
         user: &str,
         change: impl Fn(&mut AccountState) -> T + Send + Sync,
     ) -> Result<(AccountState, T), TradingError> {
-        self.account(user).await?;
         let clock = &self.site.clock;
-        let (doc, answer) = self
+        let apply = |entity: &mut Entity| {
+            let Some(mut state) = entity
+                .field("state")
+                .and_then(|s| serde_json::from_str::<AccountState>(s).ok())
+            else {
+                return (Entity::new(), None);
+            };
+            let answer = change(&mut state);
+            let json = serde_json::to_string(&state).unwrap_or_default();
+            let delta = if entity.field("state") == Some(json.as_str()) {
+                Entity::new()
+            } else {
+                entity.set("state", clock.stamp_after(entity.latest_stamp()), json)
+            };
+            (delta, Some(answer))
+        };
+        let key = Self::account_key(user)?;
+        let (mut doc, mut answer) = self
             .site
             .store
-            .transact(
-                &Self::account_key(user)?,
-                MergeOptions::default(),
-                |entity: &mut Entity| {
-                    let Some(mut state) = entity
-                        .field("state")
-                        .and_then(|s| serde_json::from_str::<AccountState>(s).ok())
-                    else {
-                        return (Entity::new(), None);
-                    };
-                    let answer = change(&mut state);
-                    let json = serde_json::to_string(&state).unwrap_or_default();
-                    let delta = if entity.field("state") == Some(json.as_str()) {
-                        Entity::new()
-                    } else {
-                        entity.set("state", clock.stamp_after(entity.latest_stamp()), json)
-                    };
-                    (delta, Some(answer))
-                },
-            )
+            .transact(&key, MergeOptions::default(), &apply)
             .await?;
+        if answer.is_none() {
+            // A new account: opened, then changed.
+            self.account(user).await?;
+            (doc, answer) = self
+                .site
+                .store
+                .transact(&key, MergeOptions::default(), &apply)
+                .await?;
+        }
         let state = doc
             .state
             .field("state")
@@ -520,9 +569,15 @@ impl Trading {
         }
     }
 
-    async fn recent_orders(&self, user: &str) -> Result<u32, TradingError> {
+    /// The counter of `user`'s orders in the current minute, and the minute.
+    fn rate_key(user: &str) -> Result<(Key, i64), StoreError> {
         let minute = jarvis_store::now_secs() / 60;
         let key = Key::new(format!("~trading#{user}"), format!("orders#{minute}"))?;
+        Ok((key, minute))
+    }
+
+    async fn recent_orders(&self, user: &str) -> Result<u32, TradingError> {
+        let (key, _) = Self::rate_key(user)?;
         let count = self
             .site
             .store
@@ -533,8 +588,7 @@ impl Trading {
     }
 
     async fn count_order(&self, user: &str) -> Result<(), TradingError> {
-        let minute = jarvis_store::now_secs() / 60;
-        let key = Key::new(format!("~trading#{user}"), format!("orders#{minute}"))?;
+        let (key, minute) = Self::rate_key(user)?;
         let replica = self.site.replica;
         let options = MergeOptions {
             expires_at: Some((minute + 2) * 60),
@@ -562,6 +616,12 @@ impl Trading {
             .ok_or_else(|| TradingError::NotFound("no such order".into()))
     }
 
+    /// The order `id` a write answered.
+    fn order_in(id: &str, doc: &jarvis_store::Document<Entity>) -> Result<Order, TradingError> {
+        Order::from_entity(id, &doc.state)
+            .ok_or_else(|| TradingError::NotFound("no such order".into()))
+    }
+
     /// A page of `user`'s orders, newest first.
     pub async fn orders(
         &self,
@@ -569,21 +629,17 @@ impl Trading {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Order>, TradingError> {
-        let page = self
+        Ok(self
             .site
             .store
-            .list_documents::<Entity>(&format!("trading#{user}"), Some("order#"), cursor, limit)
-            .await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .filter_map(|doc| {
-                    Order::from_entity(doc.key.sort().strip_prefix("order#")?, &doc.state)
-                })
-                .collect(),
-            next_cursor: page.next_cursor,
-        })
+            .list_by_id(
+                &format!("trading#{user}"),
+                "order#",
+                cursor,
+                limit,
+                |id, state: &Entity| Order::from_entity(id, state),
+            )
+            .await?)
     }
 
     /// A page of `user`'s ledger, oldest first.
@@ -747,7 +803,8 @@ impl Trading {
             cancel_requested: false,
         };
         let created = order.create(self.site.clock.now());
-        self.site
+        let stored = self
+            .site
             .store
             .update(&Self::order_key(user, &id)?, |entity: &mut Entity| {
                 if entity.field("request").is_some() {
@@ -813,7 +870,7 @@ impl Trading {
                     .await;
             }
         }
-        let order = self.order(user, &id).await?;
+        let order = Self::order_in(&id, &stored)?;
         self.announce(user, "order.changed", &order).await;
         metrics::counter!("trading_orders_total", "status" => order.status.name()).increment(1);
         Ok((order, true))
@@ -842,7 +899,8 @@ impl Trading {
             )));
         }
         let clock = &self.site.clock;
-        self.site
+        let stored = self
+            .site
             .store
             .update(&Self::order_key(user, id)?, |entity: &mut Entity| {
                 let mut delta = order::request_cancel(entity);
@@ -863,7 +921,7 @@ impl Trading {
         self.audit
             .record("trading.order.canceled", user, format!("order={id}"))
             .await;
-        let order = self.order(user, id).await?;
+        let order = Self::order_in(id, &stored)?;
         self.announce(user, "order.changed", &order).await;
         Ok(order)
     }
@@ -1171,7 +1229,7 @@ impl Trading {
         date: Date,
         series: &BTreeMap<Symbol, Vec<Bar>>,
     ) -> Result<(), TradingError> {
-        let account = self.account(user).await?;
+        let mut account = self.account(user).await?;
         let mut open: Vec<Order> = Vec::new();
         for id in account.open.keys() {
             if let Ok(order) = self.order(user, id).await {
@@ -1179,7 +1237,7 @@ impl Trading {
             }
         }
         open.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
-        for order in open {
+        for mut order in open {
             let Some(bars) = series.get(&order.request.symbol) else {
                 continue;
             };
@@ -1191,20 +1249,20 @@ impl Trading {
                 continue;
             }
             if order.status.is_terminal() {
-                self.change_account(user, |state| {
-                    state.open.remove(&order.id);
-                })
-                .await?;
+                (account, ()) = self
+                    .change_account(user, |state| {
+                        state.open.remove(&order.id);
+                    })
+                    .await?;
                 continue;
             }
             let first = position == 0 || bars[position - 1].date <= order.placed_on;
             let Some(instrument) = self.instrument(&order.request.symbol).await? else {
                 continue;
             };
-            let state = self.account(user).await?;
             let funds = Funds {
-                cash: state.book.cash,
-                position: state.book.held(order.request.symbol.as_str()),
+                cash: account.book.cash,
+                position: account.book.held(order.request.symbol.as_str()),
             };
             let execution = self.broker.execute(&order, &instrument, &bar, first, funds);
             if let Some((quantity, price, fee)) = execution.fill {
@@ -1215,9 +1273,8 @@ impl Trading {
                     price,
                     fee,
                 };
-                self.settle(user, &order, &fill).await?;
+                (account, order) = self.settle(user, &order, &fill).await?;
             }
-            let order = self.order(user, &order.id).await?;
             let ends = match execution.ends {
                 Some(EndOfOrder::Canceled) => Some((
                     Status::Canceled,
@@ -1231,7 +1288,8 @@ impl Trading {
             };
             if let Some((status, code, reason)) = ends.filter(|_| !order.status.is_terminal()) {
                 let clock = &self.site.clock;
-                self.site
+                let stored = self
+                    .site
                     .store
                     .update(&Self::order_key(user, &order.id)?, |entity: &mut Entity| {
                         order::end(
@@ -1243,6 +1301,8 @@ impl Trading {
                         )
                     })
                     .await?;
+                let filled = order.filled;
+                order = Self::order_in(&order.id, &stored)?;
                 self.audit
                     .record(
                         if status == Status::Canceled {
@@ -1251,16 +1311,16 @@ impl Trading {
                             "trading.order.expired"
                         },
                         user,
-                        format!("order={} filled={}", order.id, order.filled),
+                        format!("order={} filled={filled}", order.id),
                     )
                     .await;
             }
-            let order = self.order(user, &order.id).await?;
             if order.status.is_terminal() {
-                self.change_account(user, |state| {
-                    state.open.remove(&order.id);
-                })
-                .await?;
+                (account, ()) = self
+                    .change_account(user, |state| {
+                        state.open.remove(&order.id);
+                    })
+                    .await?;
                 self.announce(user, "order.changed", &order).await;
             }
         }
@@ -1306,14 +1366,20 @@ impl Trading {
     /// Settles `fill` of `order`: the ledger transaction (once), the order's lattice, the
     /// book and the reservations, the protections a loss sets off; each step is safe to
     /// repeat.
-    async fn settle(&self, user: &str, order: &Order, fill: &Fill) -> Result<(), TradingError> {
+    async fn settle(
+        &self,
+        user: &str,
+        order: &Order,
+        fill: &Fill,
+    ) -> Result<(AccountState, Order), TradingError> {
         // The ledger keeps the first settlement of a fill: a session traded again after a
         // crash settles what the ledger holds, whatever the second draw said.
         let tx = ledger::write(&self.site, user, &Transaction::trade(order, fill)).await?;
         let fill = &tx.settled_fill().unwrap_or(*fill);
         let clock = &self.site.clock;
         let quantity = order.request.quantity;
-        self.site
+        let stored = self
+            .site
             .store
             .update(&Self::order_key(user, &order.id)?, |entity: &mut Entity| {
                 order::record_fill(
@@ -1325,7 +1391,7 @@ impl Trading {
             })
             .await?;
         let symbol = order.request.symbol.to_string();
-        let (_, realized) = self
+        let (account, realized) = self
             .change_account(user, |state| {
                 let realized = state.book.apply(&tx);
                 if let Some(reservation) = state.open.get_mut(&order.id) {
@@ -1386,7 +1452,7 @@ impl Trading {
         });
         self.notifier.publish(user, &Topic::Trading, &message).await;
         metrics::counter!("trading_fills_total").increment(1);
-        Ok(())
+        Ok((account, Self::order_in(&order.id, &stored)?))
     }
 
     /// This replica's rights to `user`'s notional on `date`, in cents, and the limit.
@@ -1456,6 +1522,8 @@ impl Trading {
         metrics::histogram!("trading_backtest_seconds").record(started.elapsed().as_secs_f64());
         outcome.strategy.equity = thin(&outcome.strategy.equity);
         outcome.buy_and_hold.equity = thin(&outcome.buy_and_hold.equity);
+        let trades_total = outcome.trades.len();
+        outcome.trades.truncate(KEPT_TRADES);
         let stored = StoredBacktest {
             id: jarvis_store::ids::newest_first(&self.site.clock.now())
                 .hyphenated()
@@ -1467,6 +1535,7 @@ impl Trading {
             cash: request.cash,
             seed: request.seed,
             outcome,
+            trades_total,
             created_at_ms: now_ms(),
         };
         let json = serde_json::to_string(&stored).unwrap_or_default();

@@ -630,6 +630,43 @@ async fn a_backtest_is_the_same_twice_and_charts_both_curves() {
     assert_eq!(svg.matches("<polyline").count(), 2);
 }
 
+#[test]
+fn a_backtest_whose_equity_outgrows_the_ceiling_is_refused_rather_than_overflowing() {
+    // A price that doubles every session, held from the start.
+    let mut bars = Vec::new();
+    let mut day = date("2010-01-04");
+    let mut price = d("1");
+    while bars.len() < 80 {
+        if day.weekday().to_monday_zero_offset() < 5 {
+            bars.push(Bar {
+                date: day,
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume: 1,
+            });
+            price *= d("2");
+        }
+        day = day.tomorrow().expect("day");
+    }
+    let request = backtest::Request {
+        strategy: Strategy::SmaCrossover { fast: 2, slow: 3 },
+        symbols: vec![symbol("AAA")],
+        from: date("2010-01-04"),
+        to: date("2010-12-31"),
+        cash: d("1000000"),
+        seed: 1,
+        params: Params::default(),
+    };
+    let err =
+        backtest::run(&request, &BTreeMap::from([(symbol("AAA"), bars)])).expect_err("refused");
+    assert!(
+        matches!(&err, TradingError::Unprocessable { field, .. } if field == "cash"),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn replicas_that_cannot_talk_never_exceed_the_daily_notional_together() {
     let dir = tempfile::tempdir().expect("dir");
@@ -863,6 +900,7 @@ fn the_stored_forms_are_golden() {
                 fee: d("0.01"),
             }],
         },
+        trades_total: 1,
         created_at_ms: 1_733_000_000_000,
     };
     let layout = serde_json::json!({
